@@ -1,0 +1,77 @@
+"""`mubench list [datasets|models|scenarios|methods|metrics]`: what is available, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+KINDS = ("datasets", "models", "scenarios", "methods", "metrics")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("list", help="list datasets, models, scenarios, methods or metrics",
+                       description="List what mubench can run, with one-line descriptions.")
+    p.add_argument("kind", nargs="?", choices=KINDS, default=None, help="what to list (default: everything)")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                   help="also load methods from this file (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for kind in [args.kind] if args.kind else KINDS:
+        print(f"{kind}:")
+        for line in LISTERS[kind](args):
+            print(f"  {line}")
+        print()
+    return 0
+
+
+def _datasets(args):
+    from mubench.data import DATASETS
+
+    for e in DATASETS.entries():
+        yield f"{e.name:<16} {e.description}"
+    yield f"{'imagefolder:PATH':<16} any ImageFolder tree with train/ and val/ (224 px eval crop)"
+
+
+def _models(args):
+    from mubench.models import MODELS
+
+    for e in MODELS.entries():
+        yield f"{e.name:<16} {e.description}"
+    yield f"{'vit_*':<16} a timm ViT (needs: pip install 'mubench[timm]')"
+
+
+def _scenarios(args):
+    from mubench.scenarios import SCENARIO_KINDS
+
+    yield from SCENARIO_KINDS.values()
+
+
+def _methods(args):
+    from mubench.params import fields_help
+    from mubench.plugins import load_methods
+    from mubench.unlearning import METHODS
+
+    load_methods(args.plugin)
+    for e in METHODS.entries():
+        cls = e.obj
+        yield f"{e.name:<16} {e.description}  (version {cls.version})"
+        for name, tp, default, text in fields_help(cls.Params):
+            yield f"    {name:<14} {tp:<6} = {default!r:<12} {text}"
+    for source, reason in METHODS.broken.items():
+        yield f"{'(unavailable)':<16} {source}: {reason}"
+
+
+def _metrics(args):
+    try:
+        metrics = importlib.import_module("mubench.metrics")
+    except ModuleNotFoundError:
+        return
+    for e in metrics.METRICS.entries():
+        default = "" if e.meta.get("default", True) else "  [extra]"
+        yield f"{e.name:<20} {e.description}{default}"
+
+
+LISTERS = {"datasets": _datasets, "models": _models, "scenarios": _scenarios,
+           "methods": _methods, "metrics": _metrics}

@@ -1,0 +1,41 @@
+"""`mubench train`: train (or load from the store) the original model of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train or load the original model of (dataset, model, seed)",
+                       description="Train the original model with its dataset's preset recipe, or "
+                       "load it from the results store if it was trained before.")
+    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--model", default=None, help="model name (default: the dataset preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--out", default="results", help="results root holding the store (default: results)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-root", default=None, help="where datasets live (default: $MUBENCH_DATA or ~/.cache/mubench/data)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mubench.data import LoadOptions
+    from mubench.pipeline import cached_dataset, get_original
+    from mubench.presets import preset_for
+    from mubench.store import Store
+    from mubench.training import resolve_device
+
+    data = cached_dataset(args.dataset, LoadOptions(data_root=args.data_root))
+    preset = preset_for(args.dataset)
+    recipe = preset.recipe if args.epochs is None else dataclasses.replace(preset.recipe, epochs=args.epochs)
+    store = Store(args.out)
+    store.check_writable()
+    original = get_original(store, data, args.model or preset.model, recipe, args.seed,
+                            resolve_device(args.device))
+    info = original.info
+    how = "loaded from the store" if info["loaded"] else f"trained in {info['seconds']:.1f} s"
+    print(f"original {args.dataset}/{info['model']}/seed {args.seed}: train accuracy "
+          f"{info['train_acc']:.2f}%, test accuracy {info['test_acc']:.2f}% ({how}; key {original.key})")
+    return 0

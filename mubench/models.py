@@ -1,0 +1,168 @@
+"""Model registry. Normalisation is the first layer inside every model (SPEC §1), so every
+input-space method (forget vectors) works in pixel space [0, 1].
+
+A builder takes `ModelSpec` (classes, channels, image size, mean/std) and returns an nn.Module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import MubenchError
+from .registry import Registry
+
+MODELS = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class Normalize(nn.Module):
+    """(x − mean) / std per channel; buffers so they move with the model and sit in checkpoints."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """Normalize → body; `body` is any network on normalised inputs."""
+
+    def __init__(self, spec: ModelSpec, body: nn.Module):
+        super().__init__()
+        self.normalize = Normalize(spec.mean, spec.std)
+        self.body = body
+
+    def forward(self, x):
+        return self.body(self.normalize(x))
+
+
+def build_model(name: str, spec: ModelSpec) -> nn.Module:
+    """Build a registered model (`vit_*` names go to timm when it is installed)."""
+    if name.startswith("vit_") and name not in MODELS:
+        return Classifier(spec, _timm_vit(name, spec))
+    return Classifier(spec, MODELS.get(name)(spec))
+
+
+def spec_for(data) -> ModelSpec:
+    """The ModelSpec of an `ImageData` (classes, channels, eval size, normalisation)."""
+    return ModelSpec(data.num_classes, data.channels, data.eval_size, tuple(data.mean), tuple(data.std))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _conv_bn(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+@MODELS.register("small_cnn", description="4-conv CNN with BN (~0.1M params) for digits / Fashion-MNIST on CPU")
+def small_cnn(spec: ModelSpec) -> nn.Module:
+    # 8x8 digits are pooled once; 28x28 and larger images twice before the global pool.
+    return nn.Sequential(
+        _conv_bn(spec.in_channels, 32),
+        _conv_bn(32, 32),
+        nn.MaxPool2d(2),
+        _conv_bn(32, 64),
+        nn.MaxPool2d(2) if spec.image_size >= 16 else nn.Identity(),
+        _conv_bn(64, 128),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, spec.num_classes),
+    )
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs, projection shortcut when the shape changes)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+def _cifar_resnet(spec: ModelSpec, blocks_per_stage: int, widths=(16, 32, 64)) -> nn.Module:
+    """He et al.'s CIFAR ResNet-(6n+2): three stages of n basic blocks, 16/32/64 channels."""
+    layers: list[nn.Module] = [_conv_bn(spec.in_channels, widths[0])]
+    cin = widths[0]
+    for stage, width in enumerate(widths):
+        for b in range(blocks_per_stage):
+            layers.append(BasicBlock(cin, width, 2 if stage > 0 and b == 0 else 1))
+            cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, spec.num_classes)]
+    return nn.Sequential(*layers)
+
+
+@MODELS.register("resnet8", description="CIFAR ResNet-8 (3 stages x 1 block, ~78k params) for CPU presets")
+def resnet8(spec: ModelSpec) -> nn.Module:
+    return _cifar_resnet(spec, 1)
+
+
+@MODELS.register("resnet20", description="CIFAR ResNet-20 (3 stages x 3 blocks, ~0.27M params)")
+def resnet20(spec: ModelSpec) -> nn.Module:
+    return _cifar_resnet(spec, 3)
+
+
+@MODELS.register("resnet18", description="ResNet-18 (11M params); CIFAR stem (3x3, no max-pool) for <=64 px, ImageNet stem otherwise")
+def resnet18(spec: ModelSpec) -> nn.Module:
+    from torchvision.models import resnet18 as tv_resnet18
+
+    net = tv_resnet18(num_classes=spec.num_classes)
+    if spec.image_size <= 64:
+        net.conv1 = nn.Conv2d(spec.in_channels, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif spec.in_channels != 3:
+        net.conv1 = nn.Conv2d(spec.in_channels, 64, 7, 2, 3, bias=False)
+    return net
+
+
+@MODELS.register("vgg16_bn", description="VGG-16 conv stack with BN, adaptive 2x2 pool, MLP head 2048-256-256-K (SPEC §1)")
+def vgg16_bn(spec: ModelSpec) -> nn.Module:
+    from torchvision.models import vgg16_bn as tv_vgg16_bn
+
+    features = tv_vgg16_bn().features
+    if spec.in_channels != 3:
+        features[0] = nn.Conv2d(spec.in_channels, 64, 3, 1, 1)
+    return nn.Sequential(
+        features,
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(512 * 2 * 2, 256),
+        nn.ReLU(inplace=True),
+        nn.Linear(256, 256),
+        nn.ReLU(inplace=True),
+        nn.Linear(256, spec.num_classes),
+    )
+
+
+def _timm_vit(name: str, spec: ModelSpec) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise MubenchError(f"model {name!r} needs timm; install it with: pip install 'mubench[timm]'") from None
+    return timm.create_model(name, pretrained=False, num_classes=spec.num_classes,
+                             in_chans=spec.in_channels, img_size=spec.image_size)

@@ -1,0 +1,160 @@
+"""Typed hyper-parameters: frozen dataclasses with constraints as data next to each field.
+
+    @dataclass(frozen=True)
+    class SalUnParams:
+        lr: float = param(0.013, Interval(0, None, closed="neither"), "learning rate")
+
+`check_params` validates every field at once (before any job starts) and `apply_overrides`
+turns TOML values or `--set method.field=value` strings into a new params object, converted
+by the field's annotation. Errors are one sentence naming the method, the field, what is
+accepted and the value received.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # both | left | right | neither
+
+    def __contains__(self, v) -> bool:
+        lo_ok = self.low is None or (v >= self.low if self.closed in ("both", "left") else v > self.low)
+        hi_ok = self.high is None or (v <= self.high if self.closed in ("both", "right") else v < self.high)
+        return lo_ok and hi_ok
+
+    def __str__(self) -> str:
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"in {left}{lo}, {hi}{right}"
+
+
+@dataclass(frozen=True)
+class Options:
+    choices: tuple
+
+    def __contains__(self, v) -> bool:
+        return v in self.choices
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(c) for c in self.choices)
+
+
+def param(default, check=None, help: str = ""):  # noqa: A002 - mirrors argparse's name
+    """A dataclass field with a default, a constraint (Interval/Options/None) and a help line."""
+    return field(default=default, metadata={"check": check, "help": help})
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    """Convert a TOML value or CLI string to the annotated type; raise ValueError if impossible."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        for a in args:
+            try:
+                return _convert(value, a)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(f"expected {' or '.join(_type_name(a) for a in args)}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ValueError("expected true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            return int(value.strip())
+        raise ValueError("expected an integer")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        (inner, *_rest) = typing.get_args(tp) or (str,)
+        return tuple(_convert(v.strip() if isinstance(v, str) else v, inner) for v in items if v != "")
+    return value
+
+
+def fields_help(cls) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help + constraint) per field, for `list methods`."""
+    types = _field_types(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        check = f.metadata.get("check")
+        text = f.metadata.get("help", "")
+        if check is not None:
+            text = f"{text} ({check})" if text else str(check)
+        rows.append((f.name, _type_name(types[f.name]), f.default, text))
+    return rows
+
+
+def check_params(params, owner: str) -> None:
+    """Validate every field of a params object against its type and constraint."""
+    types = _field_types(type(params))
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        try:
+            converted = _convert(value, types[f.name])
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{owner}: {f.name!r} {err}; got {value!r}") from None
+        check = f.metadata.get("check")
+        if check is not None and converted is not None and converted not in check:
+            raise ConfigError(f"{owner}: {f.name!r} must be {check}; got {value!r}")
+
+
+def apply_overrides(params, overrides: dict[str, Any], owner: str):
+    """A copy of `params` with `overrides` converted by type and validated."""
+    types = _field_types(type(params))
+    valid = [f.name for f in dataclasses.fields(params)]
+    changes = {}
+    for key, raw in overrides.items():
+        if key not in types:
+            raise ConfigError(f"{owner}: unknown hyper-parameter {key!r}; valid: {', '.join(valid)}")
+        try:
+            changes[key] = _convert(raw, types[key])
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{owner}: {key!r} {err}; got {raw!r}") from None
+    new = dataclasses.replace(params, **changes)
+    check_params(new, owner)
+    return new
+
+
+def non_default(params) -> dict[str, Any]:
+    """The fields that differ from the class defaults (for display names like salun[lr=0.02])."""
+    out = {}
+    for f in dataclasses.fields(params):
+        if f.default is not dataclasses.MISSING and getattr(params, f.name) != f.default:
+            out[f.name] = getattr(params, f.name)
+    return out

@@ -1,0 +1,109 @@
+"""Cached building blocks shared by every job: datasets, splits, original models.
+
+Each artifact's key hashes everything that determines it (dataset fingerprint, model, recipe,
+seed, a code version), so the original model of (dataset, model, recipe, seed) is trained once
+and reused by Retrain's reference, every method and every metric after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .data import ImageData, LoadOptions, eval_view, load_dataset
+from .models import build_model, spec_for
+from .scenarios import Split, make_split
+from .store import Store, stable_hash
+from .training import Recipe, accuracy, fit_supervised, resolve_precision
+
+ORIGINAL_VERSION = "1"  # bump when the way originals are trained changes
+SPLIT_VERSION = "1"
+UNDERFIT_TRAIN_ACC = 99.0  # SPEC §1: an original below this barely remembers its data
+
+
+@functools.lru_cache(maxsize=4)
+def cached_dataset(name: str, options: LoadOptions = LoadOptions()) -> ImageData:
+    """Datasets are read once per process (workers run many jobs on the same data)."""
+    return load_dataset(name, options)
+
+
+def data_key(data: ImageData) -> str:
+    return stable_hash(data.fingerprint())
+
+
+def get_split(store: Store | None, data: ImageData, scenario: str, seed: int) -> Split:
+    """The split of (dataset, scenario, seed), saved once in the store and reused."""
+    fp = data_key(data)
+    key = stable_hash({"kind": "split", "data": fp, "scenario": scenario, "seed": seed, "v": SPLIT_VERSION})
+    if store is not None:
+        state = store.load_artifact("split", key)
+        if state is not None:
+            return Split.from_state(state)
+    split = make_split(data.train_y.numpy(), data.test_y.numpy(), scenario, seed, fp)
+    if store is not None:
+        store.save_artifact("split", key, split.to_state())
+    return split
+
+
+def original_key(data: ImageData, model_name: str, recipe: Recipe, seed: int, device_kind: str) -> str:
+    return stable_hash({"kind": "original", "data": data_key(data), "model": model_name,
+                        "recipe": dataclasses.asdict(recipe), "seed": seed,
+                        "precision": resolve_precision(recipe.precision, torch.device(device_kind)),
+                        "v": ORIGINAL_VERSION})
+
+
+def fresh_model(data: ImageData, model_name: str, seed: int) -> nn.Module:
+    """A newly initialised model; the seed fixes the initial weights (Retrain reuses them)."""
+    torch.manual_seed(seed)
+    return build_model(model_name, spec_for(data))
+
+
+@dataclass
+class OriginalModel:
+    model: nn.Module
+    key: str
+    info: dict  # train/test accuracy, seconds, device, whether it was loaded from the store
+
+
+def get_original(store: Store | None, data: ImageData, model_name: str, recipe: Recipe, seed: int,
+                 device: torch.device, progress: bool | None = None) -> OriginalModel:
+    """Train the original model of (dataset, model, recipe, seed), or load it from the store."""
+    key = original_key(data, model_name, recipe, seed, device.type)
+    model = fresh_model(data, model_name, seed)
+    if store is not None:
+        state = store.load_artifact("original", key)
+        record = store.read_record("original", key)
+        if state is not None and record is not None:
+            model.load_state_dict(state)
+            model.to(device).eval()
+            return OriginalModel(model, key, {**record, "loaded": True})
+    result = fit_supervised(model, data.train_x, data.train_y, recipe, data.augment, seed, device,
+                            progress=progress, desc=f"original {data.name}/{model_name}/seed {seed}")
+    prepare = functools.partial(eval_view, data)
+    info = {
+        "key": key,
+        "dataset": data.name,
+        "model": model_name,
+        "seed": seed,
+        "recipe": dataclasses.asdict(recipe),
+        "train_acc": accuracy(model, data.train_x, data.train_y, device, prepare=prepare),
+        "test_acc": accuracy(model, data.test_x, data.test_y, device, prepare=prepare),
+        "seconds": result.seconds,
+        "device": str(device),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if info["train_acc"] < UNDERFIT_TRAIN_ACC:
+        warnings.warn(f"original {data.name}/{model_name}/seed {seed} under-fits its training set "
+                      f"(train accuracy {info['train_acc']:.1f}% < {UNDERFIT_TRAIN_ACC}%): forgetting "
+                      "will look easier than it is (SPEC §1); train longer", stacklevel=2)
+    model.eval()
+    if store is not None:
+        store.save_artifact("original", key, {k: v.cpu() for k, v in model.state_dict().items()})
+        store.write_record("original", key, info)
+    return OriginalModel(model, key, {**info, "loaded": False})

@@ -1,0 +1,94 @@
+"""Predictor: what every method returns and the only thing evaluation calls.
+
+A Predictor is a frozen model plus an optional input transform: identity for model-based
+methods, x ↦ x + δ for forget vectors (added before the model's normalisation layer, without
+clipping unless asked). It also says what the method costs to store.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+BYTES_PER_VALUE = 4  # stored as float32
+
+
+@dataclass
+class Predictor:
+    model: nn.Module
+    delta: torch.Tensor | None = None  # (C, H, W) input perturbation, or None
+    clamp: bool = False  # clip x + δ to [0, 1] (off in the paper)
+    params_changed: int | None = None  # None → evaluation counts parameters differing from the original
+    info: dict = field(default_factory=dict)  # method-specific facts for the record (weights, epochs run…)
+
+    def __post_init__(self):
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if self.delta is not None:
+            self.delta = self.delta.detach()
+
+    @property
+    def is_input_based(self) -> bool:
+        return self.delta is not None
+
+    def transform(self, x: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
+        d = self.delta if delta is None else delta
+        if d is None:
+            return x
+        out = x + d.to(x.device, x.dtype)
+        return out.clamp(0, 1) if self.clamp else out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.transform(x))
+
+    def with_delta(self, delta: torch.Tensor | None) -> Predictor:
+        """The same model with another input transform (bypass and noise controls)."""
+        return Predictor(self.model, delta, self.clamp, self.params_changed, dict(self.info))
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor, device: torch.device, batch_size: int = 2048,
+               prepare=None) -> torch.Tensor:
+        """Logits for all of `x` in large batches on `device` (float32, on CPU)."""
+        self.model.to(device).eval()
+        outs = []
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(device)
+            xb = prepare(xb) if prepare is not None else xb.float()
+            outs.append(self(xb).float().cpu())
+        if not outs:
+            return torch.zeros(0, 0)
+        return torch.cat(outs)
+
+    def storage(self, original: nn.Module | None = None) -> tuple[int, int]:
+        """(parameters changed vs the original, bytes to store them)."""
+        if self.params_changed is not None:
+            n = self.params_changed
+        else:
+            n = count_changed_parameters(original, self.model) if original is not None else 0
+            if self.delta is not None:
+                n += self.delta.numel()
+        return n, n * BYTES_PER_VALUE
+
+
+def count_changed_parameters(original: nn.Module, model: nn.Module) -> int:
+    """Number of parameter entries that differ between two models of the same architecture."""
+    if original is model:
+        return 0
+    before = dict(original.named_parameters())
+    changed = 0
+    for name, p in model.named_parameters():
+        ref = before.get(name)
+        if ref is None or ref.shape != p.shape:
+            changed += p.numel()
+        else:
+            changed += int((ref.detach().cpu() != p.detach().cpu()).sum())
+    return changed
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy to train, so that the original model is never modified in place."""
+    return copy.deepcopy(model)
