@@ -107,3 +107,33 @@ def get_original(store: Store | None, data: ImageData, model_name: str, recipe: 
         store.save_artifact("original", key, {k: v.cpu() for k, v in model.state_dict().items()})
         store.write_record("original", key, info)
     return OriginalModel(model, key, {**info, "loaded": False})
+
+
+def build_task(data: ImageData, split: Split, original: nn.Module, model_name: str, recipe: Recipe,
+               seed: int, device: torch.device, precision: str = "auto", resources: dict | None = None,
+               progress: bool | None = None):
+    """The UnlearnTask of one cell: forget/retain tensors on the device, never the test split."""
+    from .scenarios import parse_scenario
+    from .unlearning import UnlearnTask
+
+    forget = torch.from_numpy(split.forget)
+    retain = torch.from_numpy(split.retain)
+    return UnlearnTask(
+        original=original.to(device).eval(),
+        forget_x=data.train_x[forget].to(device),
+        forget_y=data.train_y[forget].to(device),
+        retain_x=data.train_x[retain].to(device),
+        retain_y=data.train_y[retain].to(device),
+        num_classes=data.num_classes,
+        input_shape=data.input_shape,
+        augment=data.augment,
+        scenario=parse_scenario(split.scenario, data.num_classes),
+        seed=seed,
+        device=device,
+        recipe=recipe,
+        build_model=functools.partial(fresh_model, data, model_name, seed),
+        prepare=functools.partial(eval_view, data),
+        precision=precision,
+        resources=dict(resources or {}),
+        progress=progress,
+    )
