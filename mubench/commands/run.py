@@ -1,0 +1,123 @@
+"""`mubench run`: expand the experiment grid, run what is not cached, print the summary table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run methods over datasets x scenarios x seeds (resumable)",
+        description="Run unlearning methods over a grid of datasets, models, scenarios and seeds. "
+        "Finished jobs are cached in the results root; rerunning resumes where a run stopped. "
+        "With no options it runs the embedded default: digits, small_cnn, class:0 and random:10, "
+        "seeds 0,1,2, every registered method.")
+    what = p.add_argument_group("what to run (flags override --config)")
+    what.add_argument("--config", metavar="FILE", help="experiment TOML file (see experiments/)")
+    what.add_argument("--methods", help="comma-separated names or patterns, or 'all' (default: all)")
+    what.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
+    what.add_argument("--models", help="comma-separated model names (default: each dataset's preset model)")
+    what.add_argument("--scenarios", help="e.g. class:0,random:10 (default: class:0,random:10)")
+    what.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
+    what.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                      help="override a hyper-parameter, e.g. --set salun.lr=0.02 or --set recipe.epochs=5 (repeatable)")
+    what.add_argument("--plugin", action="append", default=None, metavar="PATH",
+                      help="load methods from this file (repeatable)")
+    where = p.add_argument_group("data and results")
+    where.add_argument("--out", help="results root (default: results)")
+    where.add_argument("--data-root", help="where datasets live (default: $MUBENCH_DATA or ~/.cache/mubench/data)")
+    where.add_argument("--download", action="store_true", default=None, help="download missing datasets")
+    how = p.add_argument_group("execution")
+    how.add_argument("--jobs", type=int, help="parallel workers (default: one per GPU, else one per CPU core)")
+    how.add_argument("--backend", choices=("loky", "dask", "sequential"), help="default: loky")
+    how.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
+    how.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    how.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: auto (bf16 on GPUs)")
+    how.add_argument("--dry-run", action="store_true", help="print the job graph and exit")
+    how.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _csv(text: str | None):
+    return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def config_from_args(args: argparse.Namespace):
+    from mubench.config import ExperimentConfig, load_config, parse_set_options, with_overrides
+    from mubench.errors import ConfigError
+
+    config = load_config(args.config) if args.config else ExperimentConfig()
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = tuple(int(s) for s in _csv(args.seeds))
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers; got {args.seeds!r}") from None
+    sets = parse_set_options(args.set)
+    recipe = {**config.recipe, **sets.pop("recipe", {})}
+    method_params = {m: {**config.method_params.get(m, {}), **v} for m, v in sets.items()}
+    method_params = {**config.method_params, **method_params}
+    return with_overrides(
+        config,
+        methods=_csv(args.methods), datasets=_csv(args.datasets), models=_csv(args.models),
+        scenarios=_csv(args.scenarios), seeds=seeds, out=args.out, data_root=args.data_root,
+        download=args.download, precision=args.precision,
+        plugins=tuple(args.plugin) if args.plugin is not None else None,
+        recipe=recipe, method_params=method_params,
+        execution_jobs=args.jobs, execution_backend=args.backend, execution_scheduler=args.scheduler,
+        execution_device=args.device,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mubench.runner import build_plan, describe_plan, execute
+    from mubench.store import Store, write_json_atomic
+
+    config = config_from_args(args)
+    store = Store(config.out)
+    if not args.dry_run:
+        store.check_writable()
+    plan = build_plan(config, store)
+    if args.dry_run:
+        for line in describe_plan(plan):
+            print(line)
+        return 0
+    write_json_atomic(store.root / "config.json", config.to_dict())  # the resolved config, for the record
+    result = execute(plan, config, progress=None if not args.quiet else False)
+    print(summary_text(result.records))
+    print(f"\n{result.ran} jobs run, {result.cached} cached, {len(result.failed)} failed "
+          f"in {result.seconds:.1f} s; results in {store.root}/ (python -m mubench report --results {store.root})")
+    if result.failed:
+        print(f"{len(result.failed)} job(s) failed; tracebacks under {store.root}/logs/", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_text(records: list[dict]) -> str:
+    """The summary table of a run (mean ± std over seeds) as Markdown."""
+    try:
+        from mubench.report import records_frame, summary_markdown
+    except ImportError:
+        return _fallback_summary(records)
+    return summary_markdown(records_frame(records))
+
+
+def _fallback_summary(records: list[dict]) -> str:
+    import pandas as pd
+
+    if not records:
+        return "(no finished jobs)"
+    df = pd.DataFrame(records)
+    cols = [c for c in ("ua", "ra", "ta", "mia_efficacy", "avg_gap", "rte_s") if c in df]
+    out = []
+    for (dataset, model, scenario), group in df.groupby(["dataset", "model", "scenario"], sort=False):
+        out.append(f"\n## {dataset} / {model} / {scenario}\n")
+        agg = group.groupby("method")[cols].agg(["mean", "std"])
+        rows = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        order = sorted(agg.index, key=lambda m: (m != "retrain", m))
+        for m in order:
+            cells = [f"{agg.loc[m, (c, 'mean')]:.2f} ± {0 if pd.isna(agg.loc[m, (c, 'std')]) else agg.loc[m, (c, 'std')]:.2f}" for c in cols]
+            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        out.append("\n".join(rows))
+    return "\n".join(out)
