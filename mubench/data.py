@@ -167,9 +167,9 @@ _FMNIST_FILES = (
 def _stage_idx_files(name: str, folder_name: str, options: LoadOptions) -> Path:
     """Find MNIST-style IDX files and lay them out as torchvision expects (<root>/<Cls>/raw).
 
-    Accepts torchvision's own layout, or the four files (plain or .gz) directly in a folder
-    such as Debian's /usr/share/datasets/fashion-mnist; .gz files are decompressed once into
-    the data root.
+    Accepts torchvision's own layout (also with only the downloaded .gz files in raw/), or the
+    four files (plain or .gz) directly in a folder such as Debian's
+    /usr/share/datasets/fashion-mnist; .gz files are decompressed once into the data root.
     """
     places = search_dirs(options.data_root)
     stage_root = places[0]
@@ -177,7 +177,7 @@ def _stage_idx_files(name: str, folder_name: str, options: LoadOptions) -> Path:
         raw = base / folder_name / "raw"
         if all((raw / f).is_file() for f in _FMNIST_FILES):
             return base
-        for flat in (base / name, base):
+        for flat in (base / name, base, raw):
             if all((flat / f).is_file() or (flat / f"{f}.gz").is_file() for f in _FMNIST_FILES):
                 target = stage_root / folder_name / "raw"
                 target.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,8 @@ def load_fashion_mnist(options: LoadOptions) -> ImageData:
     try:
         train = FashionMNIST(str(root), train=True, download=options.download)
         test = FashionMNIST(str(root), train=False, download=options.download)
-    except (RuntimeError, OSError, ValueError, AssertionError) as err:
+    # torchvision's IDX reader fails with assert/TypeError/KeyError on a damaged header
+    except (RuntimeError, OSError, ValueError, AssertionError, TypeError, KeyError) as err:
         raise _missing("fashion-mnist", [root], _fetch_hint("fashion-mnist"), f"could not be read ({err})") from err
     return _from_tensors("fashion-mnist", train.data[:, None], train.targets, test.data[:, None],
                          test.targets, tuple(train.classes), Augment("crop_flip", pad=2))
