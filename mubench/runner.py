@@ -98,9 +98,8 @@ def recipe_for(dataset: str, overrides: dict) -> Recipe:
     if unknown:
         raise ConfigError(f"[recipe]: unknown field {sorted(unknown)[0]!r}; valid: "
                           f"{', '.join(sorted(optim_fields | recipe_fields))}")
-    if "milestones" in optim:
-        optim["milestones"] = tuple(optim["milestones"])
-    return dataclasses.replace(base, optim=dataclasses.replace(base.optim, **optim), **rest)
+    optim_spec = apply_overrides(base.optim, optim, "[recipe]")
+    return apply_overrides(dataclasses.replace(base, optim=optim_spec), rest, "[recipe]")
 
 
 def recipe_from_dict(d: dict) -> Recipe:
@@ -340,12 +339,13 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
     if reference is not None and evaluation.get("controls", True):
         state = store.load_artifact("outputs", spec.retrain_key)
         ref_outputs = load_outputs(state) if state is not None else None
+    outputs = forward_split(predictor, data, split, device)  # the one forward pass per split
     metrics = evaluate(predictor, data, split, device=device, original=original.model,
                        reference=reference, reference_outputs=ref_outputs, mia=mia,
                        controls=evaluation.get("controls", True), seed=spec.seed,
-                       extra_mia=evaluation.get("extra_mia", False))
+                       extra_mia=evaluation.get("extra_mia", False), outputs=outputs)
     if is_retrain:
-        store.save_artifact("outputs", spec.key, save_outputs(forward_split(predictor, data, split, device)))
+        store.save_artifact("outputs", spec.key, save_outputs(outputs))  # for KL-to-Retrain extras
         metrics["avg_gap"] = 0.0
     metrics["rte_s"] = rte
     metrics["rte_rel"] = rte / reference["rte_s"] if reference and reference.get("rte_s") else (1.0 if is_retrain else None)
@@ -425,9 +425,9 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
                 bar.update(1)
                 if record.get("status") == "failed":
                     failed.append(record)
-                    bar.write(f"failed: {record.get('method') or record.get('kind')} "
-                              f"{record.get('dataset')}/{record.get('scenario', '')}/seed {record.get('seed')}: "
-                              f"{record.get('error')}")
+                    cell = "/".join(str(record.get(k)) for k in ("dataset", "model", "scenario") if record.get(k))
+                    bar.write(f"failed: {record.get('method') or record.get('kind')} {cell}/seed "
+                              f"{record.get('seed')}: {record.get('error')}")
                     if record.get("kind") == "original":
                         failed_upstream.add(record["key"])
             bar.close()

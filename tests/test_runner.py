@@ -1,0 +1,171 @@
+"""The runner end to end, through the real CLI in subprocesses: caching, kill -9 + resume,
+loky vs Dask, failing jobs, and one-line errors for bad input. Grids are tiny (digits, one
+seed, a 10-epoch recipe) so each run takes seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+GRID = ["--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
+        "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=10", "--quiet"]
+METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
+
+
+def mubench(*args, check=True, timeout=600, **kw):
+    proc = subprocess.run([sys.executable, "-m", "mubench", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mubench {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def method_records(root: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (root / "records" / "method").glob("*.json")}
+
+
+def numbers(records: dict[str, dict]) -> dict:
+    return {k: tuple(round(r[m], 6) for m in METRICS) for k, r in records.items() if r["status"] == "ok"}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted sequential run of GRID, and its timing."""
+    root = tmp_path_factory.mktemp("reference")
+    start = time.perf_counter()
+    proc = mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
+    return root, proc, time.perf_counter() - start
+
+
+def test_run_writes_records_and_prints_the_summary(reference_run):
+    root, proc, _ = reference_run
+    records = method_records(root)
+    assert {r["method"] for r in records.values()} == {"retrain", "finetune", "grad_ascent"}
+    assert all(r["status"] == "ok" for r in records.values())
+    retrain = next(r for r in records.values() if r["method"] == "retrain")
+    assert retrain["ua"] == 100.0 and retrain["avg_gap"] == 0.0
+    assert "retrain" in proc.stdout and "finetune" in proc.stdout
+    assert "4 jobs run, 0 cached, 0 failed" in proc.stdout
+    assert (root / "config.json").is_file()
+
+
+def test_second_run_is_all_cached_and_fast(reference_run):
+    root, _, first_seconds = reference_run
+    start = time.perf_counter()
+    proc = mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
+    assert "0 jobs run, 4 cached" in proc.stdout
+    assert time.perf_counter() - start < first_seconds
+    dry = mubench("run", *GRID, "--out", str(root), "--dry-run")
+    assert "total: 0 jobs to run" in dry.stdout
+
+
+def test_changed_hyper_parameter_reruns_only_that_method(reference_run, tmp_path):
+    root, _, _ = reference_run
+    dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--set", "finetune.lr=0.02")
+    assert "stage 3 (methods): 2 jobs, 1 cached, 1 to run" in dry.stdout
+    assert "finetune digits" in dry.stdout and "grad_ascent digits" not in dry.stdout
+
+
+def test_kill_9_then_resume_gives_the_same_records(reference_run, tmp_path):
+    reference, _, _ = reference_run
+    root = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "mubench", "run", *GRID, "--backend", "sequential",
+                             "--out", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not method_records(root) and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-way: retrain is done, the methods are not
+    proc.wait()
+    assert 0 < len(method_records(root)) < 3
+    mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
+    assert numbers(method_records(root)) == numbers(method_records(reference))
+    for path in root.rglob("*.json"):
+        json.loads(path.read_text())  # no corrupt record
+    for path in (root / "artifacts").rglob("*.pt"):
+        torch.load(path, weights_only=True)  # no corrupt artifact
+
+
+def test_loky_and_dask_give_the_same_records(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    loky_root, dask_root = tmp_path / "loky", tmp_path / "dask"
+    mubench("run", *GRID, "--backend", "loky", "--jobs", "2", "--out", str(loky_root))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        mubench("run", *GRID, "--backend", "dask", "--scheduler", cluster.scheduler_address,
+                "--out", str(dask_root))
+    loky, dask = numbers(method_records(loky_root)), numbers(method_records(dask_root))
+    assert len(loky) == 3
+    assert loky == dask
+
+
+FAILING_PLUGIN = '''
+from dataclasses import dataclass
+from mubench.unlearning import Method, register_method
+
+@register_method("always_fails")
+class AlwaysFails(Method):
+    """A method whose unlearn raises (to test that one failure does not stop the run)."""
+    @dataclass(frozen=True)
+    class Params:
+        pass
+    def unlearn(self, task):
+        raise RuntimeError("boom on purpose")
+'''
+
+
+def test_a_failing_method_does_not_stop_the_others(tmp_path):
+    plugin = tmp_path / "fails.py"
+    plugin.write_text(FAILING_PLUGIN)
+    root = tmp_path / "out"
+    proc = mubench("run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
+                   "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=10", "--quiet",
+                   "--backend", "sequential", "--plugin", str(plugin), "--out", str(root), check=False)
+    assert proc.returncode == 1
+    assert "1 failed" in proc.stdout
+    records = method_records(root)
+    status = {r["method"]: r["status"] for r in records.values()}
+    assert status == {"retrain": "ok", "finetune": "ok", "always_fails": "failed"}
+    failed = next(r for r in records.values() if r["status"] == "failed")
+    assert "boom on purpose" in failed["error"]
+    assert "boom on purpose" in (root / failed["traceback_file"]).read_text()
+    # the failure is not cached: a rerun tries it again (and only it)
+    dry = mubench("run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
+                  "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=10",
+                  "--plugin", str(plugin), "--out", str(root), "--dry-run")
+    assert "total: 1 jobs to run" in dry.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--methods", "sal_un"], ["unknown method 'sal_un'", "did you mean 'salun'"]),
+    (["--datasets", "cifar11"], ["unknown dataset 'cifar11'", "cifar10"]),
+    (["--models", "resnet19"], ["unknown model 'resnet19'"]),
+    (["--scenarios", "class:x"], ["malformed scenario 'class:x'"]),
+    (["--scenarios", "class:12"], ["out of range"]),
+    (["--set", "finetune.lrr=0.1"], ["finetune", "'lrr'", "valid:"]),
+    (["--set", "finetune.lr=fast"], ["finetune", "'lr'"]),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], ["unreachable"]),
+])
+def test_bad_input_exits_2_with_one_line(args, words, tmp_path):
+    proc = mubench("run", *args, "--out", str(tmp_path / "r"), "--seeds", "0", "--quiet", check=False, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mubench: error:"), proc.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_unwritable_output_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = mubench("run", "--out", str(blocker / "sub"), "--quiet", check=False)
+    assert proc.returncode == 2
+    assert "not writable" in proc.stderr and "--out" in proc.stderr
