@@ -1,0 +1,181 @@
+"""The membership-inference attack behind MIA-Efficacy (SPEC §5).
+
+The attack asks: does the unlearned predictor treat the forget set like data it was trained on
+(retain: members) or like data it never saw (test: non-members)? It fits an RBF SVM on one
+scalar per sample — by default the softmax probability of the true label — with members = a
+seeded random subset of the retain set (label 1) and non-members = a seeded random subset of
+the test part (label 0; class-wise scenarios: remaining classes only), both of size
+n = min(|retain|, |test part|). MIA-Efficacy is the percentage of forget samples it calls
+non-members: higher means more forgotten; the target is Retrain's value.
+
+The OPTML code takes the first n retain / test samples in index order instead of a random
+subset; `MIAConfig(legacy_first_n=True)` reproduces that.
+
+Everything here works on logits already computed by `evaluation.forward_split`: the attack
+never runs a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+SVC_C = 3.0  # SPEC §5: SVC(kernel="rbf", C=3, gamma="auto")
+LOG_FLOOR = 1e-30  # m-entropy: log(1 - p) is floored here when p rounds to 1 in float64
+
+
+@dataclass(frozen=True)
+class MIAConfig:
+    """How the attack picks its training samples and which per-sample feature it uses.
+
+    seed: seeds the member / non-member subsets (the same sizes and seed give the same indices,
+        so Retrain and every method of a cell are attacked with the same subsets).
+    legacy_first_n: take the first n samples in index order (the OPTML convention).
+    feature: one of FEATURES (confidence is SPEC's; the others are extras).
+    max_samples: cap on n per side (None: SPEC's n = min(|retain|, |test part|)).
+    """
+
+    seed: int = 0
+    legacy_first_n: bool = False
+    feature: str = "confidence"
+    max_samples: int | None = None
+
+    def __post_init__(self):
+        if self.feature not in FEATURES:
+            raise ConfigError(f"MIA feature {self.feature!r} is unknown; choose one of: {', '.join(FEATURES)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"MIA max_samples must be a positive integer or None; got {self.max_samples!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-sample features: (N, K) logits and (N,) labels → (N,) float64
+
+
+def _log_probs(logits: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.double(), dim=1)
+
+
+def _true(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return values.gather(1, labels.long().view(-1, 1)).squeeze(1)
+
+
+def confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax probability of the true label (SPEC §5's feature)."""
+    return _true(_log_probs(logits), labels).exp()
+
+
+def correctness(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 where the top-1 prediction is the true label, else 0."""
+    return (logits.argmax(1) == labels).double()
+
+
+def entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy of the softmax output in nats (label-free)."""
+    logp = _log_probs(logits)
+    return -(logp.exp() * logp).sum(1)
+
+
+def m_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Song & Mittal's modified entropy (USENIX Security 2021, eq. 7):
+
+        Mentr(p, y) = −(1 − p_y)·log p_y − Σ_{i≠y} p_i·log(1 − p_i)
+
+    Low for a confident correct prediction, high for a confident wrong one (unlike the plain
+    entropy, which cannot tell the two apart). log p_y comes from log_softmax, so it is exact;
+    log(1 − p_i) is floored at log(1e-30) where p_i rounds to 1 in float64.
+    """
+    logp = _log_probs(logits)
+    p = logp.exp()
+    logp_y = _true(logp, labels)
+    one_minus_py = -torch.expm1(logp_y)  # 1 − p_y without cancellation when p_y ≈ 1
+    own = -one_minus_py * logp_y
+    log_rest = torch.log((1 - p).clamp(min=LOG_FLOOR))
+    others = p * log_rest
+    others.scatter_(1, labels.long().view(-1, 1), 0.0)  # the true class is the first term
+    return own - others.sum(1)
+
+
+FEATURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "confidence": confidence,
+    "correctness": correctness,
+    "entropy": entropy,
+    "m_entropy": m_entropy,
+}
+
+
+def feature_values(logits: torch.Tensor, labels: torch.Tensor, feature: str = "confidence") -> np.ndarray:
+    """The attack feature of each sample as a float64 numpy vector."""
+    if len(labels) == 0:
+        return np.zeros(0)
+    return FEATURES[feature](logits, labels).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# The attack
+
+
+@dataclass(frozen=True)
+class MIAResult:
+    """The attack on one predictor: the aggregate and per-forget-sample verdicts."""
+
+    efficacy: float  # % of forget samples predicted non-member
+    forget_nonmember: np.ndarray  # (|forget|,) bool: the attack's verdict per forget sample
+    n: int  # samples per side the attack was fit on
+    member_idx: np.ndarray  # positions in the retain part used as members
+    nonmember_idx: np.ndarray  # positions in the test part used as non-members
+
+    @property
+    def value(self) -> float:
+        return self.efficacy
+
+
+def attack_indices(n_retain: int, n_test: int, config: MIAConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the member (retain) and non-member (test) samples, n of each.
+
+    The draw depends only on the two sizes and the seed, so every predictor of a cell is
+    attacked with the same samples.
+    """
+    n = min(n_retain, n_test)
+    if config.max_samples is not None:
+        n = min(n, config.max_samples)
+    if config.legacy_first_n:
+        return np.arange(n), np.arange(n)
+    rng = np.random.default_rng(config.seed)
+    members = np.sort(rng.choice(n_retain, size=n, replace=False))
+    nonmembers = np.sort(rng.choice(n_test, size=n, replace=False))
+    return members, nonmembers
+
+
+def fit_attack(member_features: np.ndarray, nonmember_features: np.ndarray):
+    """SPEC §5's attack: an RBF SVM (C=3, gamma="auto") on members (1) vs non-members (0)."""
+    from sklearn.svm import SVC
+
+    x = np.concatenate([member_features, nonmember_features]).reshape(-1, 1)
+    y = np.concatenate([np.ones(len(member_features)), np.zeros(len(nonmember_features))])
+    return SVC(kernel="rbf", C=SVC_C, gamma="auto").fit(x, y)
+
+
+def mia_efficacy(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 forget: tuple[torch.Tensor, torch.Tensor], config: MIAConfig = MIAConfig()) -> MIAResult:
+    """MIA-Efficacy from (logits, labels) of the retain part, the test part and the forget set."""
+    members, nonmembers = attack_indices(len(retain[1]), len(test[1]), config)
+    if len(members) == 0:
+        raise ConfigError("MIA-Efficacy needs a non-empty retain set and test part to fit the attack")
+    # Features only of the samples the attack uses (retain can be large).
+    idx_m, idx_n = torch.from_numpy(members), torch.from_numpy(nonmembers)
+    f_member = feature_values(retain[0][idx_m], retain[1][idx_m], config.feature)
+    f_nonmember = feature_values(test[0][idx_n], test[1][idx_n], config.feature)
+    f_forget = feature_values(forget[0], forget[1], config.feature)
+    if len(f_forget) == 0:
+        verdict = np.zeros(0, dtype=bool)
+        efficacy = float("nan")
+    else:
+        attack = fit_attack(f_member, f_nonmember)
+        verdict = attack.predict(f_forget.reshape(-1, 1)) == 0
+        efficacy = 100.0 * float(verdict.mean())
+    return MIAResult(efficacy, verdict, len(members), members, nonmembers)
