@@ -62,6 +62,8 @@ def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
             if kind == "random":
                 scenario = Scenario("random", (), float(rest))
             elif kind == "subset":
+                if ":" not in rest:
+                    raise ValueError("subset needs a percentage after the class list")
                 cls_text, pct = rest.rsplit(":", 1)
                 scenario = Scenario("subset", _classes(cls_text), float(pct))
             else:
