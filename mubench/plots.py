@@ -1,0 +1,270 @@
+"""Report figures (matplotlib, Agg; PNG + PDF): metric bars, efficacy–cost scatter, arithmetic
+weights, and the forget vector δ where an image of it can be made.
+
+Every figure takes data already computed by `report` (summary statistics, records) and never
+reads files itself. Each method keeps one colour in every figure (`method_color`), so a reader
+can follow FV across plots; parameter variants of one method share its colour and differ by
+hatch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CELL = ["dataset", "model", "scenario"]
+BAR_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy", "avg_gap": "Avg. Gap"}
+METHOD_COLORS = {"retrain": "#4d4d4d", "finetune": "#1f77b4", "grad_ascent": "#ff7f0e",
+                 "random_label": "#2ca02c", "l1_sparse": "#9467bd", "salun": "#8c564b",
+                 "forget_vector": "#d62728", "fv_arithmetic": "#e377c2"}
+_SPARE_COLORS = ("#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
+                 "#c49c94", "#9edae5", "#dbdb8d")
+_HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
+_MARKERS = ("o", "s", "^", "D", "v", "P")  # the scatter's stand-in for the bars' hatches
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One written figure: the cell it belongs to, what it shows, and its two files."""
+
+    cell: tuple
+    kind: str    # "metrics", "efficacy_cost", "weights", "delta"
+    title: str
+    png: Path
+    pdf: Path
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.png, self.pdf]
+
+    @property
+    def caption(self) -> str:
+        return CAPTIONS.get(self.kind, self.title)
+
+
+CAPTIONS = {
+    "metrics": "Bars: mean over seeds; whiskers: std. Good unlearning matches the Retrain bar in "
+               "every group; Avg. Gap (right, own scale) is the mean distance to Retrain per seed.",
+    "efficacy_cost": "Each method at (RTE, Avg. Gap), mean ± std over seeds; lower-left is better. "
+                     "Ringed points are on the Pareto front: no other method is both faster and "
+                     "closer to Retrain.",
+    "weights": "Learned weight of each class-wise forget vector in the arithmetic combination; "
+               "bars: mean ± std over seeds, dots: single seeds.",
+    "delta": "The learned forget vector δ (amplified for display).",
+}
+
+
+def method_color(method: str) -> str:
+    """A fixed colour per registry name; unknown methods get a stable one from a hash of it."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _SPARE_COLORS[zlib.crc32(method.encode()) % len(_SPARE_COLORS)]
+
+
+def _styles(rows: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """variant → (colour, hatch): colour by method, hatch by the variant's rank in its method."""
+    styles, seen = {}, {}
+    for variant, method in zip(rows["variant"], rows["method"], strict=True):
+        if variant not in styles:
+            rank = seen.setdefault(method, [])
+            styles[variant] = (method_color(method), _HATCHES[len(rank) % len(_HATCHES)])
+            rank.append(variant)
+    return styles
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
+    """Mask of points no other point beats in both x and y (lower is better for both)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    le = (x[None, :] <= x[:, None]) & (y[None, :] <= y[:, None])
+    lt = (x[None, :] < x[:, None]) | (y[None, :] < y[:, None])
+    return ~(le & lt).any(axis=1)
+
+
+def _slug(*parts) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(map(str, parts))).strip("-")
+
+
+def _save(fig, stem: Path, cell: tuple, kind: str, title: str) -> Figure:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    fig.savefig(png, dpi=130, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return Figure(tuple(cell), kind, title, png, pdf)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metric_bars(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure:
+    """Grouped bars, one bar per method, error bar = std over seeds: UA, RA, TA, MIA-Efficacy
+    on a 0–100 axis, and Avg. Gap on its own panel, since gaps of a few points would be
+    invisible on the accuracy scale."""
+    plt = _pyplot()
+    rows = stats[stats["metric"].isin(BAR_METRICS)]
+    variants = list(dict.fromkeys(rows["variant"]))
+    styles = _styles(rows)
+    labels = dict(zip(rows["variant"], rows["label"], strict=True))
+    width = 0.8 / max(len(variants), 1)
+    panels = [[m for m in BAR_METRICS if m != "avg_gap"], ["avg_gap"]]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5 + 0.15 * len(variants), 3.8),
+                             gridspec_kw={"width_ratios": [4, 1.3]})
+    for ax, metrics in zip(axes, panels, strict=True):
+        x = np.arange(len(metrics))
+        for i, variant in enumerate(variants):
+            v = rows[rows["variant"].eq(variant)].set_index("metric").reindex(metrics)
+            colour, hatch = styles[variant]
+            ax.bar(x + (i - (len(variants) - 1) / 2) * width, v["mean"].fillna(0), width,
+                   yerr=v["std"].fillna(0), color=colour, hatch=hatch, edgecolor="white",
+                   linewidth=0.5, label=labels[variant], capsize=2, error_kw={"elinewidth": 0.8})
+        ax.set_xticks(x, [BAR_METRICS[m] for m in metrics])
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    top = rows.loc[rows["metric"].ne("avg_gap"), "mean"].max()
+    axes[0].set_ylim(0, max(105, (top if top == top else 0) + 5))
+    axes[0].set_ylabel("%  (mean ± std over seeds)")
+    axes[1].set_ylabel("% points from Retrain")
+    title = f"{' / '.join(map(str, cell))}: metrics per method"
+    fig.suptitle(title, fontsize=10)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.04, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, stem, cell, "metrics", title)
+
+
+def _place_labels(ax, points: Sequence[tuple[float, float, str, str]]) -> None:
+    """Annotate points without overlapping labels: try a few offsets per label, in order, and
+    keep the first whose box hits no label placed before (greedy; enough for ~15 methods)."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    offsets = [(6, 4), (6, -12), (-6, 4), (-6, -12), (6, 16), (6, -24), (-6, 16), (-6, -24),
+               (6, 28), (6, -36)]
+    placed = []  # label boxes so far, seeded with the markers so no label covers a point
+    for x, y, _, _ in points:
+        cx, cy = ax.transData.transform((x, y))
+        placed.append(Bbox.from_extents(cx - 6, cy - 6, cx + 6, cy + 6))
+    for x, y, text, colour in sorted(points, key=lambda p: (-p[1], p[0])):
+        for dx, dy in offsets:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                              fontsize=8, color=colour, ha="left" if dx > 0 else "right",
+                              arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5}
+                              if abs(dy) > 12 else None)
+            box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(b) for b in placed) or (dx, dy) == offsets[-1]:
+                placed.append(box)
+                break
+            ann.remove()
+
+
+def plot_efficacy_cost(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure | None:
+    """Avg. Gap (lower = closer to Retrain) against RTE on a log axis; the Pareto front of
+    methods that no other method beats on both is joined by a dashed line and ringed."""
+    plt = _pyplot()
+    gap = stats[stats["metric"].eq("avg_gap")].set_index("variant")
+    rte = stats[stats["metric"].eq("rte_s")].set_index("variant")
+    both = gap[["mean", "std", "label", "method"]].join(
+        rte[["mean", "std"]].rename(columns={"mean": "mean_rte", "std": "std_rte"}))
+    both = both[both["mean"].notna() & (both["mean_rte"] > 0)]
+    if both.empty:
+        return None
+    styles = _styles(both.reset_index())
+    front = pareto_front(both["mean_rte"], both["mean"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    f = both[front].sort_values("mean_rte")
+    ax.step(f["mean_rte"], f["mean"], where="post", ls="--", color="#888888", lw=1,
+            label="Pareto front (ringed points)", zorder=1)
+    labels = []
+    for (variant, r), on_front in zip(both.iterrows(), front, strict=True):
+        colour, hatch = styles[variant]
+        ax.errorbar(r["mean_rte"], r["mean"], xerr=np.nan_to_num(r["std_rte"]),
+                    yerr=np.nan_to_num(r["std"]), fmt=_MARKERS[_HATCHES.index(hatch)], color=colour, ms=7, capsize=2,
+                    mec="black" if on_front else colour, mew=1.6 if on_front else 0.5, zorder=3)
+        labels.append((r["mean_rte"], r["mean"], r["label"], colour))
+    ax.set_xscale("log")
+    lo, hi = both["mean_rte"].min(), both["mean_rte"].max()
+    ax.set_xlim(lo / 2, hi * 3)
+    ax.set_ylim(bottom=min(0, both["mean"].min()) - 0.5, top=both["mean"].max() * 1.15 + 1)
+    ax.set_xlabel("RTE (s, log scale)")
+    ax.set_ylabel("Avg. Gap to Retrain (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    title = f"{' / '.join(map(str, cell))}: efficacy vs cost"
+    ax.set_title(title, fontsize=10)
+    _place_labels(ax, labels)
+    return _save(fig, stem, cell, "efficacy_cost", title)
+
+
+def plot_arithmetic_weights(weights: dict[int, Sequence[float]], cell: tuple, label: str,
+                            stem: Path) -> Figure | None:
+    """Bar per class-wise vector k: the learned weight, mean ± std over seeds, seeds as dots."""
+    plt = _pyplot()
+    sizes = {len(w) for w in weights.values()}
+    if len(sizes) != 1 or not sizes.pop():
+        return None  # no weights, or seeds with different K cannot share an axis
+    w = np.array([list(map(float, weights[s])) for s in sorted(weights)])
+    k = np.arange(w.shape[1])
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.45 * len(k) + 1.5), 3.2))
+    ax.bar(k, w.mean(axis=0), yerr=w.std(axis=0, ddof=1) if len(w) > 1 else None,
+           color=method_color("fv_arithmetic"), capsize=2, label="mean ± std over seeds")
+    for row in w:
+        ax.plot(k, row, "o", ms=3, color="black", alpha=0.6)
+    ax.plot([], [], "o", ms=3, color="black", alpha=0.6, label="one seed")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(k)
+    ax.set_xlabel("class-wise forget vector k")
+    ax.set_ylabel("weight")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    title = f"{' / '.join(map(str, cell))}: {label} weights"
+    ax.set_title(title, fontsize=10)
+    return _save(fig, stem, cell, "weights", title)
+
+
+def plot_forget_vector(record: dict, root: Path | None, stem: Path) -> Figure | None:
+    """Hook for the δ image: drawn by `mubench.visual.render_forget_vector` when that module
+    exists and the record names a stored δ artifact; otherwise no figure."""
+    try:
+        visual = importlib.import_module("mubench.visual")
+    except ModuleNotFoundError:
+        return None
+    render = getattr(visual, "render_forget_vector", None)
+    if render is None or root is None:
+        return None
+    return render(record, root, stem)  # pragma: no cover - wired once visual.py lands
+
+
+def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path,
+                   root: Path | None = None) -> list[Figure]:
+    """Every figure of a report, per (dataset, model, scenario), written under `out_dir`."""
+    figures: list[Figure] = []
+    for cell, s in stats.groupby(CELL, sort=False):
+        stem = Path(out_dir) / _slug(*cell)
+        figures.append(plot_metric_bars(s, cell, stem.with_name(stem.name + "_metrics")))
+        fig = plot_efficacy_cost(s, cell, stem.with_name(stem.name + "_efficacy_cost"))
+        figures += [fig] if fig else []
+        rows = df[(df[CELL] == list(cell)).all(axis=1) & df["status"].eq("ok") & ~df["superseded"]]
+        for variant, g in rows[rows["method"].eq("fv_arithmetic")].groupby("variant", sort=False):
+            weights = {int(r.seed): (r.info or {}).get("weights") or [] for r in g.itertuples()
+                       if isinstance(r.info, dict)}
+            label = s.loc[s["variant"].eq(variant), "label"].iloc[0]
+            fig = plot_arithmetic_weights(weights, cell, label,
+                                          stem.with_name(f"{stem.name}_{_slug(variant)}_weights"))
+            figures += [fig] if fig else []
+    return figures
