@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import MubenchError
+from .errors import ConfigError, MubenchError
 from .registry import Registry
 
 MODELS = Registry("model")
@@ -54,7 +54,12 @@ def build_model(name: str, spec: ModelSpec) -> nn.Module:
     """Build a registered model (`vit_*` names go to timm when it is installed)."""
     if name.startswith("vit_") and name not in MODELS:
         return Classifier(spec, _timm_vit(name, spec))
-    return Classifier(spec, MODELS.get(name)(spec))
+    entry = MODELS.entry(name)
+    min_size = entry.meta.get("min_size", 1)  # else the first forward fails deep inside torch
+    if spec.image_size < min_size:
+        raise ConfigError(f"model {name!r} needs images of at least {min_size} px; got {spec.image_size} px "
+                          "(small_cnn, resnet8, resnet20 and resnet18 take smaller images)")
+    return Classifier(spec, entry.obj(spec))
 
 
 def spec_for(data) -> ModelSpec:
@@ -140,7 +145,8 @@ def resnet18(spec: ModelSpec) -> nn.Module:
     return net
 
 
-@MODELS.register("vgg16_bn", description="VGG-16 conv stack with BN, adaptive 2x2 pool, MLP head 2048-256-256-K (SPEC §1)")
+@MODELS.register("vgg16_bn", description="VGG-16 conv stack with BN, adaptive 2x2 pool, MLP head 2048-256-256-K (SPEC §1)",
+                 min_size=32)  # five 2x2 max-pools
 def vgg16_bn(spec: ModelSpec) -> nn.Module:
     from torchvision.models import vgg16_bn as tv_vgg16_bn
 
