@@ -88,7 +88,7 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
 
 
 def _slug(*parts) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", "_".join(map(str, parts))).strip("-")
+    return re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(map(str, parts))).strip("-")
 
 
 def _save(fig, stem: Path, cell: tuple, kind: str, title: str) -> Figure:
