@@ -18,6 +18,7 @@ from torch import nn
 
 from .augment import Augment
 from .data import to_float
+from .errors import ConfigError  # user input (config files, --set): one line, exit 2
 
 SCHEDULES = ("constant", "multistep", "exponential", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -36,7 +37,7 @@ class OptimSpec:
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
+            raise ConfigError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
 def lr_at(epoch: int, epochs: int, spec: OptimSpec) -> float:
@@ -102,7 +103,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     opt in with precision="bf16".
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if device.type == "cuda" and bf16_supported(device) else "fp32"
     return precision
