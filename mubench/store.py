@@ -113,7 +113,8 @@ class Store:
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except Exception as err:  # truncated zip, bad pickle, wrong magic…: all mean "recompute"
-            warnings.warn(f"artifact {path} is corrupt ({type(err).__name__}: {err}); recomputing it",
+            reason = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run to pages
+            warnings.warn(f"artifact {path} is corrupt ({type(err).__name__}: {reason}); recomputing it",
                           stacklevel=2)
             with _suppress():
                 os.replace(path, path.with_suffix(".pt.corrupt"))
