@@ -13,6 +13,7 @@ accepted and the value received.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,32 +121,61 @@ def fields_help(cls) -> list[tuple[str, str, Any, str]]:
     return rows
 
 
+def _expected(tp, check) -> str:
+    """'a float in (0, 1]', 'one of 'hard', 'grad'', 'an integer or None in [1, inf)'."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        kind = " or ".join(_ARTICLE.get(a, _type_name(a)) for a in inner) + " or None"
+    else:
+        kind = _ARTICLE.get(tp, _type_name(tp))
+    if isinstance(check, Options):
+        return str(check)
+    return f"{kind} {check}" if check is not None else kind
+
+
+_ARTICLE = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+
+
+def _bad(owner: str, name: str, tp, check, value) -> ConfigError:
+    return ConfigError(f"{owner}: {name!r} must be {_expected(tp, check)}; got {value!r}")
+
+
 def check_params(params, owner: str) -> None:
     """Validate every field of a params object against its type and constraint."""
     types = _field_types(type(params))
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)
+        check = f.metadata.get("check")
         try:
             converted = _convert(value, types[f.name])
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{owner}: {f.name!r} {err}; got {value!r}") from None
-        check = f.metadata.get("check")
+        except (ValueError, TypeError):
+            raise _bad(owner, f.name, types[f.name], check, value) from None
         if check is not None and converted is not None and converted not in check:
-            raise ConfigError(f"{owner}: {f.name!r} must be {check}; got {value!r}")
+            raise _bad(owner, f.name, types[f.name], check, value)
 
 
 def apply_overrides(params, overrides: dict[str, Any], owner: str):
-    """A copy of `params` with `overrides` converted by type and validated."""
+    """A copy of `params` with `overrides` converted by type and validated.
+
+    owner names where the values came from (e.g. "method 'salun'"); an unknown field or a value
+    of the wrong type is a ConfigError naming the owner, the field and what is accepted.
+    """
     types = _field_types(type(params))
     valid = [f.name for f in dataclasses.fields(params)]
+    checks = {f.name: f.metadata.get("check") for f in dataclasses.fields(params)}
     changes = {}
     for key, raw in overrides.items():
         if key not in types:
-            raise ConfigError(f"{owner}: unknown hyper-parameter {key!r}; valid: {', '.join(valid)}")
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{owner}: unknown hyper-parameter {key!r}; {hint}valid: {', '.join(valid)}")
         try:
             changes[key] = _convert(raw, types[key])
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{owner}: {key!r} {err}; got {raw!r}") from None
+        except (ValueError, TypeError):
+            raise _bad(owner, key, types[key], checks[key], raw) from None
+        if checks[key] is not None and changes[key] is not None and changes[key] not in checks[key]:
+            raise _bad(owner, key, types[key], checks[key], raw)  # quote what the user typed
     new = dataclasses.replace(params, **changes)
     check_params(new, owner)
     return new

@@ -19,12 +19,11 @@ import torch
 from torch import nn
 
 from .augment import Augment
-from .errors import ConfigError
-from .params import Interval, check_params, param
+from .params import Interval, Options, apply_overrides, check_params, param
 from .predictor import Predictor, frozen_copy
 from .registry import Registry
 from .scenarios import Scenario
-from .training import Batch, OptimSpec, Recipe, make_generator, tensor_batches, train
+from .training import SCHEDULES, Batch, OptimSpec, Recipe, make_generator, tensor_batches, train
 
 METHODS = Registry("method")
 
@@ -112,24 +111,42 @@ class Method:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     Params: ClassVar[type]
+    requires: ClassVar[tuple[str, ...]] = ()  # keys of task.resources the method needs (e.g. "fv_bank")
+    test_params: ClassVar[dict] = {}  # small overrides for the contract tests (tests/method_checks.py)
 
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()
 
+    @classmethod
+    def params_from(cls, overrides: dict | None = None, base=None):
+        """Params from TOML values / `--set` strings; errors name the method and the field."""
+        return apply_overrides(base if base is not None else cls.Params(), dict(overrides or {}),
+                               f"method {cls.name!r}")
+
     def unlearn(self, task: UnlearnTask) -> Predictor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def lr_param(default: float):
+    """The `lr` field with another default (methods redeclare it to change SPEC §3's value)."""
+    return param(default, Interval(0, None, "neither"), "learning rate (constant unless schedule says)")
+
+
+def epochs_param(default: int, what: str = "passes over the method's data"):
+    """The `epochs` field with another default and a help line saying what one epoch is."""
+    return param(default, Interval(1, None), what)
 
 
 @dataclass(frozen=True)
 class EpochParams:
     """Hyper-parameters shared by the SGD-based baselines (SPEC §3 defaults for CIFAR-10)."""
 
-    lr: float = param(0.01, Interval(0, None, "neither"), "learning rate (constant unless schedule says)")
-    epochs: int = param(10, Interval(1, None), "passes over the method's data")
+    lr: float = lr_param(0.01)
+    epochs: int = epochs_param(10)
     batch_size: int = param(256, Interval(1, None), "mini-batch size")
     momentum: float = param(0.9, Interval(0, 1), "SGD momentum")
     weight_decay: float = param(5e-4, Interval(0, None), "SGD weight decay")
-    schedule: str = param("constant", None, "lr schedule: constant, multistep, exponential, cosine")
+    schedule: str = param("constant", Options(SCHEDULES), "lr schedule over the method's epochs")
 
 
 class EpochMethod(Method):
@@ -158,9 +175,7 @@ class EpochMethod(Method):
 
     def optim(self) -> OptimSpec:
         p = self.params
-        if p.schedule not in ("constant", "multistep", "exponential", "cosine"):
-            raise ConfigError(f"method {self.name!r}: schedule {p.schedule!r} is not one of constant, "
-                              "multistep, exponential, cosine")
+        check_params(p, f"method {self.name!r}")  # params built by hand skip apply_overrides
         return OptimSpec(lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, schedule=p.schedule)
 
     def unlearn(self, task: UnlearnTask) -> Predictor:

@@ -1,0 +1,51 @@
+"""ℓ1-sparse unlearning: fine-tune on the retain set with a decaying ℓ1 penalty on the weights.
+
+Source: Jia et al., "Model Sparsity Can Simplify Machine Unlearning" (NeurIPS 2023), the OPTML
+sparse-unlearning code. Loss: CE on retain batches + γ_t·‖θ‖₁ over all parameters (BatchNorm
+affine parameters and biases included, as in the reference), with γ_t = γ·(1 − t/T) for epoch
+t of T: the penalty sparsifies early and vanishes by the end, so the last epochs are plain FT.
+Defaults (SPEC §3, CIFAR-10): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, 10
+epochs, γ = 1e-4 (the paper tunes γ per scenario), training augmentation on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mubench.params import Interval, param
+from mubench.training import Batch
+from mubench.unlearning import EpochMethod, EpochParams, UnlearnTask, register_method
+
+
+@dataclass(frozen=True)
+class L1SparseParams(EpochParams):
+    """FT's SGD defaults plus the initial strength of the ℓ1 penalty."""
+
+    gamma: float = param(1e-4, Interval(0, None), "initial l1 weight, decayed linearly to 0 over the epochs")
+
+
+def l1_norm(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters())
+
+
+@register_method("l1_sparse")
+class L1Sparse(EpochMethod):
+    """Fine-tune with an ℓ1 penalty γ_t·‖θ‖₁ whose weight decays linearly from γ to 0."""
+
+    Params = L1SparseParams
+    test_params = {"epochs": 1, "batch_size": 128}
+
+    def gamma_at(self, epoch: int) -> float:
+        return self.params.gamma * (1 - epoch / self.params.epochs)
+
+    def batches(self, task: UnlearnTask, epoch: int, generator: torch.Generator):
+        # The loop asks for an epoch's batches when it starts the epoch: set that epoch's γ_t.
+        self._gamma = self.gamma_at(epoch)
+        return task.batches("retain", self.params.batch_size, generator)
+
+    def loss(self, model: nn.Module, batch: Batch):
+        ce = nn.functional.cross_entropy(model(batch.x), batch.y)
+        return ce + self._gamma * l1_norm(model)
