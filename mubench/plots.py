@@ -1,5 +1,5 @@
 """Report figures (matplotlib, Agg; PNG + PDF): metric bars, efficacy–cost scatter, arithmetic
-weights, and the forget vector δ where an image of it can be made.
+weights.
 
 Every figure takes data already computed by `report` (summary statistics, records) and never
 reads files itself. Each method keeps one colour in every figure (`method_color`), so a reader
@@ -10,7 +10,6 @@ hatch.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import zlib
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ class Figure:
     """One written figure: the cell it belongs to, what it shows, and its two files."""
 
     cell: tuple
-    kind: str    # "metrics", "efficacy_cost", "weights", "delta"
+    kind: str    # "metrics", "efficacy_cost", "weights"
     title: str
     png: Path
     pdf: Path
@@ -57,7 +56,6 @@ CAPTIONS = {
                      "closer to Retrain.",
     "weights": "Learned weight of each class-wise forget vector in the arithmetic combination; "
                "bars: mean ± std over seeds, dots: single seeds.",
-    "delta": "The learned forget vector δ (amplified for display).",
 }
 
 
@@ -237,21 +235,7 @@ def plot_arithmetic_weights(weights: dict[int, Sequence[float]], cell: tuple, la
     return _save(fig, stem, cell, "weights", title)
 
 
-def plot_forget_vector(record: dict, root: Path | None, stem: Path) -> Figure | None:
-    """Hook for the δ image: drawn by `mubench.visual.render_forget_vector` when that module
-    exists and the record names a stored δ artifact; otherwise no figure."""
-    try:
-        visual = importlib.import_module("mubench.visual")
-    except ModuleNotFoundError:
-        return None
-    render = getattr(visual, "render_forget_vector", None)
-    if render is None or root is None:
-        return None
-    return render(record, root, stem)  # pragma: no cover - wired once visual.py lands
-
-
-def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path,
-                   root: Path | None = None) -> list[Figure]:
+def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path) -> list[Figure]:
     """Every figure of a report, per (dataset, model, scenario), written under `out_dir`."""
     figures: list[Figure] = []
     for cell, s in stats.groupby(CELL, sort=False):
@@ -267,4 +251,6 @@ def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path,
             fig = plot_arithmetic_weights(weights, cell, label,
                                           stem.with_name(f"{stem.name}_{_slug(variant)}_weights"))
             figures += [fig] if fig else []
+        # Hook for δ images: when the runner stores forget vectors as artifacts and
+        # mubench/visual.py provides render_forget_vector, draw them here for the FV rows.
     return figures

@@ -43,7 +43,8 @@ PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "meth
               "original_train_acc", "original_test_acc", "device", "n_jobs", "started",
               "finished", "wall_s"]
 _NOT_METRICS = set(CELL) | set(PROVENANCE) | {"seed", "method", "variant", "params", "info",
-                                             "versions", "superseded", "gap_ref_key"}
+                                             "versions", "superseded", "gap_ref_key", "kind",
+                                             "non_default_params"}
 FORMATS = ("md", "latex", "csv", "html", "parquet")
 GAP_TOLERANCE = 1e-3  # stored vs recomputed Avg. Gap differing by more than this is noted
 
@@ -61,21 +62,29 @@ def _method_rank(method: str) -> int:
 
 # -- loading ----------------------------------------------------------------------------------
 def load_records(root: str | Path) -> pd.DataFrame:
-    """One row per method job under `<root>/records/method/`, failed jobs included.
-
-    Columns: the record's identity, provenance and metric fields (`versions` flattened to
-    `version_<name>`), plus `variant` (the display name, e.g. `salun[sparsity=0.3]`) and
-    `superseded` (True for an older record of the same cell, variant and seed — a failed try
-    followed by a success, or a previous method version; tables use the newest ok one).
-    """
+    """One row per method job under `<root>/records/method/`, failed jobs included (see
+    `records_frame` for the columns). No records at all is an error naming the folder."""
     store = Store(root)
-    rows = [_normalise(r) for r in store.iter_records("method")]
-    if not rows:
+    records = list(store.iter_records("method"))
+    if not records:
         raise MubenchError(
             f"no method records under {str(store.root / 'records' / 'method')!r}; produce results "
             f"with `python -m mubench run --out {store.root}` or pass --results DIR")
+    return records_frame(records)
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """Method records (as dicts) → one row per job, the frame every table is computed from.
+
+    Columns: the record's identity, provenance and metric fields (`versions` flattened to
+    `version_<name>`, old column names mapped to current ones), plus `variant` (the display
+    name, e.g. `salun[sparsity=0.3]`) and `superseded` (True for an older record of the same
+    cell, variant and seed — a failed try followed by a success, or a previous method version;
+    tables use the newest ok one). Records of other kinds (no `method`) are ignored.
+    """
+    rows = [_normalise(r) for r in records if r.get("method")]
     df = pd.DataFrame(rows)
-    for col in CELL + ["method", "status", "display_name", "finished", "error"]:
+    for col in CELL + ["method", "status", "display_name", "finished", "error", "seed"]:
         if col not in df:
             df[col] = None
     for col in GAP_METRICS + ("avg_gap", "rte_s", "params_changed"):
@@ -89,7 +98,7 @@ def load_records(root: str | Path) -> pd.DataFrame:
                 df[col] = pd.to_numeric(df[col]).astype("Int64")
             except (TypeError, ValueError):
                 pass  # a non-integer version string stays as written
-    df["superseded"] = _superseded(df)
+    df["superseded"] = _superseded(df) if len(df) else pd.Series(dtype=bool)
     df["_rank"] = df["method"].map(_method_rank)
     df = df.sort_values(CELL + ["_rank", "variant", "seed"], kind="stable")
     return df.drop(columns="_rank").reset_index(drop=True)
@@ -271,13 +280,28 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return table[list(TABLE_METRICS.values()) + ["seeds"]]
 
 
-def fill_command(root: str | Path, job) -> str:
-    """The command that produces a missing job's record."""
-    return (f"python -m mubench run --out {root} --datasets {job.dataset} --models {job.model} "
-            f"--scenarios {job.scenario} --methods {job.method} --seeds {job.seed}")
+def fill_command(root: str | Path | None, job) -> str:
+    """The command that produces a missing job's record (a variant's non-default parameters,
+    read back from its display name `method[k=v,...]`, become `--set method.k=v`)."""
+    sets = "".join(f" --set {job.method}.{kv}"
+                   for kv in job.variant.partition("[")[2].rstrip("]").split(",") if kv)
+    out = f" --out {root}" if root is not None else ""
+    return (f"python -m mubench run{out} --datasets {job.dataset} --models {job.model} "
+            f"--scenarios {job.scenario} --methods {job.method} --seeds {job.seed}{sets}")
 
 
-def report_notes(df: pd.DataFrame, root: str | Path) -> list[str]:
+def summary_markdown(df: pd.DataFrame, root: str | Path | None = None) -> str:
+    """The summary tables and notes as Markdown, without figures or seed statistics: what
+    `mubench run` prints when it finishes."""
+    if df.empty:
+        return "(no finished method jobs)"
+    df = with_gaps(df)
+    notes = report_notes(df, root)
+    text = render_markdown(summary_table(df), notes)
+    return text.split("\n", 2)[2]  # drop the page title: the caller prints its own context
+
+
+def report_notes(df: pd.DataFrame, root: str | Path | None = None) -> list[str]:
     """Everything a reader must know that the table cells cannot show, one sentence each."""
     df = with_gaps(df)
     notes = []
@@ -433,7 +457,7 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
               .rename(columns={"variant": "method"})) for title, f in extra]
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    figures = plots.report_figures(df, summary_stats(df), out / "figures", root=Path(root))
+    figures = plots.report_figures(df, summary_stats(df), out / "figures")
     written += [p for fig in figures for p in fig.paths]
     if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
         skipped = "Parquet skipped: pyarrow is not installed (pip install pyarrow)"
