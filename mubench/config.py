@@ -8,6 +8,7 @@
     methods   = ["all"]               # names or fnmatch patterns ("fv*")
     out       = "results"
     data_root = ""                    # "" → $MUBENCH_DATA or ~/.cache/mubench/data
+    train_subset = 0                  # >0: fixed stratified subset of the training set
     precision = "auto"                # auto | fp32 | bf16
     plugins   = []
 
@@ -75,6 +76,7 @@ class ExperimentConfig:
     out: str = "results"
     data_root: str = ""
     download: bool = False
+    train_subset: int = 0  # >0: a fixed stratified subset of the training set (CPU-sized grids)
     precision: str = "auto"
     plugins: tuple[str, ...] = ()
     recipe: dict = field(default_factory=dict)  # overrides of the preset recipe (and recipe.optim)
@@ -139,6 +141,10 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
             kwargs[key] = str(exp[key])
     if "download" in exp:
         kwargs["download"] = bool(exp["download"])
+    if "train_subset" in exp:
+        if isinstance(exp["train_subset"], bool) or not isinstance(exp["train_subset"], int) or exp["train_subset"] < 0:
+            raise ConfigError(f"{source} [experiment]: 'train_subset' must be a non-negative integer; got {exp['train_subset']!r}")
+        kwargs["train_subset"] = exp["train_subset"]
     methods = doc.get("methods", {})
     if not isinstance(methods, dict) or any(not isinstance(v, dict) for v in methods.values()):
         raise ConfigError(f"{source}: [methods.NAME] tables must map hyper-parameter names to values")

@@ -12,6 +12,7 @@ Nothing is downloaded unless `download=True`.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -117,16 +118,37 @@ def _fetch_hint(name: str) -> str:
 class LoadOptions:
     data_root: str | None = None  # None → $MUBENCH_DATA or ~/.cache/mubench/data
     download: bool = False  # fetch from the internet when missing (torchvision's downloaders)
-    split_seed: int = 0  # digits only: seed of the fixed stratified 75/25 split
+    split_seed: int = 0  # digits: seed of the fixed stratified 75/25 split; seed of train_subset
+    train_subset: int = 0  # >0: keep a fixed stratified subset of this many training images (CPU presets)
 
 
 def load_dataset(name: str, options: LoadOptions | None = None) -> ImageData:
     """Load a registered dataset by name (`imagefolder:PATH` takes a folder)."""
     options = options or LoadOptions()
     if name.startswith("imagefolder:"):
-        return load_imagefolder(Path(name.split(":", 1)[1]).expanduser(), name=name)
-    loader: Callable[[LoadOptions], ImageData] = DATASETS.get(name)
-    return loader(options)
+        data = load_imagefolder(Path(name.split(":", 1)[1]).expanduser(), name=name)
+    else:
+        loader: Callable[[LoadOptions], ImageData] = DATASETS.get(name)
+        data = loader(options)
+    return subsample_train(data, options.train_subset, options.split_seed) if options.train_subset else data
+
+
+def subsample_train(data: ImageData, n: int, seed: int) -> ImageData:
+    """A fixed, class-stratified subset of n training images (the test set is kept whole).
+
+    For CPU-sized grids on real data; the name gets a `[n]` suffix so records and tables can
+    never mistake it for the full dataset.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < n < len(data.train_y):
+        raise MubenchError(f"train_subset must be in (0, {len(data.train_y)}) for {data.name!r}; got {n}")
+    keep, _ = train_test_split(np.arange(len(data.train_y)), train_size=n,
+                               stratify=data.train_y.numpy(), random_state=seed)
+    keep = torch.from_numpy(np.sort(keep))
+    mean, std = channel_stats(data.train_x[keep])
+    return dataclasses.replace(data, name=f"{data.name}[{n}]", train_x=data.train_x[keep].contiguous(),
+                               train_y=data.train_y[keep], mean=mean, std=std)
 
 
 @DATASETS.register("digits", description="scikit-learn's bundled 8x8 digits (1,797 images); the embedded default")

@@ -135,7 +135,8 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
         METHODS.get(sorted(unknown_overrides)[0])  # raises with a suggestion
     device = resolve_device(config.execution.device)
     precision = resolve_precision(config.precision, device)
-    options = LoadOptions(data_root=config.data_root or None, download=config.download)
+    options = LoadOptions(data_root=config.data_root or None, download=config.download,
+                          train_subset=config.train_subset)
     evaluation = dataclasses.asdict(config.evaluation)
     needs_bank = any("fv_bank" in getattr(METHODS.get(m), "requires", ()) for m in methods)
     if not config.seeds:
@@ -351,6 +352,7 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
     metrics["rte_rel"] = rte / reference["rte_s"] if reference and reference.get("rte_s") else (1.0 if is_retrain else None)
     record = {
         **_identity(spec), **metrics, **extra,
+        "dataset": data.name,  # carries a [n] suffix when a training subset is used
         "status": "ok",
         "method_version": cls.version,
         "tuned": False,

@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     where.add_argument("--out", help="results root (default: results)")
     where.add_argument("--data-root", help="where datasets live (default: $MUBENCH_DATA or ~/.cache/mubench/data)")
     where.add_argument("--download", action="store_true", default=None, help="download missing datasets")
+    where.add_argument("--train-subset", type=int, metavar="N",
+                       help="use a fixed stratified subset of N training images (CPU-sized runs)")
     how = p.add_argument_group("execution")
     how.add_argument("--jobs", type=int, help="parallel workers (default: one per GPU, else one per CPU core)")
     how.add_argument("--backend", choices=("loky", "dask", "sequential"), help="default: loky")
@@ -62,7 +64,7 @@ def config_from_args(args: argparse.Namespace):
         config,
         methods=_csv(args.methods), datasets=_csv(args.datasets), models=_csv(args.models),
         scenarios=_csv(args.scenarios), seeds=seeds, out=args.out, data_root=args.data_root,
-        download=args.download, precision=args.precision,
+        download=args.download, precision=args.precision, train_subset=args.train_subset,
         plugins=tuple(args.plugin) if args.plugin is not None else None,
         recipe=recipe, method_params=method_params,
         execution_jobs=args.jobs, execution_backend=args.backend, execution_scheduler=args.scheduler,
