@@ -24,8 +24,12 @@ ENTRY_POINT_GROUP = "mubench.methods"
 _loaded_sources: set[str] = set()  # idempotence guard for this process (not user state)
 
 
-def _reason(err: BaseException) -> str:
-    last = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
+def _reason(err: BaseException, source: str = "") -> str:
+    """'TypeError: … at file.py:12', pointing into the plugin's own file when it is on the stack
+    (a registration error raised inside mubench is caused by a line of the plugin)."""
+    frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ else []
+    own = [f for f in frames if f.filename == source]
+    last = (own or frames)[-1:]
     where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
     return f"{type(err).__name__}: {err}{where}"
 
@@ -37,7 +41,7 @@ def _guarded_import(source: str, importer) -> None:
     try:
         importer()
     except Exception as err:  # a broken plugin must not break the others
-        METHODS.broken[source] = _reason(err)
+        METHODS.broken[source] = _reason(err, source)
 
 
 def builtin_method_files() -> list[Path]:
