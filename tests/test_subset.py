@@ -12,8 +12,9 @@ def test_subset_is_stratified_fixed_and_named():
     b = load_dataset("digits", LoadOptions(train_subset=500))
     assert a.name == "digits[500]"
     assert len(a.train_y) == 500 and len(a.test_y) == len(full.test_y)  # the test set is kept whole
-    counts = a.train_y.bincount(minlength=10)
-    assert int(counts.max() - counts.min()) <= 1  # stratified: ~50 per class
+    expected = full.train_y.bincount(minlength=10).float() * 500 / len(full.train_y)
+    counts = a.train_y.bincount(minlength=10).float()
+    assert (counts - expected).abs().max() <= 1  # stratified: class proportions kept
     assert a.train_x.equal(b.train_x)  # fixed
     c = load_dataset("digits", LoadOptions(train_subset=500, split_seed=1))
     assert not a.train_x.equal(c.train_x)
