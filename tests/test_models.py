@@ -125,7 +125,7 @@ def test_vgg16_bn_rejects_too_small_images():
 
 def test_small_model_sizes_match_their_descriptions(model_of):
     # the registry descriptions quote these sizes (list models)
-    assert 95_000 < count_parameters(model_of("small_cnn", 8, 1)) < 110_000
+    assert 85_000 < count_parameters(model_of("small_cnn", 8, 1)) < 115_000  # "~0.1M"
     assert 75_000 < count_parameters(model_of("resnet8", 8, 1)) < 80_000
     assert 260_000 < count_parameters(model_of("resnet20", 32, 3)) < 280_000
 
