@@ -17,6 +17,7 @@ import gzip
 import os
 import pickle
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,26 +202,35 @@ def _stage_idx_files(name: str, folder_name: str, options: LoadOptions) -> Path:
             return base
         for flat in (base / name, base, raw):
             if all((flat / f).is_file() or (flat / f"{f}.gz").is_file() for f in _FMNIST_FILES):
-                target = stage_root / folder_name / "raw"
-                target.mkdir(parents=True, exist_ok=True)
-                for f in _FMNIST_FILES:
-                    if (target / f).is_file():
-                        continue
-                    tmp = target / f"{f}.tmp{os.getpid()}"
-                    if (flat / f).is_file():
-                        shutil.copyfile(flat / f, tmp)
-                    else:
-                        try:
-                            with gzip.open(flat / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
-                                shutil.copyfileobj(src, dst)
-                        except (OSError, EOFError) as err:
-                            tmp.unlink(missing_ok=True)
-                            raise _missing(name, places, _fetch_hint(name), f"is corrupt ({flat / f}.gz: {err})") from err
-                    os.replace(tmp, target / f)
+                _unpack_idx(name, places, flat, stage_root / folder_name / "raw")
                 return stage_root
     if options.download:
         return stage_root
     raise _missing(name, [*places, *[p / name for p in places]], f"apt-get install dataset-fashion-mnist, or {_fetch_hint(name)}")
+
+
+def _unpack_idx(name: str, places: list[Path], flat: Path, target: Path) -> None:
+    """Copy (or decompress) the four IDX files from `flat` into `target`, each file atomically."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataNotFoundError(f"dataset {name!r}: cannot unpack {flat} into {target} "
+                                f"({err.strerror or err}); pass a writable --data-root") from err
+    for f in _FMNIST_FILES:
+        if (target / f).is_file():
+            continue
+        tmp = target / f"{f}.tmp{os.getpid()}"
+        source = flat / f if (flat / f).is_file() else flat / f"{f}.gz"
+        try:
+            if source.suffix != ".gz":
+                shutil.copyfile(source, tmp)
+            else:
+                with gzip.open(source, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except (OSError, EOFError, zlib.error) as err:  # truncated or garbled gzip streams
+            tmp.unlink(missing_ok=True)
+            raise _missing(name, places, _fetch_hint(name), f"is corrupt or unreadable ({source}: {err})") from err
+        os.replace(tmp, target / f)
 
 
 @DATASETS.register("fashion-mnist", description="Fashion-MNIST 28x28 grey, 60k/10k (torchvision reader; Debian dataset-fashion-mnist)")

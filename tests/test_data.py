@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +323,31 @@ def test_truncated_idx_gz(tmp_path):
     gz.write_bytes(gz.read_bytes()[:200])
     with pytest.raises(DataNotFoundError, match="corrupt.*train-images-idx3-ubyte.gz"):
         load_dataset("fashion-mnist", _opts(tmp_path))
+    assert not list((tmp_path / "FashionMNIST" / "raw").glob("*.tmp*"))  # no half-written copy
+
+
+def test_garbled_idx_gz(tmp_path):
+    """A gz whose deflate stream is damaged fails in zlib, not with an OSError."""
+    arrays = fmnist_arrays()
+    # compressible pixels, so gzip writes Huffman blocks that flipped bits make undecodable
+    arrays["train-images-idx3-ubyte"] = (np.arange(12 * 28 * 28) % 7).astype(np.uint8).reshape(12, 28, 28)
+    write_idx(tmp_path / "fashion-mnist", arrays, gz=True)
+    gz = tmp_path / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    blob = bytearray(gz.read_bytes())
+    blob[40:80] = bytes(b ^ 0xFF for b in blob[40:80])  # past the 34-byte header with the file name
+    gz.write_bytes(bytes(blob))
+    with pytest.raises(zlib.error):  # what the reader would have crashed with
+        gzip.decompress(gz.read_bytes())
+    with pytest.raises(DataNotFoundError, match="fashion-mnist.*corrupt"):
+        load_dataset("fashion-mnist", _opts(tmp_path))
+
+
+def test_unwritable_data_root_for_unpacking(tmp_path):
+    write_idx(tmp_path / "system" / "fashion-mnist", fmnist_arrays(), gz=True)
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file, not a folder")
+    with pytest.raises(DataNotFoundError, match="cannot unpack .* writable --data-root"):
+        load_dataset("fashion-mnist", _opts(blocker / "data"))
 
 
 @pytest.mark.parametrize("damage", ["truncated", "int16", "int8", "no_such_type"])
@@ -352,6 +378,18 @@ def test_corrupt_png_in_imagefolder(tmp_path):
     (tmp_path / "t" / "val" / "dog" / "0.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DataNotFoundError, match="could not be read"):
         load_dataset(f"imagefolder:{tmp_path / 't'}")
+
+
+def test_train_subset_is_stratified_and_named(tmp_path):
+    full = load_dataset("digits")
+    d = load_dataset("digits", LoadOptions(train_subset=500))
+    assert len(d.train_y) == 500 and d.name == "digits[500]"
+    assert torch.equal(d.test_y, full.test_y)  # the test set is kept whole
+    counts = torch.bincount(d.train_y, minlength=10)
+    assert counts.min() >= 48 and counts.max() <= 52
+    assert d.fingerprint() != full.fingerprint()
+    with pytest.raises(MubenchError, match="train_subset"):
+        load_dataset("digits", LoadOptions(train_subset=5000))
 
 
 # ---------------------------------------------------------------------------------------------
