@@ -142,3 +142,15 @@ def test_check_writable(tmp_path):
         Store(blocker / "results").check_writable()
     msg = str(info.value)
     assert str(blocker / "results") in msg and "--out" in msg and "\n" not in msg
+
+
+def test_files_follow_the_umask(tmp_path):
+    """A shared results folder must stay readable by others (mkstemp would make files 0600)."""
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path)
+        paths = [store.save_artifact("original", "k", {"v": torch.zeros(1)}),
+                 store.write_record("original", "k", {"a": 1}), store.write_log("k", "x")]
+    finally:
+        os.umask(old)
+    assert [oct(p.stat().st_mode & 0o777) for p in paths] == ["0o644"] * 3
