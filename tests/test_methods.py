@@ -1,9 +1,9 @@
 """Every registered method passes the contract kit; each baseline moves the metric it exists to move.
 
 Behaviour numbers were measured on digits, small CNN (seed 0), class:0 with the digits preset
-(1 CPU thread): original UA 0.0 / RA 99.5; retrain UA 100 / RA 100; FT UA 82.0 / RA 98.9;
-GA UA 98.5 / RA 97.7; RL UA 100 / RA 99.3; l1-sparse UA 71.4 / RA 99.2; SalUn UA 91.0 / RA 99.6.
-Assertions keep wide margins below those values.
+(1 CPU thread): original UA 0.0 / RA 99.4; retrain UA 100 / RA 100; FT UA 100 / RA 97.6;
+GA UA 95.5 / RA 98.4; RL UA 97.7 / RA 97.6; l1-sparse UA 82.7 / RA 99.3; SalUn UA 97.7 / RA 98.4.
+Assertions keep wide margins below those values (they survived a change of small_cnn's layout).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def original_ua_ra(digits_original, digits, class0_split):
 
 def test_original_remembers_class0(original_ua_ra):
     ua, ra = original_ua_ra
-    assert ua < 2 and ra > 98  # measured 0.0 / 99.5
+    assert ua < 2 and ra > 98  # measured 0.0 / 99.4
 
 
 def test_retrain_forgets_the_class_completely(make_task, class0_split):
@@ -124,9 +124,9 @@ def test_retrain_starts_from_the_originals_initialisation(make_task, class0_spli
 
 
 @pytest.mark.parametrize("name, min_ua, min_ra", [
-    ("grad_ascent", 60, 90),  # measured 98.5 / 97.7
-    ("random_label", 70, 95),  # measured 100 / 99.3
-    ("salun", 50, 95),  # measured 91.0 / 99.6
+    ("grad_ascent", 60, 90),  # measured 95.5 / 98.4
+    ("random_label", 70, 93),  # measured 97.7 / 97.6
+    ("salun", 60, 93),  # measured 97.7 / 98.4
 ])
 def test_forgetting_methods_raise_ua(name, min_ua, min_ra, make_task, class0_split, original_ua_ra):
     task = make_task(class0_split)
@@ -139,8 +139,8 @@ def test_forgetting_methods_raise_ua(name, min_ua, min_ra, make_task, class0_spl
 def test_retain_training_methods_keep_ra_high(name, make_task, class0_split):
     task = make_task(class0_split)
     ua, ra = _ua_ra(_run(name, task), task)
-    assert ra >= 97  # measured FT 98.9, l1 99.2
-    assert ua >= 30  # the digits preset's lr makes forgetting visible: FT 82.0, l1 71.4
+    assert ra >= 95  # measured FT 97.6, l1 99.3
+    assert ua >= 30  # the digits preset's lr makes forgetting visible: FT 100, l1 82.7
 
 
 # ---------------------------------------------------------------------------------------------
