@@ -149,3 +149,17 @@ def test_empty_forget_set_is_an_error():
     labels = np.array([0, 0, 1, 1, 3, 3])
     with pytest.raises(ConfigError, match="empty forget set"):
         make_split(labels, np.array([0, 1, 2, 3]), "class:2", seed=0)
+
+
+def test_get_split_is_saved_once_and_reused(tmp_path, digits):
+    from mubench.pipeline import get_split
+    from mubench.store import Store
+
+    store = Store(tmp_path)
+    first = get_split(store, digits, "random:10", 0)
+    files = list((tmp_path / "artifacts" / "split").iterdir())
+    assert len(files) == 1
+    again = get_split(store, digits, "random:10", 0)
+    assert again.hash == first.hash and np.array_equal(again.forget, first.forget)
+    assert len(first.forget) == round(0.1 * len(digits.train_y))
+    assert get_split(store, digits, "random:10", 1).hash != first.hash

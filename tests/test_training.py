@@ -145,6 +145,15 @@ def test_train_decreases_loss_and_learns():
     assert accuracy(model, x, y, CPU) > 95.0
 
 
+def test_bf16_autocast_on_cpu_still_learns():
+    x, y = _blobs()
+    torch.manual_seed(0)
+    model = _bn_net()
+    result = _run(model, x, y, epochs=6, precision="bf16")
+    assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a cast
+
+
 def test_history_records_the_schedule():
     x, y = _blobs(64)
     torch.manual_seed(0)
