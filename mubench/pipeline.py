@@ -51,8 +51,16 @@ def get_split(store: Store | None, data: ImageData, scenario: str, seed: int) ->
     return split
 
 
+@functools.lru_cache(maxsize=32)
+def architecture_key(model_name: str, spec) -> str:
+    """A hash of the model's structure (its repr), so editing a model's code invalidates every
+    artifact trained with the old one instead of failing to load it."""
+    return stable_hash(repr(build_model(model_name, spec)))
+
+
 def original_key(data: ImageData, model_name: str, recipe: Recipe, seed: int, device_kind: str) -> str:
     return stable_hash({"kind": "original", "data": data_key(data), "model": model_name,
+                        "arch": architecture_key(model_name, spec_for(data)),
                         "recipe": dataclasses.asdict(recipe), "seed": seed,
                         "precision": resolve_precision(recipe.precision, torch.device(device_kind)),
                         "v": ORIGINAL_VERSION})
@@ -80,9 +88,14 @@ def get_original(store: Store | None, data: ImageData, model_name: str, recipe: 
         state = store.load_artifact("original", key)
         record = store.read_record("original", key)
         if state is not None and record is not None:
-            model.load_state_dict(state)
-            model.to(device).eval()
-            return OriginalModel(model, key, {**record, "loaded": True})
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as err:  # same key, other architecture: never trust it
+                warnings.warn(f"stored original {key} does not fit model {model_name!r} "
+                              f"({str(err).splitlines()[0]}); training it again", stacklevel=2)
+            else:
+                model.to(device).eval()
+                return OriginalModel(model, key, {**record, "loaded": True})
     result = fit_supervised(model, data.train_x, data.train_y, recipe, data.augment, seed, device,
                             progress=progress, desc=f"original {data.name}/{model_name}/seed {seed}")
     prepare = functools.partial(eval_view, data)

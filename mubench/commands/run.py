@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     write_json_atomic(store.root / "config.json", config.to_dict())  # the resolved config, for the record
     result = execute(plan, config, progress=None if not args.quiet else False)
-    print(summary_text(result.records))
+    print(summary_text(result.records + result.failed))
     print(f"\n{result.ran} jobs run, {result.cached} cached, {len(result.failed)} failed "
           f"in {result.seconds:.1f} s; results in {store.root}/ (python -m mubench report --results {store.root})")
     if result.failed:
