@@ -92,8 +92,8 @@ def _slug(*parts) -> str:
 def _save(fig, stem: Path, cell: tuple, kind: str, title: str) -> Figure:
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=130, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
+    fig.savefig(png, dpi=130)  # constrained layout already fits legends: no "tight" re-draw
+    fig.savefig(pdf, metadata={"CreationDate": None})
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -120,7 +120,7 @@ def plot_metric_bars(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure:
     labels = dict(zip(rows["variant"], rows["label"], strict=True))
     width = 0.8 / max(len(variants), 1)
     panels = [[m for m in BAR_METRICS if m != "avg_gap"], ["avg_gap"]]
-    fig, axes = plt.subplots(1, 2, figsize=(9.5 + 0.15 * len(variants), 3.8),
+    fig, axes = plt.subplots(1, 2, figsize=(10.5 + 0.15 * len(variants), 3.8), layout="constrained",
                              gridspec_kw={"width_ratios": [4, 1.3]})
     for ax, metrics in zip(axes, panels, strict=True):
         x = np.arange(len(metrics))
@@ -139,8 +139,8 @@ def plot_metric_bars(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure:
     axes[1].set_ylabel("% points from Retrain")
     title = f"{' / '.join(map(str, cell))}: metrics per method"
     fig.suptitle(title, fontsize=10)
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.04, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8,
+               frameon=False)
     return _save(fig, stem, cell, "metrics", title)
 
 
@@ -149,9 +149,7 @@ def _place_labels(ax, points: Sequence[tuple[float, float, str, str]]) -> None:
     keep the first whose box hits no label placed before (greedy; enough for ~15 methods)."""
     from matplotlib.transforms import Bbox
 
-    fig = ax.figure
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    renderer = ax.figure.canvas.get_renderer()  # limits are final; layout shifts all boxes alike
     offsets = [(6, 4), (6, -12), (-6, 4), (-6, -12), (6, 16), (6, -24), (-6, 16), (-6, -24),
                (6, 28), (6, -36)]
     placed = []  # label boxes so far, seeded with the markers so no label covers a point
@@ -184,7 +182,7 @@ def plot_efficacy_cost(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure |
         return None
     styles = _styles(both.reset_index())
     front = pareto_front(both["mean_rte"], both["mean"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     f = both[front].sort_values("mean_rte")
     ax.step(f["mean_rte"], f["mean"], where="post", ls="--", color="#888888", lw=1,
             label="Pareto front (ringed points)", zorder=1)
@@ -218,7 +216,7 @@ def plot_arithmetic_weights(weights: dict[int, Sequence[float]], cell: tuple, la
         return None  # no weights, or seeds with different K cannot share an axis
     w = np.array([list(map(float, weights[s])) for s in sorted(weights)])
     k = np.arange(w.shape[1])
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.45 * len(k) + 1.5), 3.2))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(k) + 2.5), 3.2), layout="constrained")
     ax.bar(k, w.mean(axis=0), yerr=w.std(axis=0, ddof=1) if len(w) > 1 else None,
            color=method_color("fv_arithmetic"), capsize=2, label="mean ± std over seeds")
     for row in w:
@@ -229,7 +227,7 @@ def plot_arithmetic_weights(weights: dict[int, Sequence[float]], cell: tuple, la
     ax.set_xlabel("class-wise forget vector k")
     ax.set_ylabel("weight")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(fontsize=8, frameon=False, loc="outside right upper")
     title = f"{' / '.join(map(str, cell))}: {label} weights"
     ax.set_title(title, fontsize=10)
     return _save(fig, stem, cell, "weights", title)

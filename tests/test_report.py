@@ -13,6 +13,7 @@ The grid (digits / small_cnn / class:0, seeds 0-2):
     random_label s0, s1 only (seed 2 has no record → missing)
     l1_sparse    all three seeds failed
     forget_vector s0 (99, 95, 92, 99) → 2.0, s1 (100, 94, 91, 97) → 1.25, s2 (98, 95, 92, 99) → 1.5
+    fv_arithmetic  same metrics as forget_vector, with K = 3 learned weights in `info`
     my_method    one unknown plugin name, all seeds ok
 """
 
@@ -39,8 +40,10 @@ METRICS = {
     "random_label": [(100, 97, 94, 100), (100, 95, 92, 98)],
     "l1_sparse": [None, None, None],
     "forget_vector": [(99, 95, 92, 99), (100, 94, 91, 97), (98, 95, 92, 99)],
+    "fv_arithmetic": [(99, 95, 92, 99), (100, 94, 91, 97), (98, 95, 92, 99)],
     "my_method": [(100, 98, 95, 100), (100, 96, 93, 98), (100, 97, 94, 99)],
 }
+WEIGHTS = [[1.0, 0.0, -0.1], [1.0, 0.2, -0.1], [1.0, 0.4, -0.1]]  # fv_arithmetic info, per seed
 RTE = {"retrain": (100, 110, 120), "forget_vector": (5, 6, 7)}
 STORED_GAP = {("finetune", 0): 4.0, ("finetune", 1): 2.25, ("finetune", 2): 9.99}
 
@@ -68,7 +71,8 @@ def _write_grid(root):
     store = Store(root)
     for method, per_seed in METRICS.items():
         for seed, values in enumerate(per_seed):
-            rec = _record(method, seed, values)
+            info = {"weights": WEIGHTS[seed]} if method == "fv_arithmetic" else {}
+            rec = _record(method, seed, values, info=info)
             store.write_record("method", rec["key"], rec)
     return root
 
@@ -76,6 +80,14 @@ def _write_grid(root):
 @pytest.fixture
 def results(tmp_path):
     return _write_grid(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """One full report of the grid (figures are the slow part, so it is written once)."""
+    root = _write_grid(tmp_path_factory.mktemp("report") / "results")
+    out = root.parent / "out"
+    return out, report.write_report(root, out, formats=("md", "latex", "csv", "html"))
 
 
 @pytest.fixture
@@ -90,7 +102,7 @@ def _stat(stats, method, metric):
 
 
 def test_load_records_one_row_per_job_with_failed_kept(df):
-    assert len(df) == 3 + 3 + 3 + 2 + 3 + 3 + 3
+    assert len(df) == 3 + 3 + 3 + 2 + 3 + 3 + 3 + 3
     assert set(df.loc[df["method"].eq("l1_sparse"), "status"]) == {"failed"}
     assert df.loc[df["key"].eq("finetune-1"), "ua"].item() == 94
     assert df.loc[df["key"].eq("finetune-1"), "version_torch"].item() == "2.x"
@@ -163,7 +175,7 @@ def test_missing_retrain_leaves_gaps_unknown_and_says_so(results):
 
 def test_rows_start_with_retrain_and_use_report_labels(df):
     labels = list(report.summary_table(df).index.get_level_values("method"))
-    assert labels == ["Retrain", "FT", "GA", "RL", "l1-sparse", "FV", "my_method"]
+    assert labels == ["Retrain", "FT", "GA", "RL", "l1-sparse", "FV", "FV-arith", "my_method"]
     assert report.method_label("salun[sparsity=0.3]") == "SalUn[sparsity=0.3]"
 
 
@@ -211,14 +223,23 @@ def test_latex_uses_booktabs_and_escapes(df):
     assert tex.index("Retrain &") < tex.index("FT &")
 
 
-def test_markdown_has_one_table_per_cell_and_the_stats(results, tmp_path):
-    paths = report.write_report(results, tmp_path / "out", formats=("md",))
-    md = (tmp_path / "out" / "report.md").read_text()
+def test_markdown_has_one_table_per_cell_and_the_stats(written):
+    out, paths = written
+    md = (out / "report.md").read_text()
     assert "## digits / small_cnn / class:0" in md
     assert "| FT | 92.00 ± 2.00 |" in md
     assert "## Avg. Gap per seed" in md and "4.00, 2.25, 3.75" in md
     assert re.search(r"\| FT \| 3 \| 1\.75 \| \[", md)  # paired FT − FV: 2.0, 1.0, 2.25
-    assert any(p.suffix == ".pdf" for p in paths) and any(p.suffix == ".png" for p in paths)
+    assert {out / "report.md", out / "report.tex", out / "records.csv", out / "report.html"} <= set(paths)
+
+
+def test_figures_in_png_and_pdf_with_arithmetic_weights(written):
+    out, paths = written
+    names = {p.name for p in paths if p.parent == out / "figures"}
+    stems = ["digits_small_cnn_class-0_metrics", "digits_small_cnn_class-0_efficacy_cost",
+             "digits_small_cnn_class-0_fv_arithmetic_weights"]
+    assert names == {f"{s}.{ext}" for s in stems for ext in ("png", "pdf")}
+    assert all(p.stat().st_size > 1000 for p in paths)
 
 
 def test_unknown_format_and_empty_results_are_one_line_errors(results, tmp_path):
@@ -229,7 +250,11 @@ def test_unknown_format_and_empty_results_are_one_line_errors(results, tmp_path)
         report.load_records(empty)
 
 
-def test_report_command(results, tmp_path, capsys):
+def test_report_command(tmp_path, capsys):
+    results = tmp_path / "results"
+    for method in ("retrain", "finetune"):  # a one-seed grid keeps the figures cheap
+        rec = _record(method, 0, METRICS[method][0])
+        Store(results).write_record("method", rec["key"], rec)
     out = tmp_path / "cli"
     assert main(["report", "--results", str(results), "--format", "md,csv", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
@@ -244,21 +269,9 @@ def test_pareto_front_by_hand():
     assert pareto_front([1, 10, 5, 6], [5, 1, 3, 4]).tolist() == [True, True, True, False]
 
 
-def test_arithmetic_weights_figure_from_info(results, tmp_path):
-    store = Store(results)
-    for seed in range(3):
-        rec = _record("fv_arithmetic", seed, (99, 95, 92, 99), info={"weights": [1.0, 0.2 * seed, -0.1]})
-        store.write_record("method", rec["key"], rec)
-    paths = report.write_report(results, tmp_path / "out", formats=("md",))
-    names = {p.name for p in paths}
-    assert "digits_small_cnn_class-0_fv_arithmetic_weights.png" in names
-    assert "digits_small_cnn_class-0_efficacy_cost.pdf" in names
-
-
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_html_report_opens_in_headless_chromium(results, tmp_path):
-    report.write_report(results, tmp_path / "out", formats=("html",))
-    page = tmp_path / "out" / "report.html"
+def test_html_report_opens_in_headless_chromium(written, tmp_path):
+    page = written[0] / "report.html"
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained
     cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
@@ -272,7 +285,7 @@ def test_html_report_opens_in_headless_chromium(results, tmp_path):
                  '<td class="bad">2/3 (1 failed)</td>', '<td class="bad">2/3 (1 missing)</td>'):
         assert cell in dom, cell
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', dom)
-    assert len(images) == 2  # metric bars and efficacy–cost scatter
+    assert len(images) == 3  # metric bars, efficacy–cost scatter, arithmetic weights
     import base64
 
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
