@@ -253,6 +253,30 @@ def test_imagefolder_with_different_classes_in_val_is_an_error(tmp_path):
         load_dataset(f"imagefolder:{tmp_path / 't'}")
 
 
+def test_channel_stats_by_hand():
+    # channel 0: pixels 0 and 255 → mean 0.5, unbiased std sqrt(4·0.25/3) = 0.57735
+    x = torch.tensor([[[[0, 255]], [[51, 51]]], [[[255, 0]], [[51, 51]]]], dtype=torch.uint8)
+    mean, std = data_mod.channel_stats(x, chunk=1)
+    assert mean == (0.5, 0.2) and std[0] == pytest.approx(0.57735, abs=1e-5)
+    assert std[1] == 1e-3  # a constant channel is clamped, so normalising never divides by 0
+    floats = torch.rand(50, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    mean, std = data_mod.channel_stats(floats, chunk=7)
+    np.testing.assert_allclose(mean, floats.mean(dim=(0, 2, 3)), atol=1e-6)
+    np.testing.assert_allclose(std, floats.std(dim=(0, 2, 3)), atol=1e-6)
+
+
+def test_imagefolder_stats_never_convert_the_whole_train_set(tmp_path, monkeypatch):
+    write_imagefolder(tmp_path / "t", per_class=3)
+    sizes = []
+    real = data_mod.to_float
+    monkeypatch.setattr(data_mod, "to_float", lambda x: sizes.append(len(x)) or real(x))
+    d = load_dataset(f"imagefolder:{tmp_path / 't'}")
+    assert sizes and max(sizes) <= 1000  # chunks, not 13,000 ImageNet images as 10 GB of floats
+    # 3 cats (200, 30, 40), 3 dogs (10, 220, 90) and one grey 128, all solid colours
+    expected = [(3 * cat + 3 * dog + 128) / 7 / 255 for cat, dog in zip(*COLOURS.values(), strict=True)]
+    np.testing.assert_allclose(d.mean, expected, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Where data is looked for
 
