@@ -1,0 +1,231 @@
+"""Forget vector: one universal input perturbation δ that makes a frozen model forget.
+
+Sun et al., "Forget Vectors at Play: Universal Input Perturbations Driving Machine Unlearning
+in Image Classification" (arXiv 2412.16780); SPEC §4. The model never changes: it stays in
+eval mode (BatchNorm uses its running statistics) and gets no weight gradients. Only δ, one
+image-shaped tensor, is learned on one shuffled loader over forget ∪ retain:
+
+    L(δ) = α·(1/|B|)·Σ_{i∈B∩retain} CE(f(x_i+δ), y_i)
+         + β·(1/|B|)·Σ_{i∈B∩forget} max(z_{y_i} − max_{k≠y_i} z_k, −τ)
+         + λ·‖δ‖₂ / |B|
+
+Both data terms are divided by the whole batch size |B| (not by the number of retain or
+forget samples in it), as in the paper's code. δ is added after the training augmentation
+and before the model's normalisation layer (normalisation is the model's first layer), with
+no clipping to [0, 1] unless `clamp` is set; the returned Predictor adds the same δ to every
+evaluated input.
+
+Defaults (SPEC §4): α = 1, λ = 1, τ = 1, SGD lr 0.2, momentum 0.9, weight decay 5e-4 on δ,
+lr × 0.9 after every epoch, batch 256, augmentation on, 100 epochs (the step size is below
+1e-5 after 100). β is per scenario kind: 5 here (the paper tuned β per class in 3–10 for
+class-wise forgetting); random forgetting needs β far smaller, which the presets set.
+
+Epoch selection (the paper picked an epoch per class and did not say how): `select="last"`
+(default) returns δ after the last epoch run. `select="best"` holds out a `holdout` fraction of
+the forget set and of the retain set (stratified by label, seeded; never the test set), trains
+on the rest, and returns the δ of the epoch with the smallest data objective
+α·mean CE(retain) + β·mean margin(forget) (each term averaged over the held-out slice, no
+augmentation, no norm penalty) on that slice.
+
+Convergence stop: with `tol > 0`, training stops after the first epoch in which
+‖δ_e − δ_{e−1}‖₂ / ‖δ_{e−1}‖₂ < tol; `info["epochs_run"]` records how many epochs ran.
+
+`learn_perturbation` below is the shared learner: forget-vector arithmetic (fv_arithmetic)
+reuses it with δ = Σ_k w_k δ_k, and the class-wise bank (mubench/fv_bank.py) stacks several
+class problems through the model at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mubench.params import Interval, Options, param
+from mubench.predictor import Predictor
+from mubench.training import Batch, OptimSpec, train
+from mubench.unlearning import Method, UnlearnTask, register_method
+
+
+@dataclass(frozen=True)
+class PerturbationParams:
+    """The loss and optimisation of a learned input perturbation (shared with fv_arithmetic)."""
+
+    alpha: float = param(1.0, Interval(0, None), "weight of the retain cross-entropy term")
+    beta: float = param(5.0, Interval(0, None), "weight of the forget margin term (paper: 3-10 class-wise)")
+    lam: float = param(1.0, Interval(0, None), "weight of the l2 norm penalty (divided by |B|)")
+    tau: float = param(1.0, Interval(0, None), "margin at which the forget term stops pushing")
+    lr: float = param(0.2, Interval(0, None, "neither"), "SGD learning rate of the first epoch")
+    epochs: int = param(100, Interval(1, None), "maximum number of epochs")
+    lr_decay: float = param(0.9, Interval(0, 1, "right"), "lr factor applied after every epoch")
+    momentum: float = param(0.9, Interval(0, 1), "SGD momentum")
+    weight_decay: float = param(5e-4, Interval(0, None), "SGD weight decay on the learned tensor")
+    batch_size: int = param(256, Interval(1, None), "mini-batch size over forget ∪ retain")
+    clamp: bool = param(False, None, "clip x + δ to [0, 1] in training and evaluation (off in the paper)")
+    select: str = param("last", Options(("last", "best")), "epoch returned: last, or best on a held-out slice")
+    holdout: float = param(0.1, Interval(0, 1, "neither"), "fraction of forget and retain held out (select=best)")
+    tol: float = param(1e-3, Interval(0, None), "stop when δ's relative change over an epoch is below this (0: off)")
+
+
+@dataclass(frozen=True)
+class ForgetVectorParams(PerturbationParams):
+    init: str = param("zeros", Options(("zeros", "gaussian")), "initial δ (paper: zeros)")
+    init_std: float = param(0.01, Interval(0, None), "standard deviation of the gaussian init")
+
+
+def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """z_y − max_{k≠y} z_k per sample: positive while the true class still wins."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    return true - others.amax(1)
+
+
+def forget_vector_loss(logits: torch.Tensor, y: torch.Tensor, forget: torch.Tensor, norm: torch.Tensor,
+                       p: PerturbationParams, batch_size: int | None = None) -> torch.Tensor:
+    """L(δ) of the module docstring for one batch; `norm` is ‖δ‖₂ (or ‖w‖₂ for arithmetic).
+
+    batch_size: |B|, default len(y). Several problems stacked along the batch (the bank's
+    batched mode) pass the size of one batch and the sum of their norms, so the result is the
+    sum of the problems' losses.
+    """
+    n = len(y) if batch_size is None else batch_size
+    logits = logits.float()
+    ce = F.cross_entropy(logits, y, reduction="none")
+    margin = cw_margin(logits, y).clamp_min(-p.tau)
+    retain_term = torch.where(forget, 0.0, ce).sum() / n
+    forget_term = torch.where(forget, margin, 0.0).sum() / n
+    return p.alpha * retain_term + p.beta * forget_term + p.lam * norm / n
+
+
+@contextlib.contextmanager
+def frozen_weights(model: nn.Module):
+    """No weight gradients while δ is learned (saves the backward's weight-grad work)."""
+    flags = [q.requires_grad for q in model.parameters()]
+    for q in model.parameters():
+        q.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for q, flag in zip(model.parameters(), flags, strict=True):
+            q.requires_grad_(flag)
+
+
+@dataclass
+class Learned:
+    theta: torch.Tensor  # the learned tensor of the selected epoch (δ, the stacked δs, or w)
+    epochs_run: int
+    selected_epoch: int  # 1-based; per problem the best epoch may differ (bank): the last one here
+    final_loss: float
+    seconds: float
+
+
+def split_holdout(task: UnlearnTask, fraction: float, generator: torch.Generator) -> tuple[UnlearnTask, dict]:
+    """(task on the kept part, held-out tensors): `fraction` of each label of forget and retain."""
+    kept, held = {}, {}
+    for part in ("forget", "retain"):
+        x, y = getattr(task, f"{part}_x"), getattr(task, f"{part}_y")
+        order = torch.randperm(len(y), generator=generator).to(y.device)
+        take = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+        for label in torch.unique(y):
+            idx = order[y[order] == label]
+            take[idx[: int(round(fraction * len(idx)))]] = True
+        kept[f"{part}_x"], kept[f"{part}_y"] = x[~take], y[~take]
+        held[f"{part}_x"], held[f"{part}_y"] = x[take], y[take]
+    return dataclasses.replace(task, **kept), held
+
+
+def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Tensor,
+                       to_delta: Callable[[torch.Tensor], torch.Tensor],
+                       norms: Callable[[torch.Tensor], torch.Tensor],
+                       flags: Callable[[Batch], torch.Tensor] | None = None, desc: str = "forget_vector") -> Learned:
+    """Learn `theta` so that the P perturbations `to_delta(theta)` (P, C, H, W) minimise L.
+
+    norms(theta) → (P,) penalty norms; flags(batch) → (P, B) forget flags of each problem
+    (default: the batch's own flags, P = 1). With select="best" and P > 1, theta's first
+    dimension must index the problems (each keeps its own best epoch).
+    """
+    model = task.original.eval()
+    flags = flags or (lambda b: b.forget[None])
+    holdout = None
+    if p.select == "best":
+        task, holdout = split_holdout(task, p.holdout, task.generator(offset=2))
+    theta = theta.detach().clone().to(task.device).requires_grad_(True)
+
+    def perturb(x: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        out = (x[None] + deltas[:, None]).flatten(0, 1)  # δ after augmentation, before normalisation
+        return out.clamp(0, 1) if p.clamp else out
+
+    def loss_fn(net: nn.Module, batch: Batch) -> torch.Tensor:
+        deltas = to_delta(theta)
+        logits = net(perturb(batch.x, deltas))
+        return forget_vector_loss(logits, batch.y.repeat(len(deltas)), flags(batch).flatten(),
+                                  norms(theta).sum(), p, batch_size=len(batch.y))
+
+    @torch.no_grad()
+    def heldout_objective() -> torch.Tensor:
+        x = torch.cat([task.prepare(holdout["forget_x"]), task.prepare(holdout["retain_x"])])
+        y = torch.cat([holdout["forget_y"], holdout["retain_y"]])
+        forget = torch.arange(len(y), device=y.device) < len(holdout["forget_y"])
+        f = flags(Batch(x, y, forget)).float()
+        logits = model(perturb(x, to_delta(theta))).float().view(f.shape[0], len(y), -1)
+        ce = torch.stack([F.cross_entropy(z, y, reduction="none") for z in logits])
+        margin = torch.stack([cw_margin(z, y).clamp_min(-p.tau) for z in logits])
+        mean = lambda v, w: (v * w).sum(1) / w.sum(1).clamp_min(1)  # noqa: E731
+        return p.alpha * mean(ce, 1 - f) + p.beta * mean(margin, f)
+
+    state = {"prev": to_delta(theta).detach().clone(), "best": None, "best_theta": theta.detach().clone(),
+             "best_epoch": 0}
+
+    def after_epoch(epoch: int, stats: dict) -> bool:
+        delta = to_delta(theta).detach()
+        change = (delta - state["prev"]).flatten(1).norm(dim=1) / state["prev"].flatten(1).norm(dim=1)
+        state["prev"] = delta.clone()
+        if holdout is not None:
+            obj = heldout_objective()
+            better = obj < state["best"] if state["best"] is not None else torch.ones_like(obj, dtype=torch.bool)
+            state["best"] = obj if state["best"] is None else torch.where(better, obj, state["best"])
+            if len(obj) == 1:
+                if better.item():
+                    state["best_theta"], state["best_epoch"] = theta.detach().clone(), epoch + 1
+            else:
+                state["best_theta"][better] = theta.detach()[better]
+                state["best_epoch"] = epoch + 1
+        return p.tol > 0 and bool((change < p.tol).all())  # NaN (from a zero δ) never stops
+
+    generator = task.generator()
+    optim = OptimSpec(lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, schedule="exponential",
+                      gamma=p.lr_decay)  # lr × lr_decay after every epoch
+    with frozen_weights(model):
+        result = train(model, epochs=p.epochs, batches=lambda epoch: task.batches("union", p.batch_size, generator),
+                       loss_fn=loss_fn, optim=optim, device=task.device, precision=task.precision, params=[theta],
+                       after_epoch=after_epoch, train_mode=False, progress=task.progress, desc=desc)
+    if holdout is None:
+        final, selected = theta.detach(), result.epochs_run
+    else:
+        final, selected = state["best_theta"], state["best_epoch"]
+    return Learned(final, result.epochs_run, selected, result.last_loss, result.seconds)
+
+
+@register_method("forget_vector")
+class ForgetVector(Method):
+    """Forget vector (Sun et al., arXiv 2412.16780): one learned δ added to every input of the
+    frozen original model. Loss, defaults, epoch selection and convergence stop: module docstring."""
+
+    Params = ForgetVectorParams
+    version = "1"
+
+    def unlearn(self, task: UnlearnTask) -> Predictor:
+        p = self.params
+        delta0 = torch.zeros(task.input_shape)
+        if p.init == "gaussian":
+            delta0 = torch.randn(task.input_shape, generator=task.generator(offset=1)) * p.init_std
+        learned = learn_perturbation(task, p, delta0, to_delta=lambda d: d[None], norms=lambda d: d.norm()[None])
+        delta = learned.theta.float().cpu()
+        info = {"epochs_run": learned.epochs_run, "selected_epoch": learned.selected_epoch,
+                "final_loss": learned.final_loss, "delta_norm": float(delta.norm())}
+        return Predictor(task.original, delta=delta, clamp=p.clamp, params_changed=delta.numel(), info=info)
