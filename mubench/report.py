@@ -87,9 +87,8 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     for col in CELL + ["method", "status", "display_name", "finished", "error", "seed"]:
         if col not in df:
             df[col] = None
-    for col in GAP_METRICS + ("avg_gap", "rte_s", "params_changed"):
-        if col not in df:
-            df[col] = np.nan
+    for col in GAP_METRICS + ("avg_gap", "rte_s", "params_changed"):  # JSON null → NaN
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     df["status"] = df["status"].fillna("ok")
     df["variant"] = df["display_name"].where(df["display_name"].notna(), df["method"])
     for col in ("seed", "n_jobs", "method_version"):  # failed rows' NaN would make them floats
