@@ -299,3 +299,24 @@ def test_std_is_blank_for_a_single_seed(tmp_path):
     table = report.summary_table(report.load_records(tmp_path))
     assert table.iloc[1]["Avg. Gap"] == "4.00" and table.iloc[1]["seeds"] == "1/1"
     assert not math.isnan(report.summary_stats(report.load_records(tmp_path))["mean"].iloc[0])
+
+
+def test_summary_markdown_from_record_dicts_as_run_prints_it():
+    records = [_record(m, s, METRICS[m][s]) for m in ("retrain", "finetune") for s in range(3)]
+    records.append(_record("grad_ascent", 0, None))
+    records.append({"key": "orig", "kind": "original", "dataset": "digits"})  # ignored: no method
+    text = report.summary_markdown(report.records_frame(records))
+    assert text.startswith("## digits / small_cnn / class:0")
+    assert "| FT | 92.00 ± 2.00 |" in text and "| GA | failed |" in text
+    assert report.summary_markdown(report.records_frame([])) == "(no finished method jobs)"
+
+
+def test_null_metric_in_a_record_gives_nan_not_a_crash(tmp_path):
+    store = Store(tmp_path)
+    for method, seed in (("retrain", 0), ("retrain", 1), ("finetune", 0)):
+        rec = _record(method, seed, METRICS[method][seed])
+        store.write_record("method", rec["key"], rec)
+    rec = _record("finetune", 1, METRICS["finetune"][1], mia_efficacy=None)
+    store.write_record("method", rec["key"], rec)
+    gaps = report.with_gaps(report.load_records(tmp_path)).set_index("key")["avg_gap"]
+    assert gaps["finetune-0"] == 4.0 and math.isnan(gaps["finetune-1"])
