@@ -131,3 +131,16 @@ def test_bad_params_are_config_errors():
         apply_overrides(ForgetVectorParams(), {"select": "first"}, "method 'forget_vector'")
     with pytest.raises(ConfigError, match="lr_decay"):
         apply_overrides(ForgetVectorParams(), {"lr_decay": 1.5}, "method 'forget_vector'")
+
+
+def test_render_forget_vector_writes_a_png(learned, digits, tmp_path):
+    from mubench.visual import render_forget_vector
+
+    task, _, predictor = learned
+    images = torch.cat([task.prepare(task.forget_x[:2]), task.prepare(task.retain_x[:3])])
+    labels = torch.cat([task.forget_y[:2], task.retain_y[:3]])
+    flags = torch.tensor([True, True, False, False, False])
+    path = render_forget_vector(predictor, images, labels, digits.classes, tmp_path / "fv.png", forget=flags)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="delta"):
+        render_forget_vector(Predictor(task.original), images, labels, digits.classes, tmp_path / "x.png")

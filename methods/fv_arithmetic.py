@@ -1,0 +1,77 @@
+"""Forget-vector arithmetic: a new task's δ as a weighted sum of class-wise forget vectors.
+
+Sun et al. (arXiv 2412.16780), compositional unlearning; SPEC §4. Given the bank δ_1…δ_K of
+the same frozen model (mubench/fv_bank.py), δ = Σ_k w_k δ_k with
+- weights="learned": K unconstrained scalars w, initialised at 0 and trained with the forget
+  vector's own loss (forget_vector_loss, penalty λ·‖w‖₂ / |B|), optimiser, schedule, epoch
+  selection and convergence stop (learn_perturbation from methods/forget_vector.py);
+- weights="sum" / "mean": zero-shot, no optimisation: w_k = 1 (or 1/m) for the m classes
+  involved in the scenario — its classes for class/classes/subset scenarios, the classes
+  present in the forget set for random ones — and 0 elsewhere (the reviewers' question:
+  does composition work without optimisation?).
+
+Runtime: `unlearn` only learns (or sets) the K weights; the bank is a one-time cost per
+(model, seed) that the runner measures and records separately as `bank_s`, so RTE here
+excludes it. The stored cost is K scalars (`params_changed = K`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from methods.forget_vector import PerturbationParams, learn_perturbation
+from mubench.errors import ConfigError
+from mubench.params import Options, param
+from mubench.predictor import Predictor
+from mubench.unlearning import Method, UnlearnTask, register_method
+
+
+@dataclass(frozen=True)
+class FVArithmeticParams(PerturbationParams):
+    weights: str = param("learned", Options(("learned", "sum", "mean")), "learned w, or zero-shot sum/mean")
+
+
+def involved_classes(task: UnlearnTask) -> list[int]:
+    """The scenario's classes, or the classes present in the forget set (random scenarios)."""
+    if task.scenario.classes:
+        return list(task.scenario.classes)
+    return sorted(int(c) for c in torch.unique(task.forget_y))
+
+
+@register_method("fv_arithmetic")
+class FVArithmetic(Method):
+    """Forget-vector arithmetic over the class-wise bank (task.resources["fv_bank"], (K,C,H,W));
+    learned or zero-shot weights. Defaults: forget_vector's (SPEC §4). Runtime excludes the bank."""
+
+    Params = FVArithmeticParams
+    version = "1"
+    requires = ("fv_bank",)
+
+    def unlearn(self, task: UnlearnTask) -> Predictor:
+        p = self.params
+        bank = task.resources.get("fv_bank")
+        if bank is None:
+            raise ConfigError("method 'fv_arithmetic' needs the class-wise forget-vector bank in "
+                              "task.resources['fv_bank']; run it through the runner, which builds the bank")
+        bank = bank.to(task.device, torch.float32)
+        if tuple(bank.shape[1:]) != tuple(task.input_shape):
+            raise ConfigError(f"method 'fv_arithmetic': bank vectors have shape {tuple(bank.shape[1:])}, "
+                              f"but the model's inputs are {tuple(task.input_shape)}")
+        k = len(bank)
+        info = {}
+        if p.weights == "learned":
+            learned = learn_perturbation(task, p, torch.zeros(k), desc="fv_arithmetic",
+                                         to_delta=lambda w: torch.einsum("k,kchw->chw", w, bank)[None],
+                                         norms=lambda w: w.norm()[None])
+            w = learned.theta.detach()
+            info = {"epochs_run": learned.epochs_run, "selected_epoch": learned.selected_epoch,
+                    "final_loss": learned.final_loss}
+        else:
+            classes = involved_classes(task)
+            w = torch.zeros(k, device=task.device)
+            w[classes] = 1.0 if p.weights == "sum" else 1.0 / len(classes)
+        delta = torch.einsum("k,kchw->chw", w, bank).cpu()
+        info.update(weights=[float(v) for v in w.cpu()], delta_norm=float(delta.norm()))
+        return Predictor(task.original, delta=delta, clamp=p.clamp, params_changed=k, info=info)
