@@ -67,6 +67,8 @@ class ImageData:
             "train": list(self.train_x.shape),
             "test": list(self.test_x.shape),
             "labels": int(torch.sum(self.train_y * torch.arange(1, len(self.train_y) + 1) % 1_000_003)),
+            "mean": list(self.mean),  # normalisation is part of every model trained on this data
+            "std": list(self.std),
         }
 
 
@@ -81,12 +83,14 @@ def eval_view(data: ImageData, x: torch.Tensor) -> torch.Tensor:
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 1000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (unbiased) std of images in [0, 1], from the first 20,000 training images.
+    """Per-channel mean and (unbiased) std of images in [0, 1], from at most 20,000 training
+    images taken at an even stride (ImageFolder data is sorted by class: a prefix would see only
+    the first classes).
 
     Summed in chunks: converting 20,000 uint8 ImageNet-sized images to floats at once would
     take 12 GB.
     """
-    x = x[:20000]
+    x = x[:: -(-len(x) // 20000)] if len(x) > 20000 else x
     channels = x.shape[1]
     total = torch.zeros(channels, dtype=torch.float64)
     squares = torch.zeros(channels, dtype=torch.float64)

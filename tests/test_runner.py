@@ -52,7 +52,7 @@ def test_run_writes_records_and_prints_the_summary(reference_run):
     assert all(r["status"] == "ok" for r in records.values())
     retrain = next(r for r in records.values() if r["method"] == "retrain")
     assert retrain["ua"] == 100.0 and retrain["avg_gap"] == 0.0
-    assert "retrain" in proc.stdout and "finetune" in proc.stdout
+    assert "| Retrain |" in proc.stdout and "| FT |" in proc.stdout and "| GA |" in proc.stdout
     assert "4 jobs run, 0 cached, 0 failed" in proc.stdout
     assert (root / "config.json").is_file()
 
