@@ -329,6 +329,15 @@ def report_notes(df: pd.DataFrame, root: str | Path | None = None) -> list[str]:
     return notes
 
 
+def provenance_line(df: pd.DataFrame, root: str | Path) -> str:
+    """Where the numbers come from, in one line (per-record provenance is in the CSV)."""
+    def seen(col):
+        return ", ".join(sorted({str(v) for v in df[col].dropna()})) if col in df else "?"
+    return (f"{len(df)} method records from {root} (devices: {seen('device')}; mubench "
+            f"{seen('version_mubench')}, torch {seen('version_torch')}; last finished "
+            f"{max(df['finished'].dropna().astype(str), default='?')}).")
+
+
 # -- rendering --------------------------------------------------------------------------------
 def _cells(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
     for cell, part in table.groupby(level=CELL, sort=False):
@@ -336,9 +345,9 @@ def _cells(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
 
 
 def render_markdown(table: pd.DataFrame, notes: Sequence[str] = (),
-                    extra_sections: Sequence[tuple[str, pd.DataFrame]] = ()) -> str:
+                    extra_sections: Sequence[tuple[str, pd.DataFrame]] = (), intro: str = "") -> str:
     """One GitHub-Markdown table per (dataset, model, scenario), then extra tables and notes."""
-    out = ["# mubench report", ""]
+    out = ["# mubench report", ""] + ([intro, ""] if intro else [])
     for (dataset, model, scenario), part in _cells(table):
         out += [f"## {dataset} / {model} / {scenario}", "", _md_table(part.reset_index()), ""]
     for title, frame in extra_sections:
@@ -415,13 +424,15 @@ def _html_figure(fig) -> str:
 
 
 def render_html(table: pd.DataFrame, notes: Sequence[str] = (),
-                extra_sections: Sequence[tuple[str, pd.DataFrame]] = (), figures: Sequence = ()) -> str:
+                extra_sections: Sequence[tuple[str, pd.DataFrame]] = (), figures: Sequence = (),
+                intro: str = "") -> str:
     """One self-contained page: inline CSS, figures as base64 PNG, no external assets or scripts."""
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>mubench report</title>", f"<style>{_CSS}</style></head><body>",
            "<h1>mubench report</h1>",
            "<p>Mean ± std over seeds; Avg. Gap is computed per seed against that seed's Retrain. "
            "RTE is the wall-clock time of the unlearning call.</p>"]
+    out += [f"<p>{html.escape(intro)}</p>"] if intro else []
     for cell, part in _cells(table):
         out.append(f"<h2>{html.escape(' / '.join(map(str, cell)))}</h2>")
         out.append(_html_table(part.reset_index()))
@@ -463,9 +474,10 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
         notes.append(skipped)
         warnings.warn(skipped, stacklevel=2)
         formats = [f for f in formats if f != "parquet"]
-    texts = {"md": lambda: render_markdown(table, notes, extra),
+    intro = provenance_line(df, root)
+    texts = {"md": lambda: render_markdown(table, notes, extra, intro),
              "latex": lambda: render_latex(table, notes),
-             "html": lambda: render_html(table, notes, extra, figures)}
+             "html": lambda: render_html(table, notes, extra, figures, intro)}
     names = {"md": "report.md", "latex": "report.tex", "csv": "records.csv",
              "html": "report.html", "parquet": "records.parquet"}
     for fmt in dict.fromkeys(formats):
