@@ -196,6 +196,14 @@ def plot_efficacy_cost(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure |
     ax.set_xscale("log")
     lo, hi = both["mean_rte"].min(), both["mean_rte"].max()
     ax.set_xlim(lo / 2, hi * 3)
+    # Plain numbers at 1-2-5 steps (only powers of ten over wide ranges) instead of matplotlib's
+    # "2×10⁰" minor labels, which collide when the range is under a decade or two.
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    subs = (1.0,) if hi / lo > 300 else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(bottom=min(0, both["mean"].min()) - 0.5, top=both["mean"].max() * 1.15 + 1)
     ax.set_xlabel("RTE (s, log scale)")
     ax.set_ylabel("Avg. Gap to Retrain (%)")
