@@ -54,6 +54,9 @@ CAPTIONS = {
     "efficacy_cost": "Each method at (RTE, Avg. Gap), mean ± std over seeds; lower-left is better. "
                      "Ringed points are on the Pareto front: no other method is both faster and "
                      "closer to Retrain.",
+    "delta": "The learned perturbation δ (mean over channels, diverging colours, symmetric scale) "
+             "and training images without (top) and with δ (bottom); titles give the predicted "
+             "class, red where δ changed it away from the true class.",
     "weights": "Learned weight of each class-wise forget vector in the arithmetic combination; "
                "bars: mean ± std over seeds, dots: single seeds.",
 }
@@ -257,6 +260,30 @@ def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path) -> list
             fig = plot_arithmetic_weights(weights, cell, label,
                                           stem.with_name(f"{stem.name}_{_slug(variant)}_weights"))
             figures += [fig] if fig else []
-        # Hook for δ images: when the runner stores forget vectors as artifacts and
-        # mubench/visual.py provides render_forget_vector, draw them here for the FV rows.
+        figures += _delta_figures(rows, s, cell, stem)
     return figures
+
+
+def _delta_figures(rows: pd.DataFrame, stats: pd.DataFrame, cell: tuple, stem: Path) -> list[Figure]:
+    """The runner draws each forget vector (δ and examples before/after, mubench/visual.py) when
+    the job finishes; the report shows the lowest seed's picture per forget-vector variant."""
+    import shutil
+
+    if "delta_figure" not in rows or "results_root" not in rows:
+        return []
+    out: list[Figure] = []
+    for variant, g in rows[rows["delta_figure"].notna()].groupby("variant", sort=False):
+        r = g.sort_values("seed").iloc[0]
+        source = Path(r["results_root"]) / r["delta_figure"]
+        if not source.is_file():
+            continue
+        label = stats.loc[stats["variant"].eq(variant), "label"]
+        label = label.iloc[0] if len(label) else variant
+        target = stem.with_name(f"{stem.name}_{_slug(variant)}_delta")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        png, pdf = target.with_suffix(".png"), target.with_suffix(".pdf")
+        shutil.copyfile(source, png)
+        if source.with_suffix(".pdf").is_file():
+            shutil.copyfile(source.with_suffix(".pdf"), pdf)
+        out.append(Figure(tuple(cell), "delta", f"{label}: δ and examples (seed {r['seed']})", png, pdf))
+    return out

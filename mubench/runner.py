@@ -370,8 +370,29 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
         "info": _jsonable_info(predictor.info),
         "non_default_params": {k: str(v) for k, v in non_default(params).items()},
     }
+    if predictor.delta is not None:
+        record.update(_save_delta(store, spec.key, predictor, data, split))
     store.write_record("method", spec.key, record)
     return record
+
+
+FIGURE_EXAMPLES = 6  # forget/retain images shown before/after δ in a forget vector's figure
+
+
+def _save_delta(store: Store, key: str, predictor, data, split) -> dict:
+    """Keep a forget vector (artifact) and its picture (δ and examples before/after) for reports."""
+    from .data import eval_view
+    from .visual import render_forget_vector
+
+    store.save_artifact("delta", key, predictor.delta.detach().cpu())
+    n = FIGURE_EXAMPLES // 2
+    idx = torch.from_numpy(__import__("numpy").concatenate([split.forget[:n], split.retain[:n]]))
+    images = eval_view(data, data.train_x[idx])
+    flags = torch.arange(len(idx)) < min(n, len(split.forget))
+    png = store.root / "figures" / f"{key}.png"
+    render_forget_vector(predictor, images, data.train_y[idx], data.classes, png, forget=flags)
+    render_forget_vector(predictor, images, data.train_y[idx], data.classes, png.with_suffix(".pdf"), forget=flags)
+    return {"delta_figure": str(png.relative_to(store.root))}
 
 
 def _jsonable_info(info: dict) -> dict:
