@@ -32,8 +32,12 @@ _SMALL_METHODS = {
     "random_label": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32}},
     "l1_sparse": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32, "gamma": 5e-4}},
     "salun": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32}},
-    "forget_vector": {"*": {"batch_size": 64}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
-    "fv_arithmetic": {"*": {"batch_size": 64}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
+    # Forget vectors keep the paper's batch 256, lr 0.2 × 0.9/epoch and β = 5 (class-wise), but
+    # 60 epochs instead of 100: on digits class:0 (seed 0) that gives Avg. Gap 1.3 to Retrain
+    # (UA 100, RA 97.9, TA 96.5, MIA 100); 30 epochs stop while δ still swings (gap 2.5).
+    # Random forgetting needs a small β (SPEC §4; docs/forget-vectors.md has the sweep).
+    "forget_vector": {"*": {"epochs": 60}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
+    "fv_arithmetic": {"*": {"epochs": 60}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
 }
 
 PRESETS: dict[str, Preset] = {
