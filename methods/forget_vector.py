@@ -27,8 +27,10 @@ on the rest, and returns the δ of the epoch with the smallest data objective
 α·mean CE(retain) + β·mean margin(forget) (each term averaged over the held-out slice, no
 augmentation, no norm penalty) on that slice.
 
-Convergence stop: with `tol > 0`, training stops after the first epoch in which
-‖δ_e − δ_{e−1}‖₂ / ‖δ_{e−1}‖₂ < tol; `info["epochs_run"]` records how many epochs ran.
+Convergence stop: with `tol > 0` (default 1e-3), training stops after the first epoch in which
+‖δ_e − δ_{e−1}‖₂ / ‖δ_{e−1}‖₂ < tol (for every learned vector); `info["epochs_run"]` records
+how many epochs ran. On digits class:0 a 100-epoch budget stops after 72-79 epochs with the
+same UA/RA/TA to 0.1 (the lr is then below 3e-4); `tol=0` always runs `epochs`.
 
 `learn_perturbation` below is the shared learner: forget-vector arithmetic (fv_arithmetic)
 reuses it with δ = Σ_k w_k δ_k, and the class-wise bank (mubench/fv_bank.py) stacks several
@@ -168,15 +170,19 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
 
     @torch.no_grad()
     def heldout_objective() -> torch.Tensor:
-        x = torch.cat([task.prepare(holdout["forget_x"]), task.prepare(holdout["retain_x"])])
+        x = torch.cat([holdout["forget_x"], holdout["retain_x"]])
         y = torch.cat([holdout["forget_y"], holdout["retain_y"]])
         forget = torch.arange(len(y), device=y.device) < len(holdout["forget_y"])
-        f = flags(Batch(x, y, forget)).float()
-        logits = model(perturb(x, to_delta(theta))).float().view(f.shape[0], len(y), -1)
-        ce = torch.stack([F.cross_entropy(z, y, reduction="none") for z in logits])
-        margin = torch.stack([cw_margin(z, y).clamp_min(-p.tau) for z in logits])
-        mean = lambda v, w: (v * w).sum(1) / w.sum(1).clamp_min(1)  # noqa: E731
-        return p.alpha * mean(ce, 1 - f) + p.beta * mean(margin, f)
+        sums = 0
+        for start in range(0, len(y), p.batch_size):  # batch by batch: P stacked copies can be large
+            part = slice(start, start + p.batch_size)
+            f = flags(Batch(x[part], y[part], forget[part])).float()
+            z = model(perturb(task.prepare(x[part]), to_delta(theta))).float().view(*f.shape, -1)
+            yy = y[part].repeat(len(f))
+            ce = F.cross_entropy(z.flatten(0, 1), yy, reduction="none").view(f.shape)
+            margin = cw_margin(z.flatten(0, 1), yy).clamp_min(-p.tau).view(f.shape)
+            sums = sums + torch.stack([(ce * (1 - f)).sum(1), (1 - f).sum(1), (margin * f).sum(1), f.sum(1)])
+        return p.alpha * sums[0] / sums[1].clamp_min(1) + p.beta * sums[2] / sums[3].clamp_min(1)
 
     state = {"prev": to_delta(theta).detach().clone(), "best": None, "best_theta": theta.detach().clone(),
              "best_epoch": 0}
