@@ -1,8 +1,9 @@
 """Evaluate a Predictor on a split: one forward pass per part, then every metric from the cache.
 
 Evaluation never runs method code (STYLE lesson 5): it calls `predictor.logits` on
-un-augmented images (`data.eval_view`) in large batches, once for each of forget / retain /
-test / test_forgotten, and hands the logits to the metric registry (`mubench.metrics`). For an
+un-augmented images (`data.eval_view`), in batches sized for the device
+(`training.eval_batch_size`), once for each of forget / retain / test / test_forgotten, and
+hands the logits to the metric registry (`mubench.metrics`). For an
 input-based predictor (x ↦ x + δ) it also computes the two controls SPEC §5 asks for: the
 forget set with δ removed (`ua_bypass`) and forget / retain / test with a random δ of the same
 ℓ2 norm (`*_noise`: is the effect just noise?).
@@ -69,7 +70,7 @@ def _part_data(data: ImageData, split: Split, part: str) -> tuple[torch.Tensor, 
 
 
 def forward_split(predictor: Predictor, data: ImageData, split: Split, device: torch.device,
-                  batch_size: int = 2048, parts: Iterable[str] = PARTS) -> SplitOutputs:
+                  batch_size: int | None = None, parts: Iterable[str] = PARTS) -> SplitOutputs:
     """One un-augmented forward pass of `predictor` over each requested part of `split`."""
     prepare = functools.partial(eval_view, data)
     out = {}
@@ -103,7 +104,7 @@ def evaluate(predictor: Predictor, data: ImageData, split: Split, *, device: tor
              original: nn.Module | None = None, reference: Mapping[str, Any] | None = None,
              reference_outputs: SplitOutputs | None = None, mia: MIAConfig | None = None,
              controls: bool = True, extra_mia: bool = False, metrics: Iterable[str] = (),
-             seed: int = 0, batch_size: int = 2048, outputs: SplitOutputs | None = None) -> dict[str, Any]:
+             seed: int = 0, batch_size: int | None = None, outputs: SplitOutputs | None = None) -> dict[str, Any]:
     """All metrics of `predictor` on `split` as a flat dict (field names of docs/records.md).
 
     original: the model the method started from; changed parameters are counted against it

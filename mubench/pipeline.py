@@ -84,6 +84,8 @@ def get_original(store: Store | None, data: ImageData, model_name: str, recipe: 
     """Train the original model of (dataset, model, recipe, seed), or load it from the store."""
     key = original_key(data, model_name, recipe, seed, device.type)
     model = fresh_model(data, model_name, seed)
+    if recipe.channels_last:  # loaded weights keep this layout: every method and evaluation gain
+        model.to(memory_format=torch.channels_last)
     if store is not None:
         state = store.load_artifact("original", key)
         record = store.read_record("original", key)

@@ -50,9 +50,13 @@ class Predictor:
         return Predictor(self.model, delta, self.clamp, self.params_changed, dict(self.info))
 
     @torch.inference_mode()
-    def logits(self, x: torch.Tensor, device: torch.device, batch_size: int = 2048,
+    def logits(self, x: torch.Tensor, device: torch.device, batch_size: int | None = None,
                prepare=None) -> torch.Tensor:
-        """Logits for all of `x` in large batches on `device` (float32, on CPU)."""
+        """Logits for all of `x` on `device` (float32, on CPU), in batches of `batch_size`
+        (None: the device's `training.eval_batch_size`, small on CPU, large on GPUs)."""
+        from .training import eval_batch_size
+
+        batch_size = batch_size or eval_batch_size(device)
         self.model.to(device).eval()
         outs = []
         for start in range(0, len(x), batch_size):
