@@ -396,10 +396,12 @@ def banner(spec: PaperSpec, preset: str, config: ExperimentConfig) -> str:
 
     epochs = ", ".join(f"{d}: {recipe_for(d, config.recipe).epochs}" for d in config.datasets)
     subset = f", training subset of {config.train_subset} images" if config.train_subset else ""
+    overrides = "; ".join(f"{m}.{k}={v}" for m, kv in config.method_params.items() for k, v in kv.items())
     note = spec.presets["quick"]["note"].strip().rstrip(".")
     return (f"QUICK PRESET — {cells} stand-in for {paper}{subset}; original/Retrain epochs "
             f"({epochs}); seeds {_ints(config.seeds)}; scenarios {', '.join(config.scenarios)}; "
-            f"{note}. A CPU-sized smoke version: not comparable to the paper's numbers.")
+            + (f"method overrides {overrides}; " if overrides else "")
+            + f"{note}. A CPU-sized smoke version: not comparable to the paper's numbers.")
 
 
 def _ints(values) -> str:
