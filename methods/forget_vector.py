@@ -121,7 +121,7 @@ def frozen_weights(model: nn.Module):
 class Learned:
     theta: torch.Tensor  # the learned tensor of the selected epoch (δ, the stacked δs, or w)
     epochs_run: int
-    selected_epoch: int  # 1-based; per problem the best epoch may differ (bank): the last one here
+    selected_epoch: int  # 1-based; with P > 1 problems: the last epoch in which any of them improved
     final_loss: float
     seconds: float
 
