@@ -161,9 +161,10 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                 base = dict(dataset=dataset, model=model, seed=seed, recipe=recipe_d,
                             original_key=okey, **common)
                 if needs_bank:
+                    from .fv_bank import DEFAULT_BATCHED, bank_key
+
                     fv = resolve_params("forget_vector", dataset, "class", config.method_params.get("forget_vector", {}))
-                    bkey = stable_hash({"kind": "bank", "original": okey, "params": dataclasses.asdict(fv),
-                                        "precision": precision})
+                    bkey = bank_key(data, okey, seed, fv, DEFAULT_BATCHED.get(device.type, False), precision)
                     stage2[bkey] = JobSpec("bank", bkey, bank_params=dataclasses.asdict(fv), **base)
                 for sc in scenarios:
                     split_hash = get_split(None, data, sc.spec, seed).hash
@@ -294,7 +295,10 @@ def _run_bank(spec: JobSpec, store: Store, device) -> dict:
     load_methods(spec.plugins)
     original = _original(spec, store, device)
     bank = get_bank(store, _data(spec), original.model, original.key, spec.seed, device,
-                    _bank_params(spec), progress=spec.progress)
+                    _bank_params(spec), progress=spec.progress, precision=spec.precision)
+    if bank.key != spec.key:
+        raise MubenchError(f"forget-vector bank key changed ({bank.key} != {spec.key}); the device kind "
+                           "differs from the planning process's")
     return {"key": bank.key, "kind": "bank", "status": "ok", "seconds": bank.seconds, "loaded": bank.loaded}
 
 
@@ -315,7 +319,7 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
         from .fv_bank import get_bank
 
         bank = get_bank(store, data, original.model, original.key, spec.seed, device,
-                        _bank_params(spec), progress=spec.progress)
+                        _bank_params(spec), progress=spec.progress, precision=spec.precision)
         resources["fv_bank"] = bank.vectors.to(device)
         extra["bank_s"] = bank.seconds
     task = build_task(data, split, original.model, spec.model, recipe_from_dict(spec.recipe), spec.seed,
