@@ -413,6 +413,14 @@ def table_notes(frame: pd.DataFrame, spec: PaperSpec, preset: str, references: b
              "blocks every forgotten class on every seed — as mean ± std (ddof 1); with all jobs ok the "
              "mean is the paper's average over classes. Avg. Gap and RTE × Retrain are computed per job "
              "against the Retrain of the same scenario and seed before pooling. `jobs` = ok/expected."]
+    ok = frame[frame["status"].eq("ok")]
+    if "original_train_acc" in ok:  # SPEC §1: an under-fitted original makes forgetting look easy
+        for (dataset, model), g in ok.groupby(["dataset", "model"], sort=False):
+            train = pd.to_numeric(g["original_train_acc"], errors="coerce").dropna()
+            test = pd.to_numeric(g["original_test_acc"], errors="coerce").dropna()
+            if len(train):
+                notes.append(f"original {dataset}/{model}: train accuracy {train.mean():.1f}%, "
+                             f"test accuracy {test.mean():.1f}% (mean over seeds)")
     for r in frame[frame["status"].eq("failed")].itertuples():
         notes.append(f"failed: {r.row} {r.dataset}/{r.model}/{r.scenario} seed {r.seed}: {getattr(r, 'error', '')}")
     n_missing = int(frame["status"].eq("missing").sum())
