@@ -169,3 +169,18 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
     proc = mubench("run", "--out", str(blocker / "sub"), "--quiet", check=False)
     assert proc.returncode == 2
     assert "not writable" in proc.stderr and "--out" in proc.stderr
+
+
+def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
+    """Two processes finishing the same jobs: atomic renames of identical records, no temp files
+    left, no corrupt or duplicate record, and the numbers of an undisturbed run."""
+    root = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "mubench", "run", *GRID, "--backend", "sequential", "--out", str(root)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    records = method_records(root)
+    assert len(records) == 3 and all(k == r["key"] for k, r in records.items())
+    assert numbers(records) == numbers(method_records(reference_run[0]))
+    assert not [p for p in root.rglob("*.tmp")]
