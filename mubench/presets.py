@@ -60,10 +60,13 @@ PRESETS: dict[str, Preset] = {
     ),
     "fashion-mnist": Preset(
         model="small_cnn",
-        recipe=Recipe(epochs=20, batch_size=128, augment=False,
-                      optim=OptimSpec(lr=0.05, weight_decay=5e-4, schedule="multistep")),
+        # Measured on a 3,000-image subset (seed 0, one core): batch 128 x 20 epochs multistep
+        # fits 90% of the training set, batch 32 x 20 multistep 94%, batch 64 x 30 cosine 99.3%
+        # (test 85.5%) in ~2 min. SPEC §1 wants >= 99%, hence cosine to zero and no augmentation.
+        recipe=Recipe(epochs=30, batch_size=64, augment=False,
+                      optim=OptimSpec(lr=0.05, weight_decay=5e-4, schedule="cosine")),
         methods=_FASHION_METHODS,
-        note="no augmentation so the original fits its training set (SPEC §1)",
+        note="no augmentation, cosine schedule: the original fits its training set (SPEC §1)",
     ),
     "cifar10": Preset(model="resnet18", recipe=Recipe()),
     "cifar100": Preset(model="resnet18", recipe=Recipe()),
