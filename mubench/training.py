@@ -64,6 +64,7 @@ class Recipe:
     augment: bool = True  # the dataset's training augmentation (crop/flip) on or off
     precision: str = "auto"  # auto: bf16 autocast where the device supports it, else fp32
     channels_last: bool = True  # NHWC memory format: 1.2-1.4x for conv nets on CPU (BENCHMARKS.md)
+    compile: bool = False  # torch.compile the model: opt-in, pays only for long runs (BENCHMARKS.md)
 
 
 class Batch(NamedTuple):
@@ -264,8 +265,10 @@ def fit_supervised(
         model.to(memory_format=torch.channels_last)
     generator = make_generator(seed)
     aug = augment if recipe.augment else None
+    # Compiling costs ~100 s before the first step (ResNet-20, one CPU core) for 1.17x after it.
+    net = torch.compile(model) if recipe.compile else model
     return train(
-        model,
+        net,
         epochs=recipe.epochs,
         batches=lambda epoch: tensor_batches(x, y, recipe.batch_size, generator, aug,
                                              channels_last=recipe.channels_last),
