@@ -101,7 +101,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     On CPU, bf16 autocast pays only for large convolutions (ResNet-18: 2.4-2.9x on a Zen 4 core)
     and costs time on the small CPU-preset nets (digits small_cnn: 26 s vs 20 s), so CPU runs
-    opt in with precision="bf16".
+    opt in with precision="bf16". On an avx512_bf16 Xeon without AMX it is slower for every
+    model (ResNet-20 0.85-0.9x, ResNet-18 0.7x: benchmarks/training.py, BENCHMARKS.md).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
