@@ -28,7 +28,7 @@ UNDERFIT_TRAIN_ACC = 99.0  # SPEC §1: an original below this barely remembers i
 
 
 @functools.lru_cache(maxsize=4)
-def cached_dataset(name: str, options: LoadOptions = LoadOptions()) -> ImageData:
+def cached_dataset(name: str, options: LoadOptions | None = None) -> ImageData:
     """Datasets are read once per process (workers run many jobs on the same data)."""
     return load_dataset(name, options)
 

@@ -17,7 +17,6 @@ traceback and never cached; the run goes on.
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import time
 import traceback

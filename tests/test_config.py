@@ -2,7 +2,13 @@
 
 import pytest
 
-from mubench.config import ExperimentConfig, config_from_dict, load_config, parse_set_options, with_overrides
+from mubench.config import (
+    ExperimentConfig,
+    config_from_dict,
+    load_config,
+    parse_set_options,
+    with_overrides,
+)
 from mubench.errors import ConfigError
 
 
