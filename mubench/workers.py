@@ -1,6 +1,6 @@
 """Execution backends: how many workers, which device each uses, and the parallel map.
 
-The job function (`runner.run_job`) never knows its backend. Locally, loky processes with one
+The job function (`jobs.run_job`) never knows its backend. Locally, loky processes with one
 torch thread each on CPU (two 1-thread workers beat one 2-thread process by 14-50% on a
 2-core machine), or one worker per GPU, each pinned to its own device. `--backend dask` sends
 the same jobs to a Dask cluster; the results root must be on a filesystem every worker sees.
