@@ -120,10 +120,7 @@ def _data(spec: JobSpec):
 
 
 def _run_original(spec: JobSpec, store: Store, device) -> dict:
-    from .pipeline import get_original
-
-    original = get_original(store, _data(spec), spec.model, recipe_from_dict(spec.recipe), spec.seed,
-                            device, progress=spec.progress)
+    original = _original(spec, store, device)
     return {**original.info, "status": "ok", "kind": "original"}
 
 
@@ -138,21 +135,21 @@ def _original(spec: JobSpec, store: Store, device):
     return original
 
 
-def _bank_params(spec: JobSpec):
+def _bank(spec: JobSpec, store: Store, original, device):
+    """The class-wise forget-vector bank of this job's original (learned once, then loaded)."""
+    from .fv_bank import get_bank
     from .unlearning import METHODS
 
-    return METHODS.get("forget_vector").Params(**{k: tuple(v) if isinstance(v, list) else v
-                                                   for k, v in spec.bank_params.items()})
+    params = apply_overrides(METHODS.get("forget_vector").Params(), spec.bank_params, "forget-vector bank")
+    return get_bank(store, _data(spec), original.model, original.key, spec.seed, device, params,
+                    progress=spec.progress, precision=spec.precision)
 
 
 def _run_bank(spec: JobSpec, store: Store, device) -> dict:
-    from .fv_bank import get_bank
     from .plugins import load_methods
 
     load_methods(spec.plugins)
-    original = _original(spec, store, device)
-    bank = get_bank(store, _data(spec), original.model, original.key, spec.seed, device,
-                    _bank_params(spec), progress=spec.progress, precision=spec.precision)
+    bank = _bank(spec, store, _original(spec, store, device), device)
     if bank.key != spec.key:
         raise MubenchError(f"forget-vector bank key changed ({bank.key} != {spec.key}); the device kind "
                            "differs from the planning process's")
@@ -173,10 +170,7 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
     split = get_split(store, data, spec.scenario, spec.seed)
     resources, extra = {}, {}
     if "fv_bank" in getattr(cls, "requires", ()):
-        from .fv_bank import get_bank
-
-        bank = get_bank(store, data, original.model, original.key, spec.seed, device,
-                        _bank_params(spec), progress=spec.progress, precision=spec.precision)
+        bank = _bank(spec, store, original, device)
         resources["fv_bank"] = bank.vectors.to(device)
         extra["bank_s"] = bank.seconds
     task = build_task(data, split, original.model, spec.model, recipe_from_dict(spec.recipe), spec.seed,

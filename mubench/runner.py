@@ -113,7 +113,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                 MODELS.get(model)
             for seed in config.seeds:
                 okey = original_key(data, model, recipe, seed, device.type)
-                originals[okey] = JobSpec("original", okey, dataset, model, seed, recipe_d, **common)
+                originals[okey] = JobSpec("original", okey, dataset, model, seed, recipe_d, original_key=okey, **common)
                 base = dict(dataset=dataset, model=model, seed=seed, recipe=recipe_d,
                             original_key=okey, **common)
                 if needs_bank:

@@ -14,6 +14,7 @@ the record: a record's presence means the job is complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -58,17 +59,9 @@ def _atomic_write(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -119,7 +112,7 @@ class Store:
             reason = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run to pages
             warnings.warn(f"artifact {path} is corrupt ({type(err).__name__}: {reason}); recomputing it",
                           stacklevel=2)
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.replace(path, path.with_suffix(".pt.corrupt"))
             return None
 

@@ -98,28 +98,6 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_text(records: list[dict]) -> str:
     """The summary table of a run (mean ± std over seeds) as Markdown."""
-    try:
-        from mubench.report import records_frame, summary_markdown
-    except ImportError:
-        return _fallback_summary(records)
+    from mubench.report import records_frame, summary_markdown
+
     return summary_markdown(records_frame(records))
-
-
-def _fallback_summary(records: list[dict]) -> str:
-    import pandas as pd
-
-    if not records:
-        return "(no finished jobs)"
-    df = pd.DataFrame(records)
-    cols = [c for c in ("ua", "ra", "ta", "mia_efficacy", "avg_gap", "rte_s") if c in df]
-    out = []
-    for (dataset, model, scenario), group in df.groupby(["dataset", "model", "scenario"], sort=False):
-        out.append(f"\n## {dataset} / {model} / {scenario}\n")
-        agg = group.groupby("method")[cols].agg(["mean", "std"])
-        rows = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        order = sorted(agg.index, key=lambda m: (m != "retrain", m))
-        for m in order:
-            cells = [f"{agg.loc[m, (c, 'mean')]:.2f} ± {0 if pd.isna(agg.loc[m, (c, 'std')]) else agg.loc[m, (c, 'std')]:.2f}" for c in cols]
-            rows.append(f"| {m} | " + " | ".join(cells) + " |")
-        out.append("\n".join(rows))
-    return "\n".join(out)
