@@ -15,6 +15,7 @@ from torch import nn
 from mubench.errors import ConfigError, MubenchError, UnknownNameError
 from mubench.models import (
     MODELS,
+    BasicBlock,
     Classifier,
     ModelSpec,
     Normalize,
@@ -153,3 +154,19 @@ def test_unknown_model_is_a_named_error():
 def test_vit_without_timm_names_the_extra():
     with pytest.raises(MubenchError, match=r"vit_tiny_patch16_224.*timm.*pip install 'mubench\[timm\]'"):
         build_model("vit_tiny_patch16_224", _spec(224, 3))
+
+
+def test_basic_block_in_place_forward_matches_the_textbook_formula():
+    """The in-place ReLU/add (a CPU speed-up) must not change outputs or any gradient."""
+    torch.manual_seed(0)
+    for cin, cout, stride in [(16, 16, 1), (16, 32, 2)]:
+        block = BasicBlock(cin, cout, stride).train()
+        x = torch.randn(4, cin, 8, 8, requires_grad=True)
+        out = block(x)
+        out.square().sum().backward()
+        ours = (out.detach(), x.grad.clone(), block.conv1.weight.grad.clone())
+        x.grad, block.conv1.weight.grad = None, None
+        ref = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))) + block.shortcut(x))
+        ref.square().sum().backward()
+        for a, b in zip(ours, (ref.detach(), x.grad, block.conv1.weight.grad), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
