@@ -1,0 +1,71 @@
+"""What a reader must know that table cells cannot show: failed and missing jobs (with the command
+that fills them), gaps that cannot be computed or disagree with the record, one-time bank costs,
+superseded records, and where the numbers come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .records import CELL, current_ok, method_label, with_gaps
+from .tables import failed_jobs, format_number, missing_jobs
+
+GAP_TOLERANCE = 1e-3  # stored vs recomputed Avg. Gap differing by more than this is noted
+
+
+def fill_command(root: str | Path | None, job) -> str:
+    """The command that produces a missing job's record (a variant's non-default parameters,
+    read back from its display name `method[k=v,...]`, become `--set method.k=v`)."""
+    sets = "".join(f" --set {job.method}.{kv}"
+                   for kv in job.variant.partition("[")[2].rstrip("]").split(",") if kv)
+    out = f" --out {root}" if root is not None else ""
+    return (f"python -m mubench run{out} --datasets {job.dataset} --models {job.model} "
+            f"--scenarios {job.scenario} --methods {job.method} --seeds {job.seed}{sets}")
+
+
+def _cell(r) -> str:
+    return f"{r.dataset}/{r.model}/{r.scenario}"
+
+
+def report_notes(df: pd.DataFrame, root: str | Path | None = None) -> list[str]:
+    """Everything a reader must know that the table cells cannot show, one sentence each."""
+    df = with_gaps(df)
+    notes = []
+    for r in failed_jobs(df).itertuples():
+        where = f"; traceback in {r.traceback_file}" if getattr(r, "traceback_file", None) else ""
+        notes.append(f"failed: {_cell(r)} {r.variant} seed {r.seed}: "
+                     f"{getattr(r, 'error', None) or 'no error text'}{where}")
+    for r in missing_jobs(df).itertuples():
+        notes.append(f"missing: {_cell(r)} {r.variant} seed {r.seed}; "
+                     f"fill it with `{fill_command(root, r)}`")
+    ok = current_ok(df)
+    for r in ok[ok["avg_gap"].isna()].itertuples():
+        notes.append(f"no Retrain for {_cell(r)} seed {r.seed}: "
+                     f"Avg. Gap of {r.variant} cannot be computed")
+    stored = pd.to_numeric(ok["avg_gap_stored"], errors="coerce")
+    off = ok[stored.notna() & ok["avg_gap"].notna() & ((stored - ok["avg_gap"]).abs() > GAP_TOLERANCE)]
+    for r in off.itertuples():
+        notes.append(f"Avg. Gap of {r.variant} on {_cell(r)} seed {r.seed}: "
+                     f"record says {float(r.avg_gap_stored):.4f}, recomputed {r.avg_gap:.4f} "
+                     "against that seed's Retrain (the table uses the recomputed value)")
+    if "bank_s" in ok:  # SPEC §5: the arithmetic bank is a one-time cost, reported apart from RTE
+        banks = ok.assign(bank_s=pd.to_numeric(ok["bank_s"], errors="coerce")).dropna(subset=["bank_s"])
+        for (*cell, variant), g in banks.groupby(CELL + ["variant"], sort=False):
+            notes.append(f"{method_label(variant)} on {'/'.join(cell)}: RTE excludes the one-time "
+                         f"class-wise bank, {format_number('rte_s', g['bank_s'].mean(), g['bank_s'].std())} s "
+                         f"over {len(g)} seed(s)")
+    n_old = int(df["superseded"].sum())
+    if n_old:
+        notes.append(f"{n_old} older record(s) of re-run jobs are superseded by newer ones and not "
+                     "shown in the tables (they stay in the CSV with superseded=True)")
+    return notes
+
+
+def provenance_line(df: pd.DataFrame, root: str | Path) -> str:
+    """Where the numbers come from, in one line (per-record provenance is in the CSV)."""
+    def seen(col):
+        return ", ".join(sorted({str(v) for v in df[col].dropna()})) if col in df else "?"
+    return (f"{len(df)} method records from {root} (devices: {seen('device')}; mubench "
+            f"{seen('version_mubench')}, torch {seen('version_torch')}; last finished "
+            f"{max(df['finished'].dropna().astype(str), default='?')}).")

@@ -1,0 +1,177 @@
+"""Method records → one pandas row per job, Avg. Gap recomputed per seed, and the tidy long form.
+
+Avg. Gap is recomputed here from each record's ua/ra/ta/mia_efficacy against the Retrain of the
+same (dataset, model, scenario, seed) rather than trusted from the record; `notes` reports any
+disagreement with the stored value (SPEC §5 defines the gap per seed, then aggregates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MubenchError
+from ..store import Store
+
+CELL = ["dataset", "model", "scenario"]
+JOB = CELL + ["method", "variant", "seed"]  # one job of the grid
+GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
+# Result columns (API, lower snake) → the paper's names, which appear only in rendered tables.
+TABLE_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy",
+                 "avg_gap": "Avg. Gap", "rte_s": "RTE (s)", "params_changed": "params changed"}
+# Registry names → report labels; the order is the row order of every table (Retrain first).
+METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "grad_ascent": "GA",
+                 "random_label": "RL", "l1_sparse": "l1-sparse", "salun": "SalUn",
+                 "forget_vector": "FV", "fv_arithmetic": "FV-arith"}
+# Old column names → current ones, mapped on read so results written by older versions still load.
+RENAMED_COLUMNS = {"mia": "mia_efficacy", "rte": "rte_s", "gap": "avg_gap"}
+# Columns that describe a job rather than measure it; every other numeric column is a metric.
+PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "method_version",
+              "display_name", "tuned", "split_hash", "original_key", "retrain_key",
+              "original_train_acc", "original_test_acc", "device", "n_jobs", "started",
+              "finished", "wall_s"]
+_NOT_METRICS = set(CELL) | set(PROVENANCE) | {"seed", "method", "variant", "params", "info",
+                                             "versions", "superseded", "gap_ref_key", "kind",
+                                             "non_default_params"}
+
+
+def method_label(variant: str) -> str:
+    """`salun[sparsity=0.3]` → `SalUn[sparsity=0.3]`; unknown method names are shown as is."""
+    base, bracket, rest = variant.partition("[")
+    return METHOD_LABELS.get(base, base) + bracket + rest
+
+
+def sort_rows(df: pd.DataFrame, then: list[str]) -> pd.DataFrame:
+    """Rows by cell, then methods in `METHOD_LABELS` order (unknown ones last), then `then`."""
+    order = list(METHOD_LABELS)
+    rank = df["method"].map(lambda m: order.index(m) if m in order else len(order))
+    out = df.assign(_rank=rank).sort_values(CELL + ["_rank"] + then, kind="stable")
+    return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def load_records(root: str | Path) -> pd.DataFrame:
+    """One row per method job under `<root>/records/method/`, failed jobs included (see
+    `records_frame` for the columns). No records at all is an error naming the folder."""
+    store = Store(root)
+    records = list(store.iter_records("method"))
+    if not records:
+        raise MubenchError(
+            f"no method records under {str(store.root / 'records' / 'method')!r}; produce results "
+            f"with `python -m mubench run --out {store.root}` or pass --results DIR")
+    df = records_frame(records)
+    df["results_root"] = str(store.root)  # figures the runner drew live under it
+    return df
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """Method records (as dicts) → one row per job, the frame every table is computed from.
+
+    Columns: the record's identity, provenance and metric fields (`versions` flattened to
+    `version_<name>`, old column names mapped to current ones), plus `variant` (the display
+    name, e.g. `salun[sparsity=0.3]`) and `superseded` (True for an older record of the same
+    cell, variant and seed — a failed try followed by a success, or a previous method version;
+    tables use the newest ok one). Records of other kinds (no `method`) are ignored.
+    """
+    rows = [_normalise(r) for r in records if r.get("method")]
+    df = pd.DataFrame(rows)
+    for col in CELL + ["method", "status", "display_name", "finished", "error", "seed"]:
+        if col not in df:
+            df[col] = None
+    for col in GAP_METRICS + ("avg_gap", "rte_s", "params_changed"):  # JSON null → NaN
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
+    df["status"] = df["status"].fillna("ok")
+    df["variant"] = df["display_name"].where(df["display_name"].notna(), df["method"])
+    for col in ("seed", "n_jobs", "method_version"):  # failed rows' NaN would make them floats
+        if col in df:
+            try:
+                df[col] = pd.to_numeric(df[col]).astype("Int64")
+            except (TypeError, ValueError):
+                pass  # a non-integer version string stays as written
+    df["superseded"] = _superseded(df) if len(df) else pd.Series(dtype=bool)
+    return sort_rows(df, ["variant", "seed"])
+
+
+def _normalise(record: dict) -> dict:
+    row = {RENAMED_COLUMNS.get(k, k): v for k, v in record.items()}
+    for name, version in (row.pop("versions", None) or {}).items():
+        row[f"version_{name}"] = version
+    return row
+
+
+def _superseded(df: pd.DataFrame) -> pd.Series:
+    order = df.assign(_ok=df["status"].eq("ok"), _fin=df["finished"].fillna("").astype(str))
+    order = order.sort_values(["_ok", "_fin"], ascending=False, kind="stable")
+    first = ~order.duplicated(CELL + ["variant", "seed"], keep="first")
+    return ~first.reindex(df.index)
+
+
+def current(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows tables show: the newest record of each job (see `records_frame`)."""
+    return df[~df["superseded"]]
+
+
+def current_ok(df: pd.DataFrame) -> pd.DataFrame:
+    """The current rows of jobs that finished ok."""
+    cur = current(df)
+    return cur[cur["status"].eq("ok")]
+
+
+def with_gaps(df: pd.DataFrame) -> pd.DataFrame:
+    """Recompute `avg_gap` per row against the Retrain of the same cell and seed.
+
+    The stored value moves to `avg_gap_stored`; `gap_ref_key` names the Retrain record used
+    (the one the record's `retrain_key` names if present, else the cell's `retrain` of that
+    seed). Rows without an ok Retrain get NaN. Idempotent.
+    """
+    if "avg_gap_stored" in df:
+        return df
+    df = df.copy()
+    ok = current_ok(df)
+    retrains = ok[ok["method"].eq("retrain")]
+    by_key = {r.key: r for r in retrains.itertuples()} if "key" in retrains else {}
+    by_seed = {}
+    for r in retrains.sort_values("variant", key=lambda s: s.ne("retrain")).itertuples():
+        by_seed.setdefault((r.dataset, r.model, r.scenario, r.seed), r)
+    gaps, refs = [], []
+    for row in df.itertuples():
+        ref = by_key.get(getattr(row, "retrain_key", None)) if row.method != "retrain" else None
+        ref = ref or by_seed.get((row.dataset, row.model, row.scenario, row.seed))
+        if row.method == "retrain" and row.status == "ok":
+            ref = row  # Retrain is its own reference: gap 0 by definition
+        if ref is None or row.status != "ok":
+            gaps.append(np.nan)
+            refs.append(None)
+            continue
+        diffs = [abs(float(getattr(row, m)) - float(getattr(ref, m))) for m in GAP_METRICS]
+        gaps.append(float(np.mean(diffs)))
+        refs.append(getattr(ref, "key", None))
+    df["avg_gap_stored"] = df["avg_gap"]
+    df["avg_gap"] = gaps
+    df["gap_ref_key"] = refs
+    return df
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Numeric result columns in a stable order: the table metrics first, then the extras."""
+    numeric = [c for c in df.columns if c not in _NOT_METRICS and not c.startswith("version_")
+               and pd.api.types.is_numeric_dtype(df[c])]
+    head = [c for c in TABLE_METRICS if c in numeric]
+    return head + sorted(c for c in numeric if c not in head)
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Long form: one row per (dataset, model, scenario, method, seed, metric) with `value`,
+    plus provenance columns. Failed jobs keep one row per table metric with a NaN value and
+    their status and error, so a CSV never silently loses them."""
+    df = with_gaps(df)
+    metrics = metric_columns(df)
+    prov = [c for c in PROVENANCE if c in df] + sorted(c for c in df if c.startswith("version_"))
+    long = df.melt(id_vars=JOB + prov + ["superseded"], value_vars=metrics,
+                   var_name="metric", value_name="value")
+    failed_or_set = long["status"].ne("ok") | long["value"].notna()
+    keep = failed_or_set & (long["status"].eq("ok") | long["metric"].isin(TABLE_METRICS))
+    long = long[keep]
+    return long[JOB + ["metric", "value"] + prov + ["superseded"]].reset_index(drop=True)

@@ -1,0 +1,121 @@
+"""Tables as data: the expected grid, missing and failed jobs, per-seed gaps, mean ± std over
+seeds, and the summary table of strings that every renderer prints."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .records import (
+    CELL,
+    JOB,
+    TABLE_METRICS,
+    current,
+    current_ok,
+    method_label,
+    sort_rows,
+    with_gaps,
+)
+
+
+def expected_jobs(df: pd.DataFrame) -> pd.DataFrame:
+    """The grid the records imply: per cell, every variant seen × every seed seen (Retrain is
+    always expected, since every gap needs it)."""
+    rows = []
+    for cell, group in df.groupby(CELL, sort=False):
+        variants = dict(zip(group["variant"], group["method"], strict=False))
+        variants.setdefault("retrain", "retrain")
+        for variant, method in variants.items():
+            for seed in sorted(group["seed"].dropna().unique()):
+                rows.append((*cell, method, variant, int(seed)))
+    return pd.DataFrame(rows, columns=JOB)
+
+
+def missing_jobs(df: pd.DataFrame) -> pd.DataFrame:
+    """Expected (cell, variant, seed) with no record at all."""
+    have = df[CELL + ["variant", "seed"]].astype({"seed": "int64"}).drop_duplicates()
+    merged = expected_jobs(df).merge(have, how="left", on=CELL + ["variant", "seed"], indicator=True)
+    return merged[merged["_merge"].eq("left_only")].drop(columns="_merge").reset_index(drop=True)
+
+
+def failed_jobs(df: pd.DataFrame) -> pd.DataFrame:
+    """Current records with status failed (a later ok record of the same job hides older fails)."""
+    cur = current(df)
+    cols = JOB + [c for c in ("error", "traceback_file", "key") if c in df]
+    return cur[cur["status"].ne("ok")][cols].reset_index(drop=True)
+
+
+def per_seed_gaps(df: pd.DataFrame) -> pd.DataFrame:
+    """(cell, method, variant, seed, avg_gap) for every ok job with a Retrain: the input of stats."""
+    g = current_ok(with_gaps(df))
+    g = g[g["avg_gap"].notna()]
+    return g[JOB + ["avg_gap"]].reset_index(drop=True)
+
+
+def summary_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, variant, table metric): mean, std (ddof 1) over the ok seeds, and how many of
+    the expected seeds are ok, failed or missing."""
+    df = with_gaps(df)
+    cur = current(df)
+    expected = expected_jobs(df)
+    missing = missing_jobs(df).groupby(CELL + ["variant"]).size()
+    rows = []
+    for (*cell, variant), exp in expected.groupby(CELL + ["variant"], sort=False):
+        jobs = cur[(cur[CELL] == cell).all(axis=1) & cur["variant"].eq(variant)]
+        ok = jobs[jobs["status"].eq("ok")]
+        counts = {"n_expected": len(exp), "n_ok": len(ok), "n_failed": int(jobs["status"].ne("ok").sum()),
+                  "n_missing": int(missing.get((*cell, variant), 0))}
+        for metric in TABLE_METRICS:
+            values = pd.to_numeric(ok[metric], errors="coerce").dropna()
+            rows.append({**dict(zip(CELL, cell, strict=True)), "method": exp["method"].iloc[0],
+                         "variant": variant, "label": method_label(variant), "metric": metric,
+                         "mean": values.mean() if len(values) else np.nan,
+                         "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+                         "n_values": len(values), **counts})
+    return sort_rows(pd.DataFrame(rows), ["variant"])
+
+
+def format_number(metric: str, mean: float, std: float) -> str:
+    """`mean ± std` as every table prints it (decimals by metric; no ± for NaN std)."""
+    if metric == "params_changed":
+        text = f"{mean:,.0f}"
+        return text if not (std > 0) else f"{text} ± {std:,.0f}"
+    if metric == "rte_s":  # seconds span 1 s (FV-arith) to hours (Retrain): decimals by size
+        digits = 0 if mean >= 100 else 1 if mean >= 10 else 2
+        text = f"{mean:,.{digits}f}"
+        return text if math.isnan(std) else f"{text} ± {std:,.{digits}f}"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _seed_status(r) -> str:
+    parts = [f"{r.n_ok}/{r.n_expected}"]
+    parts += [f"{n} {what}" for n, what in ((r.n_failed, "failed"), (r.n_missing, "missing")) if n]
+    return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rendered-ready table: index (dataset, model, scenario, method label), Retrain first;
+    columns UA, RA, TA, MIA-Efficacy, Avg. Gap, RTE (s), params changed (mean ± std over the ok
+    seeds), and `seeds` ("2/3 (1 failed)"). A variant with no ok seed reads `failed`/`missing`."""
+    stats = summary_stats(df)
+    rows = {}
+    for r in stats.itertuples():
+        row = rows.setdefault((r.dataset, r.model, r.scenario, r.label), {"seeds": _seed_status(r)})
+        if r.n_values:
+            row[TABLE_METRICS[r.metric]] = format_number(r.metric, r.mean, r.std)
+        elif r.n_ok:
+            row[TABLE_METRICS[r.metric]] = "n/a"  # ok jobs without this value (e.g. no Retrain)
+        else:
+            row[TABLE_METRICS[r.metric]] = "failed" if r.n_failed else "missing"
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=CELL + ["method"])
+    return table[list(TABLE_METRICS.values()) + ["seeds"]]
+
+
+def per_cell(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
+    """A summary table's (dataset, model, scenario) parts, in order, each indexed by method."""
+    for cell, part in table.groupby(level=CELL, sort=False):
+        yield cell, part.droplevel(CELL)

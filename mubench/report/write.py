@@ -1,0 +1,64 @@
+"""`write_report`: load a results folder's records and write every requested format and figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError
+from .html import render_html
+from .latex import render_latex
+from .markdown import render_markdown
+from .notes import provenance_line, report_notes
+from .records import load_records, method_label, tidy, with_gaps
+from .tables import per_seed_gaps, summary_stats, summary_table
+
+FORMATS = ("md", "latex", "csv", "html", "parquet")
+FILE_NAMES = {"md": "report.md", "latex": "report.tex", "csv": "records.csv",
+              "html": "report.html", "parquet": "records.parquet"}
+
+
+def write_report(root: str | Path, out_dir: str | Path | None = None,
+                 formats: Sequence[str] = ("md", "latex", "csv", "html")) -> list[Path]:
+    """Load the records under `root`, write the requested formats and the figures (PNG + PDF)
+    into `out_dir` (default `<root>/report`), and return the written paths."""
+    from .. import plots, stats
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    out = Path(out_dir) if out_dir is not None else Path(root) / "report"
+    df = with_gaps(load_records(root))
+    table, notes = summary_table(df), report_notes(df, root)
+    gaps = per_seed_gaps(df)
+    extra = [("Avg. Gap per seed", stats.gap_distribution(gaps)),
+             ("Paired comparison with FV: mean over seeds of (Avg. Gap − FV's Avg. Gap), "
+              "seeded 95% bootstrap interval; > 0 means FV is closer to Retrain",
+              stats.compare_to_reference(gaps))]
+    extra = [(title, stats.format_stats(f).assign(variant=lambda f: f["variant"].map(method_label))
+              .rename(columns={"variant": "method"})) for title, f in extra]
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    figures = plots.report_figures(df, summary_stats(df), out / "figures")
+    written += [p for fig in figures for p in fig.paths]
+    if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
+        skipped = "Parquet skipped: pyarrow is not installed (pip install pyarrow)"
+        notes.append(skipped)
+        warnings.warn(skipped, stacklevel=2)
+        formats = [f for f in formats if f != "parquet"]
+    intro = provenance_line(df, root)
+    texts = {"md": lambda: render_markdown(table, notes, extra, intro),
+             "latex": lambda: render_latex(table, notes),
+             "html": lambda: render_html(table, notes, extra, figures, intro)}
+    for fmt in dict.fromkeys(formats):
+        path = out / FILE_NAMES[fmt]
+        if fmt == "csv":
+            tidy(df).to_csv(path, index=False)
+        elif fmt == "parquet":
+            tidy(df).to_parquet(path, index=False)
+        else:
+            path.write_text(texts[fmt](), encoding="utf-8")
+        written.append(path)
+    return written
