@@ -36,9 +36,12 @@ _SMALL_METHODS = {
     # 60 epochs instead of 100: on digits class:0 (seed 0) that gives Avg. Gap 1.3 to Retrain
     # (UA 100, RA 97.9, TA 96.5, MIA 100); 30 epochs stop while δ still swings (gap 2.5).
     # Random forgetting needs a small β (SPEC §4; docs/forget-vectors.md has the sweep).
-    # tol 3e-3: the convergence stop then ends class:0 at ~45 epochs and random:10 at ~51 with
-    # UA/RA within 0.75 points of the fixed 100-epoch schedule (benchmarks/fv_convergence.py).
-    "forget_vector": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
+    # tol 3e-3: the convergence stop then ends class:0 at ~45 epochs with UA/RA within 0.75
+    # points of the fixed 100-epoch schedule; random forgetting's small δ settles sooner, and
+    # tol 1e-2 ends random:10 at ~38 epochs (2.6x, UA/RA within 0.1 points) where 3e-3 needs ~51
+    # (benchmarks/fv_convergence.py, BENCHMARKS.md §3). class:0 at 1e-2 moves UA 1.5 points.
+    "forget_vector": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"beta": 0.2, "tol": 1e-2},
+                      "subset": {"beta": 0.2}},
     "fv_arithmetic": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
 }
 
