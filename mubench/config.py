@@ -17,6 +17,16 @@
 
     [methods.salun]                   # hyper-parameter overrides, validated against Params
     lr = 0.02
+    [methods.salun."class:0"]         # ... for one scenario only (beats [methods.salun])
+    lr = 0.05
+
+    [tuned]                           # which per-scenario tables `mubench tune` chose (marker)
+    salun = ["class:0"]
+
+    [tune]                            # read by `mubench tune` only
+    seeds = [100, 101]                # tuning seeds, disjoint from the reporting seeds
+    [tune.grid.salun]                 # candidates per field (grid = their product)
+    lr = [0.02, 0.05, 0.1]
 
     [evaluation]
     controls = true                   # bypass / random-δ / KL extras
@@ -29,11 +39,17 @@
     device    = "auto"
     [execution.slurm]                 # dask_jobqueue.SLURMCluster(**this) when present
     cores = 4
+
+Method hyper-parameters resolve in five layers, each beating the one before: Params defaults <
+dataset preset (mubench/presets.py, per scenario kind) < [methods.NAME] < [methods.NAME."SCENARIO"]
+< --set (`method_overrides` merges the two file layers; `with_set_params` applies --set).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +82,15 @@ class EvaluationConfig:
     mia_legacy_first_n: bool = False  # OPTML's first-n shadow sets instead of seeded random ones
 
 
+TUNING_SEEDS = (100, 101)  # disjoint from the reporting seeds 0, 1, 2 (docs/tuning.md)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    seeds: tuple[int, ...] = TUNING_SEEDS  # seeds the search runs on (not the reporting seeds)
+    grid: dict = field(default_factory=dict)  # method → {field: [candidate values]}
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     datasets: tuple[str, ...] = ("digits",)
@@ -80,7 +105,10 @@ class ExperimentConfig:
     precision: str = "auto"
     plugins: tuple[str, ...] = ()
     recipe: dict = field(default_factory=dict)  # overrides of the preset recipe (and recipe.optim)
-    method_params: dict = field(default_factory=dict)  # method → {field: value}
+    method_params: dict = field(default_factory=dict)  # method → {field: value} (all scenarios)
+    scenario_params: dict = field(default_factory=dict)  # method → {scenario: {field: value}}
+    tuned: dict = field(default_factory=dict)  # method → scenarios whose table `tune` chose
+    tune: TuneConfig = field(default_factory=TuneConfig)  # the search of `mubench tune`
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     source: str = "defaults"  # where the config came from (for error messages)
@@ -90,8 +118,8 @@ class ExperimentConfig:
 
 
 _EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {
-    "recipe", "method_params", "evaluation", "execution", "source"}
-_TOP_KEYS = {"experiment", "recipe", "methods", "evaluation", "execution"}
+    "recipe", "method_params", "scenario_params", "tuned", "tune", "evaluation", "execution", "source"}
+_TOP_KEYS = {"experiment", "recipe", "methods", "tuned", "tune", "evaluation", "execution"}
 
 
 def _as_tuple(value, key: str, source: str, item_type=str) -> tuple:
@@ -148,14 +176,109 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
     methods = doc.get("methods", {})
     if not isinstance(methods, dict) or any(not isinstance(v, dict) for v in methods.values()):
         raise ConfigError(f"{source}: [methods.NAME] tables must map hyper-parameter names to values")
+    method_params, scenario_params = _method_tables(methods, source)
     return ExperimentConfig(
         **kwargs,
         recipe=dict(doc.get("recipe", {})),
-        method_params={k: dict(v) for k, v in methods.items()},
+        method_params=method_params,
+        scenario_params=scenario_params,
+        tuned=_tuned_table(doc.get("tuned", {}), scenario_params, source),
+        tune=_tune_table(doc.get("tune", {}), source),
         evaluation=_sub_config(EvaluationConfig, doc.get("evaluation", {}), source, "evaluation"),
         execution=_sub_config(ExecutionConfig, doc.get("execution", {}), source, "execution"),
         source=source,
     )
+
+
+def _scenario_spec(text, where: str) -> str:
+    """Canonical scenario text ("random:10.0" → "random:10"), so tables match the runner's cells."""
+    from .scenarios import parse_scenario
+
+    try:
+        return parse_scenario(text).spec
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _method_tables(methods: dict, source: str) -> tuple[dict, dict]:
+    """[methods.NAME] → (all-scenario values, {scenario: values}); a sub-table is a scenario."""
+    method_params, scenario_params = {}, {}
+    for method, table in methods.items():
+        method_params[method] = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        for key, sub in table.items():
+            if not isinstance(sub, dict):
+                continue
+            where = f"{source} [methods.{method}.{json.dumps(key)}]"
+            spec = _scenario_spec(key, f"{where} (a sub-table of [methods.{method}] names a scenario, "
+                                       f"e.g. [methods.{method}.\"class:0\"])")
+            if spec in scenario_params.get(method, {}):
+                raise ConfigError(f"{where}: scenario {spec!r} has two tables; merge them")
+            if any(isinstance(v, dict) for v in sub.values()):
+                raise ConfigError(f"{where}: a scenario table holds hyper-parameter values, not tables")
+            scenario_params.setdefault(method, {})[spec] = dict(sub)
+    return method_params, scenario_params
+
+
+def _tuned_table(table: dict, scenario_params: dict, source: str) -> dict:
+    """[tuned] NAME = ["class:0", ...]: each entry must name a [methods.NAME."SCENARIO"] table."""
+    tuned = {}
+    for method, scenarios in table.items():
+        if method == "retrain":
+            raise ConfigError(f"{source} [tuned]: 'retrain' is the reference of every gap and is never tuned")
+        specs = tuple(_scenario_spec(s, f"{source} [tuned] {method}")
+                      for s in _as_tuple(scenarios, method, f"{source} [tuned]"))
+        for spec in specs:
+            if spec not in scenario_params.get(method, {}):
+                raise ConfigError(f"{source} [tuned]: {method} {spec!r} has no [methods.{method}.\"{spec}\"] "
+                                  "table holding the tuned values")
+        tuned[method] = specs
+    return tuned
+
+
+def _tune_table(table: dict, source: str) -> TuneConfig:
+    bad = set(table) - {"seeds", "grid"}
+    if bad:
+        raise ConfigError(f"{source} [tune]: unknown key {sorted(bad)[0]!r}; valid: grid, seeds")
+    seeds = _as_tuple(table["seeds"], "seeds", f"{source} [tune]", int) if "seeds" in table else TUNING_SEEDS
+    grid = table.get("grid", {})
+    for method, fields in grid.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{source} [tune.grid]: expected [tune.grid.{method}] with FIELD = [values]")
+        for name, values in fields.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{source} [tune.grid.{method}]: {name!r} must be a non-empty list of "
+                                  f"candidate values; got {values!r}")
+    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()})
+
+
+def method_overrides(config: ExperimentConfig, method: str, scenario: str) -> tuple[dict, bool]:
+    """The file layers of one method in one scenario (canonical text): [methods.NAME] with
+    [methods.NAME."SCENARIO"] on top, and whether the config marks that table as tuned."""
+    table = config.scenario_params.get(method, {}).get(scenario, {})
+    return {**config.method_params.get(method, {}), **table}, scenario in config.tuned.get(method, ())
+
+
+def with_set_params(config: ExperimentConfig, sets: dict[str, dict]) -> ExperimentConfig:
+    """The command-line layer: `--set METHOD.FIELD=VALUE` beats both file layers.
+
+    A value set here replaces that field in every scenario table of the method; a tuned table
+    that loses a field is no longer marked tuned (its numbers no longer come from the search).
+    """
+    method_params = {m: dict(v) for m, v in config.method_params.items()}
+    scenario_params = {m: {s: dict(t) for s, t in tables.items()} for m, tables in config.scenario_params.items()}
+    tuned = {m: list(v) for m, v in config.tuned.items()}
+    for method, values in sets.items():
+        method_params[method] = {**method_params.get(method, {}), **values}
+        for spec, table in scenario_params.get(method, {}).items():
+            if set(values) & set(table):
+                for name in values:
+                    table.pop(name, None)
+                if spec in tuned.get(method, ()):
+                    tuned[method].remove(spec)
+        if method in scenario_params:
+            scenario_params[method] = {s: t for s, t in scenario_params[method].items() if t}
+    return dataclasses.replace(config, method_params=method_params, scenario_params=scenario_params,
+                               tuned={m: tuple(v) for m, v in tuned.items() if v})
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -188,3 +311,57 @@ def with_overrides(config: ExperimentConfig, **changes) -> ExperimentConfig:
     if execution:
         given["execution"] = dataclasses.replace(config.execution, **execution)
     return dataclasses.replace(config, **given)
+
+
+# -- writing a config back (what `mubench tune` hands to `mubench run --config`) --------------
+_EXPERIMENT_ORDER = ("datasets", "models", "scenarios", "seeds", "methods", "out", "data_root",
+                     "download", "train_subset", "precision", "plugins")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # 0.1, 1e-05, inf, -inf and nan are all TOML floats
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid TOML basic strings
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def _toml_table(name: str, values: dict) -> list[str]:
+    return [f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()] + [""]
+
+
+def config_to_toml(config: ExperimentConfig) -> str:
+    """The config as TOML that `load_config` reads back to an equal config (source aside)."""
+    out = _toml_table("experiment", {k: getattr(config, k) for k in _EXPERIMENT_ORDER})
+    if config.recipe:
+        out += _toml_table("recipe", config.recipe)
+    for method in sorted(set(config.method_params) | set(config.scenario_params)):
+        if config.method_params.get(method) or not config.scenario_params.get(method):
+            out += _toml_table(f"methods.{_toml_key(method)}", config.method_params.get(method, {}))
+        for spec, table in config.scenario_params.get(method, {}).items():
+            out += _toml_table(f"methods.{_toml_key(method)}.{json.dumps(spec)}", table)
+    if config.tuned:
+        out += _toml_table("tuned", {m: list(v) for m, v in config.tuned.items()})
+    out += _toml_table("evaluation", dataclasses.asdict(config.evaluation))
+    execution = dataclasses.asdict(config.execution)
+    slurm = execution.pop("slurm")
+    out += _toml_table("execution", execution)
+    if slurm:
+        out += _toml_table("execution.slurm", slurm)
+    if config.tune != TuneConfig():
+        out += _toml_table("tune", {"seeds": list(config.tune.seeds)})
+        for method, fields in config.tune.grid.items():
+            out += _toml_table(f"tune.grid.{_toml_key(method)}", fields)
+    return "\n".join(out)

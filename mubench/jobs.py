@@ -44,6 +44,7 @@ class JobSpec:
     method: str = ""
     params: dict = field(default_factory=dict)
     user_params: dict = field(default_factory=dict)  # only what the user overrode (display name)
+    tuned: bool = False  # params come from a `mubench tune` search (the config's [tuned] table)
     original_key: str = ""
     retrain_key: str = ""
     bank_params: dict = field(default_factory=dict)
@@ -210,7 +211,7 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
         "dataset": data.name,  # carries a [n] suffix when a training subset is used
         "status": "ok",
         "method_version": cls.version,
-        "tuned": False,
+        "tuned": spec.tuned,
         "split_hash": split.hash,
         "original_key": original.key,
         "retrain_key": spec.retrain_key,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, method_overrides
 from .data import LoadOptions
 from .errors import ConfigError
 from .jobs import JobSpec, _identity, recipe_from_dict, run_job
@@ -32,8 +32,8 @@ from .scenarios import parse_scenario
 from .store import Store, stable_hash
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
 
-__all__ = ["JobSpec", "Plan", "build_plan", "describe_plan", "execute", "recipe_for", "recipe_from_dict",
-           "resolve_params", "run_job"]
+__all__ = ["JobSpec", "Plan", "build_plan", "describe_plan", "execute", "merge_plans", "recipe_for",
+           "recipe_from_dict", "resolve_params", "run_job"]
 
 EVAL_VERSION = "1"  # bump when evaluation changes in a way that changes numbers
 KEY_IGNORES = ("out", "jobs", "threads_per_worker", "progress", "backend", "scheduler")  # not in keys
@@ -51,6 +51,19 @@ class Plan:
 STAGE_NAMES = ("originals", "retrain + forget-vector banks", "methods")
 
 
+def merge_plans(plans: Iterable[Plan]) -> Plan:
+    """One plan from several configs' plans (paper passes, tuning candidates): a job they share
+    (an original, a Retrain, a bank) appears once, under its key."""
+    stages: list[dict] = [{}, {}, {}]
+    cached: set[str] = set()
+    for plan in plans:
+        cached |= plan.cached
+        for stage, jobs in zip(stages, plan.stages, strict=True):
+            for job in jobs:
+                stage.setdefault(job.key, job)
+    return Plan([list(s.values()) for s in stages], cached)
+
+
 def recipe_for(dataset: str, overrides: dict) -> Recipe:
     """The dataset preset's recipe with the config's [recipe] overrides (optim fields included)."""
     base = preset_for(dataset).recipe
@@ -66,7 +79,8 @@ def recipe_for(dataset: str, overrides: dict) -> Recipe:
     return apply_overrides(dataclasses.replace(base, optim=optim_spec), rest, "[recipe]")
 
 def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict):
-    """Params() defaults < dataset preset (per scenario kind) < the user's overrides."""
+    """Params() defaults < dataset preset (per scenario kind) < the user's overrides (the config's
+    [methods.NAME] < [methods.NAME."SCENARIO"] < --set, merged by `config.method_overrides`)."""
     from .unlearning import METHODS
 
     cls = METHODS.get(method)
@@ -86,9 +100,13 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
 
     load_methods(config.plugins, strict_plugins=True)
     methods = METHODS.select(config.methods)
-    unknown_overrides = set(config.method_params) - set(METHODS.names())
+    unknown_overrides = (set(config.method_params) | set(config.scenario_params)) - set(METHODS.names())
     if unknown_overrides:
         METHODS.get(sorted(unknown_overrides)[0])  # raises with a suggestion
+    for m, tables in config.scenario_params.items():  # every table, even of scenarios not run now
+        for spec, table in tables.items():
+            apply_overrides(METHODS.get(m).Params(), {**config.method_params.get(m, {}), **table},
+                            f'{config.source} [methods.{m}."{spec}"]')
     device = resolve_device(config.execution.device)
     precision = resolve_precision(config.precision, device)
     options = LoadOptions(data_root=config.data_root or None, download=config.download,
@@ -126,27 +144,28 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                     split_hash = get_split(None, data, sc.spec, seed).hash
                     cell = dict(data=data_key(data), scenario=sc.spec, split=split_hash, precision=precision,
                                 evaluation=evaluation, original=okey)
-                    rparams = resolve_params("retrain", dataset, sc.kind, config.method_params.get("retrain", {}))
+                    ruser, _ = method_overrides(config, "retrain", sc.spec)
+                    rparams = resolve_params("retrain", dataset, sc.kind, ruser)
                     rkey = _method_key({**cell, "method": "retrain", "version": METHODS.get("retrain").version,
                                         "params": dataclasses.asdict(rparams)})
                     stage2[rkey] = JobSpec("retrain", rkey, scenario=sc.spec, method="retrain",
                                            params=dataclasses.asdict(rparams),
-                                           user_params=config.method_params.get("retrain", {}),
+                                           user_params=ruser,
                                            retrain_key=rkey, evaluation=evaluation, **base)
                     for m in methods:
                         if m == "retrain":
                             continue
-                        user = config.method_params.get(m, {})
+                        user, tuned = method_overrides(config, m, sc.spec)
                         params = resolve_params(m, dataset, sc.kind, user)
-                        extra = {}
+                        extra = {"tuned": True} if tuned else {}  # in the key only when set: old keys hold
                         if "fv_bank" in getattr(METHODS.get(m), "requires", ()):
                             extra["bank"] = bkey
                         mkey = _method_key({**cell, **extra, "method": m, "version": METHODS.get(m).version,
                                             "params": dataclasses.asdict(params), "retrain": rkey})
                         stage3[mkey] = JobSpec("method", mkey, scenario=sc.spec, method=m,
-                                               params=dataclasses.asdict(params), user_params=user,
+                                               params=dataclasses.asdict(params), user_params=user, tuned=tuned,
                                                retrain_key=rkey, evaluation=evaluation,
-                                               bank_params=stage2[bkey].bank_params if extra else {}, **base)
+                                               bank_params=stage2[bkey].bank_params if "bank" in extra else {}, **base)
     stages = [list(originals.values()), list(stage2.values()), list(stage3.values())]
     cached = {j.key for stage in stages for j in stage if _is_done(store, j)}
     return Plan(stages, cached)

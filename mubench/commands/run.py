@@ -13,19 +13,28 @@ def add_parser(sub) -> None:
         "Finished jobs are cached in the results root; rerunning resumes where a run stopped. "
         "With no options it runs the embedded default: digits, small_cnn, class:0 and random:10, "
         "seeds 0,1,2, every registered method.")
+    add_experiment_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (default: 0,1,2)",
+                             out_help: str = "results root (default: results)") -> dict:
+    """The options that select and execute an experiment (shared by `run` and `tune`); returns
+    the argument groups by name so a command can add its own options to them."""
     what = p.add_argument_group("what to run (flags override --config)")
     what.add_argument("--config", metavar="FILE", help="experiment TOML file (see experiments/)")
     what.add_argument("--methods", help="comma-separated names or patterns, or 'all' (default: all)")
     what.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
     what.add_argument("--models", help="comma-separated model names (default: each dataset's preset model)")
     what.add_argument("--scenarios", help="e.g. class:0,random:10 (default: class:0,random:10)")
-    what.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
+    what.add_argument("--seeds", help=seeds_help)
     what.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
-                      help="override a hyper-parameter, e.g. --set salun.lr=0.02 or --set recipe.epochs=5 (repeatable)")
+                      help="override a hyper-parameter in every scenario (beats the config's tables), "
+                      "e.g. --set salun.lr=0.02 or --set recipe.epochs=5 (repeatable)")
     what.add_argument("--plugin", action="append", default=None, metavar="PATH",
                       help="load methods from this file (repeatable)")
     where = p.add_argument_group("data and results")
-    where.add_argument("--out", help="results root (default: results)")
+    where.add_argument("--out", help=out_help)
     where.add_argument("--data-root", help="where datasets live (default: $MUBENCH_DATA or ~/.cache/mubench/data)")
     where.add_argument("--download", action="store_true", default=None, help="download missing datasets")
     where.add_argument("--train-subset", type=int, metavar="N",
@@ -38,35 +47,45 @@ def add_parser(sub) -> None:
     how.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: auto (bf16 on GPUs)")
     how.add_argument("--dry-run", action="store_true", help="print the job graph and exit")
     how.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    return {"what": what, "where": where, "how": how}
 
 
 def _csv(text: str | None):
     return None if text is None else tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def config_from_args(args: argparse.Namespace):
-    from mubench.config import ExperimentConfig, load_config, parse_set_options, with_overrides
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    """`--seeds 0,1,2` → (0, 1, 2); None when the flag was not given."""
     from mubench.errors import ConfigError
 
+    if text is None:
+        return None
+    try:
+        return tuple(int(s) for s in _csv(text))
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers; got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace):
+    from mubench.config import (
+        ExperimentConfig,
+        load_config,
+        parse_set_options,
+        with_overrides,
+        with_set_params,
+    )
+
     config = load_config(args.config) if args.config else ExperimentConfig()
-    seeds = None
-    if args.seeds is not None:
-        try:
-            seeds = tuple(int(s) for s in _csv(args.seeds))
-        except ValueError:
-            raise ConfigError(f"--seeds must be comma-separated integers; got {args.seeds!r}") from None
     sets = parse_set_options(args.set)
     recipe = {**config.recipe, **sets.pop("recipe", {})}
-    method_params = {m: {**config.method_params.get(m, {}), **v} for m, v in sets.items()}
-    method_params = {**config.method_params, **method_params}
+    config = with_set_params(config, sets)  # --set beats [methods.NAME] and its scenario tables
     return with_overrides(
         config,
         methods=_csv(args.methods), datasets=_csv(args.datasets), models=_csv(args.models),
-        scenarios=_csv(args.scenarios), seeds=seeds, out=args.out, data_root=args.data_root,
+        scenarios=_csv(args.scenarios), seeds=parse_seeds(args.seeds), out=args.out, data_root=args.data_root,
         download=args.download, precision=args.precision, train_subset=args.train_subset,
         plugins=tuple(args.plugin) if args.plugin is not None else None,
-        recipe=recipe, method_params=method_params,
+        recipe=recipe,
         execution_jobs=args.jobs, execution_backend=args.backend, execution_scheduler=args.scheduler,
         execution_device=args.device,
     )
