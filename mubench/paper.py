@@ -274,22 +274,18 @@ class PaperPlan:
 
 
 def plan_table(spec: PaperSpec, preset: str, out: str | None = None) -> PaperPlan:
-    from .runner import Plan, build_plan
+    from .runner import build_plan, merge_plans
     from .unlearning import METHODS
 
     config = preset_config(spec, preset, out)
     store = Store(config.out)
-    stages: list[dict] = [{}, {}, {}]
-    cached: set[str] = set()
-    rows = []
+    plans, rows = [], []
     for pass_config, chosen in passes(spec, config):
         try:
             plan = build_plan(pass_config, store)
         except MubenchError as err:
             raise type(err)(f"{spec.path}: {err}") from None
-        for i, stage in enumerate(plan.stages):
-            stages[i].update({j.key: j for j in stage})
-        cached |= plan.cached
+        plans.append(plan)
         for job in plan.stages[1] + plan.stages[2]:
             if job.kind in ("retrain", "method") and job.method in chosen:
                 block = next(b.id for b in spec.blocks if b.matches(job.scenario))
@@ -299,7 +295,7 @@ def plan_table(spec: PaperSpec, preset: str, out: str | None = None) -> PaperPla
     for row in spec.rows:  # validated by build_plan already; this names the row on a typo
         METHODS.get(row.method)
     jobs = pd.DataFrame(rows).drop_duplicates(["key", "row"]).reset_index(drop=True)
-    return PaperPlan(config, Plan([list(s.values()) for s in stages], cached), jobs)
+    return PaperPlan(config, merge_plans(plans), jobs)
 
 
 # -- records → numbers → tables ---------------------------------------------------------------
