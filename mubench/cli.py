@@ -13,7 +13,7 @@ import sys
 
 from .errors import MubenchError
 
-COMMANDS = ("run", "list", "train", "report", "paper", "fetch")
+COMMANDS = ("run", "tune", "list", "train", "report", "paper", "fetch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,362 @@
+"""`mubench tune`: the references' per-scenario hyper-parameter search (SPEC §3), as runner jobs.
+
+Every candidate of a method's grid becomes an ordinary config whose per-scenario table
+([methods.NAME."SCENARIO"]) holds the candidate's values; `runner.build_plan` expands each into
+jobs and the plans are merged by job key, so candidates are cached, run in parallel (--jobs),
+resume after a kill and record their failures exactly like `mubench run`'s jobs.
+
+Selection, per (dataset, model, scenario) and method: the candidate with the smallest mean Avg.
+Gap to Retrain over the tuning seeds (the references' criterion). A candidate with a failed or
+missing seed cannot win. Ties go to the default value (what `run` uses untuned: Params <
+preset < config), then to the candidate listed first. Avg. Gap includes TA, so the criterion
+reads the test set as the references' search does; tuning on seeds disjoint from the reporting
+seeds (100, 101 by default) keeps the reported runs (their splits, originals, Retrains and
+method runs) out of the selection, not the test images.
+
+Outputs, under <out>/tune/: `tune.md` (every candidate, mean ± std, the winner marked),
+`tune.json` (the same as data, with job keys) and one `tuned-<dataset>-<model>.toml` per
+(dataset, model) that `mubench run --config` reads: the input config with the chosen values as
+per-scenario tables, listed in [tuned] so records and reports say they are tuned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import ExperimentConfig, TuneConfig, config_to_toml, method_overrides
+from .errors import ConfigError
+from .params import apply_overrides
+from .runner import Plan, build_plan, merge_plans, resolve_params
+from .scenarios import parse_scenario
+from .store import Store, write_json_atomic
+
+DEFAULT_FACTORS = (1 / 3, 1.0, 3.0)  # no grid given: lr × these, around the default lr
+METRICS = ("avg_gap", "ua", "ra", "ta", "mia_efficacy")
+LABELS = {"avg_gap": "Avg. Gap", "ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy"}
+CRITERION = ("smallest mean Avg. Gap to Retrain over the tuning seeds; ties → the default value, "
+             "then the first candidate listed; a candidate with a failed seed cannot win")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    overrides: dict  # field → value this candidate sets (typed)
+    default: bool  # equals what `run` uses untuned in this cell
+
+    @property
+    def label(self) -> str:
+        text = ", ".join(f"{k}={_fmt(v)}" for k, v in self.overrides.items())
+        return f"{text} (default)" if self.default else text
+
+
+@dataclass
+class Cell:
+    """One selection: a method in one (dataset, model, scenario), its candidates and their jobs."""
+
+    dataset: str
+    model: str
+    scenario: str
+    method: str
+    candidates: list[Candidate]
+    keys: list[dict[int, str]] = field(default_factory=list)  # per candidate: seed → job key
+    retrain: dict[int, str] = field(default_factory=dict)  # seed → Retrain key
+
+
+@dataclass
+class TunePlan:
+    config: ExperimentConfig  # the tuning config: tuning seeds, out = <out>/tune
+    plan: Plan  # every candidate's jobs, merged by key
+    cells: list[Cell]
+    grids: dict[str, str]  # method → the grid searched, in words
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    stats: list[dict]  # per candidate: metric → (mean, std), plus n_ok / n_failed / n
+    retrain: dict
+    winner: int | None  # index into cell.candidates; None when no candidate has every seed ok
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# -- the grid ---------------------------------------------------------------------------------
+def parse_grid_options(items: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    """`--grid finetune.lr=0.01,0.03` → {"finetune": {"lr": ["0.01", "0.03"]}} (a later flag for
+    the same field replaces an earlier one, as --set does)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for item in items:
+        lhs, eq, rhs = item.partition("=")
+        method, dot, name = lhs.strip().partition(".")
+        values = [v.strip() for v in rhs.split(",") if v.strip()]
+        if not (eq and dot and method and name.strip() and values):
+            raise ConfigError(f"--grid {item!r}: expected METHOD.FIELD=V1,V2,... (e.g. finetune.lr=0.01,0.03,0.1)")
+        out.setdefault(method, {})[name.strip()] = values
+    return out
+
+
+def check_grid(config: ExperimentConfig, cli_grid: dict, methods: Sequence[str], sets: dict) -> dict:
+    """The config's [tune.grid] with --grid on top, each value converted and validated by the
+    method's typed Params exactly as --set values are: method → {field: (values, ...)}."""
+    from .unlearning import METHODS
+
+    merged = {m: {k: (v, f"{config.source} [tune.grid.{m}]") for k, v in f.items()} for m, f in config.tune.grid.items()}
+    for m, fields in cli_grid.items():
+        merged.setdefault(m, {}).update({k: (v, f"--grid {m}") for k, v in fields.items()})
+    grid = {}
+    for method, fields in merged.items():
+        cls = METHODS.get(method)  # an unknown name raises with a suggestion
+        owner = next(iter(fields.values()))[1]
+        if method == "retrain":
+            raise ConfigError(f"{owner}: Retrain is the reference of every gap and is never tuned")
+        if method not in methods:
+            raise ConfigError(f"{owner}: {method!r} is not among the methods to tune "
+                              f"({', '.join(methods)}); add it to --methods")
+        typed = {}
+        for name, (values, owner) in fields.items():
+            converted = [getattr(apply_overrides(cls.Params(), {name: v}, owner), name) for v in values]
+            twice = [v for i, v in enumerate(converted) if v in converted[:i]]
+            if twice:
+                raise ConfigError(f"{owner}: {name!r} lists {_fmt(twice[0])} twice; give each candidate once")
+            if name in sets.get(method, {}):
+                raise ConfigError(f"{owner}: {name!r} is also fixed with --set {method}.{name}; "
+                                  "search it or fix it, not both")
+            typed[name] = tuple(converted)
+        grid[method] = typed
+    return grid
+
+
+def cell_candidates(config: ExperimentConfig, method: str, dataset: str, scenario, grid: dict | None) -> list[Candidate]:
+    """The candidates of one method in one scenario: the grid's product, or (no grid) the cell's
+    default lr × 1/3, 1, 3 (rounded to 3 significant digits; the default itself exactly)."""
+    user, _ = method_overrides(config, method, scenario.spec)
+    base = resolve_params(method, dataset, scenario.kind, user)
+    if grid:
+        names, combos = list(grid), itertools.product(*grid.values())
+    else:
+        if not hasattr(base, "lr"):
+            raise ConfigError(f"method {method!r} has no 'lr' to search by default; give its grid with "
+                              f"--grid {method}.FIELD=V1,V2 or a [tune.grid.{method}] table")
+        names = ["lr"]
+        combos = [(base.lr if f == 1 else float(f"{base.lr * f:.3g}"),) for f in DEFAULT_FACTORS]
+    out = []
+    for values in combos:
+        overrides = dict(zip(names, values, strict=True))
+        out.append(Candidate(overrides, all(getattr(base, k) == v for k, v in overrides.items())))
+    return out
+
+
+# -- planning: one ordinary config per candidate, merged into one plan ------------------------
+def plan_tune(config: ExperimentConfig, seeds: Sequence[int], cli_grid: dict, sets: dict) -> TunePlan:
+    """Validate the search and expand every candidate into runner jobs (nothing runs here)."""
+    from .plugins import load_methods
+    from .unlearning import METHODS
+
+    load_methods(config.plugins, strict_plugins=True)
+    methods = [m for m in METHODS.select(config.methods) if m != "retrain"]
+    if not methods:
+        raise ConfigError("nothing to tune: select at least one method besides retrain with --methods")
+    grid = check_grid(config, cli_grid, methods, sets)
+    root = Path(config.out) / "tune"
+    base = dataclasses.replace(config, seeds=tuple(seeds), out=str(root), tune=TuneConfig())
+    store = Store(root)
+    scenarios = [parse_scenario(s) for s in config.scenarios]
+    plans, cells = [], {}
+    for dataset in config.datasets:
+        for method in methods:
+            per_scenario = {sc.spec: cell_candidates(base, method, dataset, sc, grid.get(method)) for sc in scenarios}
+            for i in range(len(next(iter(per_scenario.values())))):
+                tables = {s: dict(t) for s, t in base.scenario_params.get(method, {}).items()}
+                for spec, cands in per_scenario.items():
+                    tables[spec] = {**tables.get(spec, {}), **cands[i].overrides}
+                candidate_config = dataclasses.replace(
+                    base, datasets=(dataset,), methods=(method,),
+                    scenario_params={**base.scenario_params, method: tables},
+                    tuned={m: v for m, v in base.tuned.items() if m != method})  # candidates are not tuned
+                plan = build_plan(candidate_config, store)
+                plans.append(plan)
+                for job in plan.stages[2]:
+                    cell = cells.setdefault((dataset, job.model, job.scenario, method), Cell(
+                        dataset, job.model, job.scenario, method, per_scenario[job.scenario]))
+                    while len(cell.keys) <= i:
+                        cell.keys.append({})
+                    cell.keys[i][job.seed] = job.key
+                    cell.retrain[job.seed] = job.retrain_key
+    words = {m: ("; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vals)}}}" for k, vals in grid[m].items())
+                 if m in grid else "no grid given: lr × {1/3, 1, 3} around the default lr of each scenario")
+             for m in methods}
+    return TunePlan(base, merge_plans(plans), list(cells.values()), words)
+
+
+# -- selection --------------------------------------------------------------------------------
+def _stats(records: list[dict | None]) -> dict:
+    ok = [r for r in records if r and r.get("status") == "ok" and r.get("avg_gap") is not None]
+    out = {"n": len(records), "n_ok": len(ok),
+           "n_failed": sum(1 for r in records if r and r.get("status") == "failed")}
+    for metric in METRICS:
+        values = np.array([float(r[metric]) for r in ok if r.get(metric) is not None], dtype=float)
+        out[metric] = (float(values.mean()) if len(values) else math.nan,
+                       float(values.std(ddof=1)) if len(values) > 1 else math.nan)
+    return out
+
+
+def select(tp: TunePlan) -> list[Outcome]:
+    """Read every candidate's records and choose per cell (see the module docstring)."""
+    store = Store(tp.config.out)
+    outcomes = []
+    for cell in tp.cells:
+        stats = [_stats([store.read_record("method", k) for k in keys.values()]) for keys in cell.keys]
+        retrain = _stats([store.read_record("method", k) for k in cell.retrain.values()])
+        eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"]]
+        winner = min(eligible, key=lambda i: (round(stats[i]["avg_gap"][0], 9), not cell.candidates[i].default, i),
+                     default=None)
+        outcomes.append(Outcome(cell, stats, retrain, winner))
+    return outcomes
+
+
+def _edge_note(outcome: Outcome) -> str | None:
+    """Say when the winner sits at the end of a numeric range of 3+ values: look further out."""
+    if outcome.winner is None:
+        return None
+    chosen = outcome.cell.candidates[outcome.winner].overrides
+    for name, value in chosen.items():
+        seen = sorted({c.overrides[name] for c in outcome.cell.candidates})
+        if len(seen) >= 3 and isinstance(value, (int, float)) and value in (seen[0], seen[-1]):
+            end = "smallest" if value == seen[0] else "largest"
+            return f"the chosen {name}={_fmt(value)} is the {end} value searched: the best may lie beyond it"
+    return None
+
+
+# -- outputs ----------------------------------------------------------------------------------
+def tune_markdown(tp: TunePlan, outcomes: list[Outcome], reporting_seeds: Sequence[int]) -> str:
+    """Every candidate per cell (mean ± std over the tuning seeds), the winner marked ✓."""
+    import pandas as pd
+
+    from .report import format_number, markdown_table
+
+    seeds = ", ".join(map(str, tp.config.seeds))
+    out = ["# mubench tune", "",
+           f"Criterion: {CRITERION}. Tuning seeds {seeds}; reporting seeds "
+           f"{', '.join(map(str, reporting_seeds))}. Avg. Gap includes TA, so the search reads the "
+           "test set, as the references' does; the reported runs (other seeds: other splits, originals "
+           "and Retrains) are not the ones selected on.", "",
+           "Grids: " + "; ".join(f"{m}: {w}" for m, w in tp.grids.items()) + ".", ""]
+    for o in outcomes:
+        c = o.cell
+        rows = [("Retrain (reference)", o.retrain, "")]
+        rows += [(cand.label, s, "✓" if i == o.winner else "") for i, (cand, s) in enumerate(zip(c.candidates, o.stats, strict=True))]
+        table = pd.DataFrame([{"candidate": label,
+                               **{LABELS[m]: ("n/a" if math.isnan(s[m][0]) else format_number(m, *s[m])) for m in METRICS},
+                               "seeds": f"{s['n_ok']}/{s['n']}" + (f" ({s['n_failed']} failed)" if s["n_failed"] else ""),
+                               "chosen": mark} for label, s, mark in rows])
+        out += [f"## {c.dataset} / {c.model} / {c.scenario} — {c.method}", "", markdown_table(table), ""]
+        note = _edge_note(o) if o.winner is not None else "no candidate finished on every seed: nothing chosen"
+        out += [f"Note: {note}.", ""] if note else []
+    return "\n".join(out)
+
+
+def tuned_configs(config: ExperimentConfig, outcomes: list[Outcome]) -> dict[tuple[str, str], ExperimentConfig]:
+    """Per (dataset, model): the input config with each winner's values as its scenario's table,
+    marked in [tuned] (a cell without a winner keeps what the input config had)."""
+    pairs: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        pairs.setdefault((o.cell.dataset, o.cell.model), []).append(o)
+    out = {}
+    for (dataset, model), group in pairs.items():
+        tables = {m: {s: dict(t) for s, t in ts.items()} for m, ts in config.scenario_params.items()}
+        tuned = {m: list(v) for m, v in config.tuned.items()}
+        for o in group:
+            if o.winner is None:
+                continue
+            c = o.cell
+            table = tables.setdefault(c.method, {})
+            table[c.scenario] = {**table.get(c.scenario, {}), **c.candidates[o.winner].overrides}
+            if c.scenario not in tuned.setdefault(c.method, []):
+                tuned[c.method].append(c.scenario)
+        out[(dataset, model)] = _typed(dataclasses.replace(
+            config, datasets=(dataset,), models=(model,), tune=TuneConfig(),
+            method_params={**{m: {} for m in tables}, **config.method_params},
+            scenario_params=tables, tuned={m: tuple(v) for m, v in tuned.items() if v}))
+    return out
+
+
+def _typed(config: ExperimentConfig) -> ExperimentConfig:
+    """--set values arrive as strings ("10"): write the typed values they mean (10) instead."""
+    from .runner import recipe_for
+    from .training import OptimSpec
+    from .unlearning import METHODS
+
+    def typed(method: str, values: dict) -> dict:
+        params = apply_overrides(METHODS.get(method).Params(), values, f"method {method!r}")
+        return {k: getattr(params, k) for k in values}
+
+    recipe = recipe_for(config.datasets[0], config.recipe)
+    optim = {f.name for f in dataclasses.fields(OptimSpec)}
+    return dataclasses.replace(
+        config, method_params={m: typed(m, v) for m, v in config.method_params.items()},
+        scenario_params={m: {s: typed(m, t) for s, t in ts.items()} for m, ts in config.scenario_params.items()},
+        recipe={k: getattr(recipe.optim if k in optim else recipe, k) for k in config.recipe})
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+
+
+def _toml_header(tp: TunePlan, outcomes: list[Outcome], md: Path) -> str:
+    lines = [f"Chosen by `python -m mubench tune` (mubench {__version__}, {time.strftime('%Y-%m-%d %H:%M')}):",
+             f"per scenario, the {CRITERION}.",
+             f"Tuning seeds: {', '.join(map(str, tp.config.seeds))} (the reporting seeds are [experiment] seeds).",
+             f"Every candidate with its numbers: {md}. [tuned] lists the tables below that hold chosen",
+             "values: records of those jobs carry \"tuned\": true and reports say so.", ""]
+    for o in outcomes:
+        c = o.cell
+        if o.winner is not None:
+            gap = o.stats[o.winner]["avg_gap"]
+            chosen = c.candidates[o.winner].label
+            lines.append(f"{c.method} {c.scenario}: {chosen}, Avg. Gap {_fmt(round(gap[0], 2))}"
+                         f" (searched {len(c.candidates)}: {tp.grids[c.method]})")
+        else:
+            lines.append(f"{c.method} {c.scenario}: nothing chosen (no candidate finished on every seed)")
+    return "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
+
+
+def write_outputs(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig) -> list[Path]:
+    """tune.md, tune.json and the tuned configs under the tuning root; returns the TOML paths first."""
+    root = Path(tp.config.out)
+    root.mkdir(parents=True, exist_ok=True)
+    md = root / "tune.md"
+    md.write_text(tune_markdown(tp, outcomes, config.seeds) + "\n", encoding="utf-8")
+    tomls = []
+    for (dataset, model), tuned in tuned_configs(config, outcomes).items():
+        path = root / f"tuned-{_slug(dataset)}-{_slug(model)}.toml"
+        mine = [o for o in outcomes if (o.cell.dataset, o.cell.model) == (dataset, model)]
+        path.write_text(_toml_header(tp, mine, md) + "\n" + config_to_toml(tuned), encoding="utf-8")
+        tomls.append(path)
+
+    def num(x):
+        return None if math.isnan(x) else x
+
+    cells = [{"dataset": o.cell.dataset, "model": o.cell.model, "scenario": o.cell.scenario,
+              "method": o.cell.method, "grid": tp.grids[o.cell.method],
+              "chosen": None if o.winner is None else o.cell.candidates[o.winner].overrides,
+              "retrain_keys": o.cell.retrain,
+              "candidates": [{"overrides": cand.overrides, "default": cand.default, "chosen": i == o.winner,
+                              "keys": keys, "n_ok": s["n_ok"], "n_failed": s["n_failed"],
+                              **{m: {"mean": num(s[m][0]), "std": num(s[m][1])} for m in METRICS}}
+                             for i, (cand, keys, s) in enumerate(zip(o.cell.candidates, o.cell.keys, o.stats, strict=True))]}
+             for o in outcomes]
+    write_json_atomic(root / "tune.json", {"criterion": CRITERION, "tuning_seeds": list(tp.config.seeds),
+                                           "reporting_seeds": list(config.seeds), "cells": cells,
+                                           "tuned_configs": [str(p) for p in tomls]})
+    return tomls + [md, root / "tune.json"]
