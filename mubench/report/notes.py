@@ -55,6 +55,11 @@ def report_notes(df: pd.DataFrame, root: str | Path | None = None) -> list[str]:
             notes.append(f"{method_label(variant)} on {'/'.join(cell)}: RTE excludes the one-time "
                          f"class-wise bank, {format_number('rte_s', g['bank_s'].mean(), g['bank_s'].std())} s "
                          f"over {len(g)} seed(s)")
+    if "tuned" in ok:  # SPEC §3: say when numbers come from tuned settings (docs/tuning.md)
+        for (*cell, variant), g in ok[ok["tuned"].eq(True)].groupby(CELL + ["variant"], sort=False):
+            n = int((ok[CELL + ["variant"]] == [*cell, variant]).all(axis=1).sum())
+            notes.append(f"tuned: {method_label(variant)} on {'/'.join(cell)} uses hyper-parameters chosen "
+                         f"by `mubench tune` (smallest Avg. Gap to Retrain on tuning seeds), {len(g)} of {n} seed(s)")
     n_old = int(df["superseded"].sum())
     if n_old:
         notes.append(f"{n_old} older record(s) of re-run jobs are superseded by newer ones and not "
