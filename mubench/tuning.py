@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import math
 import re
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from . import __version__
 from .config import ExperimentConfig, TuneConfig, config_to_toml, method_overrides
 from .errors import ConfigError
 from .params import apply_overrides
+from .report import format_number, markdown_table
 from .runner import Plan, build_plan, merge_plans, resolve_params
 from .scenarios import parse_scenario
 from .store import Store, write_json_atomic
@@ -168,6 +170,12 @@ def plan_tune(config: ExperimentConfig, seeds: Sequence[int], cli_grid: dict, se
     if not methods:
         raise ConfigError("nothing to tune: select at least one method besides retrain with --methods")
     grid = check_grid(config, cli_grid, methods, sets)
+    no_lr = [m for m in methods if m not in grid and "lr" not in {f.name for f in dataclasses.fields(METHODS.get(m).Params)}]
+    skipped = {m: f"not searched: no 'lr' to search by default and no grid given (--grid {m}.FIELD=V1,V2)" for m in no_lr}
+    methods = [m for m in methods if m not in skipped]
+    if not methods:
+        raise ConfigError(f"nothing to tune: {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} no 'lr' "
+                          "to search by default; give a grid with --grid METHOD.FIELD=V1,V2")
     root = Path(config.out) / "tune"
     base = dataclasses.replace(config, seeds=tuple(seeds), out=str(root), tune=TuneConfig())
     store = Store(root)
@@ -195,7 +203,7 @@ def plan_tune(config: ExperimentConfig, seeds: Sequence[int], cli_grid: dict, se
                     cell.retrain[job.seed] = job.retrain_key
     words = {m: ("; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vals)}}}" for k, vals in grid[m].items())
                  if m in grid else "no grid given: lr × {1/3, 1, 3} around the default lr of each scenario")
-             for m in methods}
+             for m in methods} | skipped
     return TunePlan(base, merge_plans(plans), list(cells.values()), words)
 
 
@@ -242,8 +250,6 @@ def _edge_note(outcome: Outcome) -> str | None:
 def tune_markdown(tp: TunePlan, outcomes: list[Outcome], reporting_seeds: Sequence[int]) -> str:
     """Every candidate per cell (mean ± std over the tuning seeds), the winner marked ✓."""
     import pandas as pd
-
-    from .report import format_number, markdown_table
 
     seeds = ", ".join(map(str, tp.config.seeds))
     out = ["# mubench tune", "",
@@ -314,21 +320,21 @@ def _slug(name: str) -> str:
 
 
 def _toml_header(tp: TunePlan, outcomes: list[Outcome], md: Path) -> str:
-    lines = [f"Chosen by `python -m mubench tune` (mubench {__version__}, {time.strftime('%Y-%m-%d %H:%M')}):",
-             f"per scenario, the {CRITERION}.",
-             f"Tuning seeds: {', '.join(map(str, tp.config.seeds))} (the reporting seeds are [experiment] seeds).",
-             f"Every candidate with its numbers: {md}. [tuned] lists the tables below that hold chosen",
-             "values: records of those jobs carry \"tuned\": true and reports say so.", ""]
+    intro = (f"Chosen by `python -m mubench tune` (mubench {__version__}, {time.strftime('%Y-%m-%d %H:%M')}): "
+             f"per scenario, the {CRITERION}. Tuning seeds: {', '.join(map(str, tp.config.seeds))}; the "
+             f"reporting seeds are [experiment] seeds below. Every candidate with its numbers: {md}. "
+             "[tuned] lists the tables that hold chosen values: records of those jobs carry "
+             "\"tuned\": true and reports say so.")
+    lines = textwrap.wrap(intro, 96, break_on_hyphens=False, break_long_words=False) + [""]
     for o in outcomes:
         c = o.cell
-        if o.winner is not None:
-            gap = o.stats[o.winner]["avg_gap"]
-            chosen = c.candidates[o.winner].label
-            lines.append(f"{c.method} {c.scenario}: {chosen}, Avg. Gap {_fmt(round(gap[0], 2))}"
-                         f" (searched {len(c.candidates)}: {tp.grids[c.method]})")
+        searched = " | ".join(", ".join(f"{k}={_fmt(v)}" for k, v in cand.overrides.items()) for cand in c.candidates)
+        if o.winner is None:
+            lines.append(f"{c.method} {c.scenario}: nothing chosen, no candidate finished on every seed ({searched})")
         else:
-            lines.append(f"{c.method} {c.scenario}: nothing chosen (no candidate finished on every seed)")
-    return "".join(f"# {line}\n".replace("# \n", "#\n") for line in lines)
+            gap = format_number("avg_gap", *o.stats[o.winner]["avg_gap"])
+            lines.append(f"{c.method} {c.scenario}: {c.candidates[o.winner].label}, Avg. Gap {gap} (of {searched})")
+    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
 
 def write_outputs(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig) -> list[Path]:

@@ -240,3 +240,35 @@ def test_dry_run_lists_the_candidates_without_running(tmp_path):
     assert "2 candidates in 1 (dataset, model, scenario, method) cells, seeds 100" in proc.stdout
     assert "stage 3 (methods): 2 jobs, 0 cached, 2 to run" in proc.stdout
     assert not Path(tmp_path / "tune" / "records").exists()
+
+
+NO_LR_PLUGIN = '''
+from dataclasses import dataclass
+from mubench.params import Interval, param
+from mubench.unlearning import Method, register_method
+
+@dataclass(frozen=True)
+class NoLrParams:
+    alpha: float = param(1.0, Interval(0, None), "a weight")
+
+@register_method("tune_test_no_lr")
+class NoLr(Method):
+    """A method without an lr (like SSD): the default grid has nothing to search."""
+    Params = NoLrParams
+    def unlearn(self, task):
+        raise RuntimeError("never run here")
+'''
+
+
+def test_a_method_without_lr_or_grid_is_skipped_and_said(tmp_path, capsys):
+    plugin = tmp_path / "no_lr.py"
+    plugin.write_text(NO_LR_PLUGIN)
+    common = ["tune", "--plugin", str(plugin), "--scenarios", "class:0", "--seeds", "100",
+              "--set", "recipe.epochs=10", "--out", str(tmp_path), "--dry-run"]
+    assert main([*common, "--methods", "tune_test_no_lr,finetune"]) == 0
+    out = capsys.readouterr().out
+    assert "tune_test_no_lr: not searched: no 'lr'" in out and "3 candidates in 1 " in out
+    assert main([*common, "--methods", "tune_test_no_lr"]) == 2
+    assert "nothing to tune: tune_test_no_lr has no 'lr'" in capsys.readouterr().err
+    assert main([*common, "--methods", "tune_test_no_lr", "--grid", "tune_test_no_lr.alpha=0.5,2"]) == 0
+    assert "2 candidates in 1 " in capsys.readouterr().out
