@@ -115,7 +115,7 @@ def get_original(store: Store | None, data: ImageData, model_name: str, recipe: 
     }
     if info["train_acc"] < UNDERFIT_TRAIN_ACC:
         warnings.warn(f"original {data.name}/{model_name}/seed {seed} under-fits its training set "
-                      f"(train accuracy {info['train_acc']:.1f}% < {UNDERFIT_TRAIN_ACC}%): forgetting "
+                      f"(train accuracy {info['train_acc']:.2f}% < {UNDERFIT_TRAIN_ACC:g}%): forgetting "
                       "will look easier than it is (SPEC §1); train longer", stacklevel=2)
     model.eval()
     if store is not None:
