@@ -25,7 +25,7 @@ TABLE_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Effica
 # Registry names → report labels; the order is the row order of every table (Retrain first).
 METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "grad_ascent": "GA",
                  "random_label": "RL", "l1_sparse": "l1-sparse", "salun": "SalUn",
-                 "forget_vector": "FV", "fv_arithmetic": "FV-arith"}
+                 "scrub": "SCRUB", "ssd": "SSD", "forget_vector": "FV", "fv_arithmetic": "FV-arith"}
 # Old column names → current ones, mapped on read so results written by older versions still load.
 RENAMED_COLUMNS = {"mia": "mia_efficacy", "rte": "rte_s", "gap": "avg_gap"}
 # Columns that describe a job rather than measure it; every other numeric column is a metric.
