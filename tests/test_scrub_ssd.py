@@ -1,0 +1,127 @@
+"""SCRUB and SSD: registered, mechanics checked by hand, and each moves the numbers it claims.
+
+Behaviour numbers were measured on the suite's digits original (small CNN, seed 0, class:0,
+one CPU thread): original UA 0.0 / RA 99.4; SCRUB with the digits preset UA 100 / RA 99.4, and
+with msteps=0 (min-steps only) UA 0.0 / RA 99.7; SSD with α = 0.25, λ = 0.1 UA 100 / RA 99.0
+(3,759 parameters dampened). The paper's α = 10 selects no parameter of this particular model
+(its class-0 loss is 12x below the rest's; see mubench/presets.py), so the SSD test states its α.
+The contract kit runs on both through tests/test_methods.py (parametrised over the registry).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mubench.plugins import load_methods
+from mubench.presets import method_defaults
+from mubench.unlearning import METHODS
+
+load_methods()
+
+
+def _ua_ra(predictor, task) -> tuple[float, float]:
+    def acc(x, y):
+        pred = predictor.logits(x, task.device, prepare=task.prepare).argmax(1)
+        return 100.0 * (pred == y).float().mean().item()
+
+    return 100.0 - acc(task.forget_x, task.forget_y), acc(task.retain_x, task.retain_y)
+
+
+def _run(name, task, **changes):
+    cls = METHODS.get(name)
+    return cls(cls.params_from({**method_defaults("digits", name, "class"), **changes})).unlearn(task)
+
+
+def test_both_are_registered_with_report_labels():
+    from mubench.report import METHOD_LABELS
+
+    assert {"scrub", "ssd"} <= set(METHODS.names()), METHODS.broken
+    assert METHOD_LABELS["scrub"] == "SCRUB" and METHOD_LABELS["ssd"] == "SSD"
+
+
+# ---------------------------------------------------------------------------------------------
+# SCRUB
+
+
+def test_distill_kl_by_hand():
+    from methods.scrub import distill_kl
+
+    same = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    assert distill_kl(same, same, 4.0).item() == pytest.approx(0.0, abs=1e-7)
+    # One sample, T = 1: teacher (0.5, 0.5), student softmax(0, ln 3) = (0.25, 0.75):
+    # KL = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln(4/3).
+    kl = distill_kl(torch.tensor([[0.0, math.log(3.0)]]), torch.zeros(1, 2), 1.0)
+    assert kl.item() == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
+    # T² scaling: at T = 2 the logits are halved, then the KL is multiplied by 4.
+    kl2 = distill_kl(torch.tensor([[0.0, 2 * math.log(3.0)]]), torch.zeros(1, 2), 2.0)
+    assert kl2.item() == pytest.approx(4 * 0.5 * math.log(4 / 3), rel=1e-6)
+
+
+def test_scrub_max_steps_only_in_the_first_msteps_epochs(make_task, class0_split):
+    cls = METHODS.get("scrub")
+    method = cls(cls.params_from({"msteps": 2, "batch_size": 100, "forget_batch_size": 50}))
+    task = make_task(class0_split)
+    n_forget, n_retain = len(task.forget_y), len(task.retain_y)
+    for epoch, with_forget in [(0, True), (1, True), (2, False)]:
+        batches = list(method.batches(task, epoch, task.generator()))
+        forget = [b for b in batches if b.forget is not None]
+        assert all(b.forget.all() for b in forget)  # a max-step batch is all forget samples
+        assert sum(len(b.y) for b in forget) == (n_forget if with_forget else 0)
+        assert all(b.forget is not None for b in batches[: len(forget)])  # max-steps come first
+        assert sum(len(b.y) for b in batches if b.forget is None) == n_retain
+        assert all(len(b.y) <= 50 for b in forget)
+
+
+def test_scrub_forgets_the_class_and_its_max_steps_do_it(make_task, class0_split):
+    task = make_task(class0_split)
+    ua, ra = _ua_ra(_run("scrub", task), task)
+    assert ua >= 90 and ra >= 97  # measured 100 / 99.4
+    # The same run without max-steps is distillation + CE on the retain set: nothing forgotten.
+    ua0, ra0 = _ua_ra(_run("scrub", task, msteps=0), task)
+    assert ua0 <= 10 and ra0 >= 97  # measured 0.0 / 99.7
+
+
+# ---------------------------------------------------------------------------------------------
+# SSD
+
+
+def test_dampening_by_hand():
+    from methods.ssd import dampen_
+
+    forget = [torch.tensor([0.0, 5.0, 30.0, 100.0])]
+    full = [torch.ones(4)]
+    w = [torch.full((4,), 2.0)]
+    # α = 10: only I_f > 10·I_D is selected (30 and 100); factor min(λ·I_D/I_f, 1).
+    assert dampen_(w, full, forget, alpha=10, lam=1) == 2
+    assert w[0].tolist() == pytest.approx([2.0, 2.0, 2 / 30, 2 / 100])
+    w = [torch.full((4,), 2.0)]
+    assert dampen_(w, full, forget, alpha=10, lam=50) == 2  # 50/30 > 1: capped, never grows
+    assert w[0].tolist() == pytest.approx([2.0, 2.0, 2.0, 1.0])
+    w = [torch.full((4,), 2.0)]
+    assert dampen_(w, [torch.zeros(4)], [torch.zeros(4)], alpha=10, lam=1) == 0  # 0 > 0 is false
+    assert w[0].tolist() == [2.0] * 4
+
+
+def test_ssd_forgets_the_class_touching_few_weights(make_task, class0_split):
+    task = make_task(class0_split)
+    predictor = _run("ssd", task, alpha=0.25, lam=0.1)
+    ua, ra = _ua_ra(predictor, task)
+    assert ua >= 90 and ra >= 95  # measured 100 / 99.0
+    assert 0 < predictor.info["dampened_fraction"] < 0.1  # measured 0.04
+    changed = 0
+    for p0, p in zip(task.original.parameters(), predictor.model.parameters(), strict=True):
+        assert (p.abs() <= p0.abs()).all()  # dampening only shrinks
+        changed += int((p != p0).sum())
+    assert changed <= predictor.info["dampened"]
+    before, after = task.original.state_dict(), predictor.model.state_dict()
+    buffers = [k for k in before if "running" in k]
+    assert buffers and all(torch.equal(before[k], after[k]) for k in buffers)  # eval-mode passes
+
+
+def test_ssd_selection_shrinks_as_alpha_grows(make_task, class0_split):
+    task = make_task(class0_split)
+    counts = [_run("ssd", task, alpha=a).info["dampened"] for a in (0.25, 1.0, 10.0)]
+    assert counts[0] > counts[1] >= counts[2]  # measured 3,759 > 107 >= 0
