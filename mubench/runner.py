@@ -121,7 +121,8 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     originals, stage2, stage3 = {}, {}, {}
     for dataset in config.datasets:
         data = cached_dataset(dataset, options)
-        recipe = recipe_for(dataset, config.recipe)
+        # The run's precision trains the originals and Retrain too, unless [recipe] sets its own.
+        recipe = recipe_for(dataset, {"precision": config.precision, **config.recipe})
         recipe_d = dataclasses.asdict(recipe)
         scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
         for model in config.models or (preset_for(dataset).model,):

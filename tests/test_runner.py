@@ -184,3 +184,19 @@ def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
     assert len(records) == 3 and all(k == r["key"] for k, r in records.items())
     assert numbers(records) == numbers(method_records(reference_run[0]))
     assert not [p for p in root.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("flags, expected", [(["--precision", "fp32"], "fp32"), (["--precision", "bf16"], "bf16"),
+                                             (["--precision", "bf16", "--set", "recipe.precision=fp32"], "fp32")])
+def test_run_precision_reaches_originals_and_retrain(tmp_path, flags, expected):
+    """--precision is the whole run's: originals and Retrain train with it unless [recipe] sets its own."""
+    from mubench.cli import build_parser
+    from mubench.commands.run import config_from_args
+    from mubench.runner import build_plan
+    from mubench.store import Store
+
+    args = build_parser().parse_args(["run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
+                                      "--methods", "retrain", "--out", str(tmp_path), *flags])
+    plan = build_plan(config_from_args(args), Store(tmp_path))
+    trained = [job for stage in plan.stages for job in stage if job.kind in ("original", "retrain")]
+    assert len(trained) == 2 and {job.recipe["precision"] for job in trained} == {expected}
