@@ -73,8 +73,18 @@ def test_bad_schedule_and_precision_are_config_errors():
         OptimSpec(schedule="step")
     with pytest.raises(ConfigError, match="precision 'fp16'"):
         resolve_precision("fp16", CPU)
-    assert resolve_precision("auto", CPU) == "fp32"  # bf16 on CPU only when asked
     assert resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("fp32", CPU) == "fp32"
+
+
+@pytest.mark.parametrize("amx, bf16_kernels, expected", [(True, True, "bf16"), (False, True, "fp32"),
+                                                         (True, False, "fp32")])
+def test_auto_precision_on_cpu_is_bf16_only_with_amx(monkeypatch, amx, bf16_kernels, expected):
+    import mubench.training as training
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(training, "bf16_supported", lambda device: bf16_kernels)
+    assert resolve_precision("auto", CPU) == expected
 
 
 # ---------------------------------------------------------------------------------------------

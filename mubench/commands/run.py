@@ -44,7 +44,7 @@ def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (defaul
     how.add_argument("--backend", choices=("loky", "dask", "sequential"), help="default: loky")
     how.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
     how.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    how.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: auto (bf16 on GPUs)")
+    how.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: auto (bf16 on GPUs and on CPUs with AMX, else fp32)")
     how.add_argument("--dry-run", action="store_true", help="print the job graph and exit")
     how.add_argument("--quiet", action="store_true", help="no progress bars")
     return {"what": what, "where": where, "how": how}
