@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -106,3 +107,17 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_mubench(run_args: list[str], root: Path) -> tuple[float, dict]:
+    """Wall seconds of `python -m mubench run RUN_ARGS --out ROOT --quiet` from start to exit,
+    and how many method records it wrote (failed ones counted apart); stops if the run fails."""
+    cmd = [sys.executable, "-m", "mubench", "run", *run_args, "--out", str(root), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=HERE.parent, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    methods = [json.loads(p.read_text()) for p in (root / "records" / "method").glob("*.json")]
+    return seconds, {"records": len(methods), "failed": sum(r.get("status") == "failed" for r in methods)}

@@ -15,30 +15,14 @@ seed). `--full` runs the embedded default grid instead.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import HERE, parser, record, setup, table
+from _common import parser, record, run_mubench, setup, table
 
 SUBSET = ["--seeds", "0,1", "--scenarios", "class:0",
           "--methods", "retrain,finetune,grad_ascent,random_label,l1_sparse,salun,forget_vector"]
-
-
-def run_once(grid: list[str], jobs: int, root: Path) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "mubench", "run", *grid, "--jobs", str(jobs), "--out", str(root), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=HERE.parent, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    methods = [json.loads(p.read_text()) for p in (root / "records" / "method").glob("*.json")]
-    return seconds, {"records": len(methods), "failed": sum(r.get("status") == "failed" for r in methods)}
 
 
 def main() -> None:
@@ -54,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mubench-bench-runner-") as tmp:
         for rep in range(args.repeats):
             for way, jobs in ways.items():
-                seconds, counts[way] = run_once(grid, jobs, Path(tmp) / f"{rep}-{jobs}")
+                seconds, counts[way] = run_mubench([*grid, "--jobs", str(jobs)], Path(tmp) / f"{rep}-{jobs}")
                 times[way].append(seconds)
                 print(f"{way}: {seconds:.0f} s", flush=True)
     med = {w: sorted(t)[len(t) // 2] for w, t in times.items()}

@@ -121,8 +121,10 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     originals, stage2, stage3 = {}, {}, {}
     for dataset in config.datasets:
         data = cached_dataset(dataset, options)
-        # The run's precision trains the originals and Retrain too, unless [recipe] sets its own.
+        # The run's precision trains the originals and Retrain too, unless [recipe] sets its own;
+        # resolved here, so 'auto' and what it means on this device share one cached original.
         recipe = recipe_for(dataset, {"precision": config.precision, **config.recipe})
+        recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision, device))
         recipe_d = dataclasses.asdict(recipe)
         scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
         for model in config.models or (preset_for(dataset).model,):

@@ -187,16 +187,20 @@ def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
 
 
 @pytest.mark.parametrize("flags, expected", [(["--precision", "fp32"], "fp32"), (["--precision", "bf16"], "bf16"),
-                                             (["--precision", "bf16", "--set", "recipe.precision=fp32"], "fp32")])
+                                             (["--precision", "bf16", "--set", "recipe.precision=fp32"], "fp32"),
+                                             (["--precision", "auto"], "resolved")])
 def test_run_precision_reaches_originals_and_retrain(tmp_path, flags, expected):
     """--precision is the whole run's: originals and Retrain train with it unless [recipe] sets its own."""
     from mubench.cli import build_parser
     from mubench.commands.run import config_from_args
     from mubench.runner import build_plan
     from mubench.store import Store
+    from mubench.training import resolve_precision
 
     args = build_parser().parse_args(["run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
                                       "--methods", "retrain", "--out", str(tmp_path), *flags])
     plan = build_plan(config_from_args(args), Store(tmp_path))
     trained = [job for stage in plan.stages for job in stage if job.kind in ("original", "retrain")]
+    if expected == "resolved":  # recorded as what 'auto' means here, so both spellings share one original
+        expected = resolve_precision("auto", torch.device("cpu"))
     assert len(trained) == 2 and {job.recipe["precision"] for job in trained} == {expected}
