@@ -61,6 +61,11 @@ def machine(device: torch.device, threads: int) -> dict:
     info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
             "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    if device.type == "cpu":  # AMX decides the default precision, and CPUs of one name differ in it
+        from mubench.training import cpu_has_amx_bf16, resolve_precision
+
+        info["amx"] = cpu_has_amx_bf16()
+        info["auto_precision"] = resolve_precision("auto", device)
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
