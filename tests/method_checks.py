@@ -51,7 +51,7 @@ def _tiny_original(seed: int):
     from mubench.presets import preset_for
 
     data = cached_dataset("digits")
-    recipe = dataclasses.replace(preset_for("digits").recipe, epochs=TINY_EPOCHS)
+    recipe = dataclasses.replace(preset_for("digits").recipe, epochs=TINY_EPOCHS, precision="fp32")
     with warnings.catch_warnings():  # short on purpose: the contract needs a model, not a fit one
         warnings.filterwarnings("ignore", message=".*under-fits its training set")
         original = get_original(None, data, "small_cnn", recipe, seed, torch.device("cpu"), progress=False)
