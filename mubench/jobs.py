@@ -23,7 +23,7 @@ from .errors import MubenchError
 from .params import apply_overrides, non_default
 from .pipeline import cached_dataset, get_split
 from .store import Store
-from .training import OptimSpec, Recipe
+from .training import OptimSpec, Recipe, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,9 @@ def _run_method(spec: JobSpec, store: Store, device, started: float) -> dict:
         "original_train_acc": original.info.get("train_acc"),
         "original_test_acc": original.info.get("test_acc"),
         "device": str(device),
+        # the training precision, resolved (Retrain trains with the original's recipe)
+        "precision": resolve_precision(spec.recipe.get("precision", "auto") if is_retrain else spec.precision,
+                                       device),
         "n_jobs": spec.n_jobs,
         "versions": _versions(),
         "started": _iso(started),

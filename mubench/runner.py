@@ -33,7 +33,7 @@ from .store import Store, stable_hash
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
 
 __all__ = ["JobSpec", "Plan", "build_plan", "describe_plan", "execute", "merge_plans", "recipe_for",
-           "recipe_from_dict", "resolve_params", "run_job"]
+           "recipe_from_dict", "resolve_params", "run_job", "settings_line"]
 
 EVAL_VERSION = "1"  # bump when evaluation changes in a way that changes numbers
 KEY_IGNORES = ("out", "jobs", "threads_per_worker", "progress", "backend", "scheduler")  # not in keys
@@ -247,6 +247,15 @@ def _upstream_failure(job: JobSpec, plan: Plan, config: ExperimentConfig) -> dic
     if job.kind in ("retrain", "method"):
         Store(config.out).write_record("method", job.key, record)
     return record
+
+
+def settings_line(config: ExperimentConfig) -> str:
+    """What the numbers of this run are computed with: the device and the training precision
+    ('auto' resolved: bf16 on GPUs and AMX CPUs, else fp32), evaluation being fp32 always."""
+    device = resolve_device(config.execution.device)
+    precision = resolve_precision(config.precision, device)
+    how = f"auto on this {device.type}" if config.precision == "auto" else "as asked"
+    return f"device {device}, training precision {precision} ({how}), evaluation fp32"
 
 
 def describe_plan(plan: Plan) -> Iterable[str]:

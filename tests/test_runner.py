@@ -55,6 +55,12 @@ def test_run_writes_records_and_prints_the_summary(reference_run):
     assert "| Retrain |" in proc.stdout and "| FT |" in proc.stdout and "| GA |" in proc.stdout
     assert "4 jobs run, 0 cached, 0 failed" in proc.stdout
     assert (root / "config.json").is_file()
+    # What the numbers were trained with, resolved, in the first line and in every record.
+    from mubench.training import resolve_precision
+
+    precision = resolve_precision("auto", torch.device("cpu"))
+    assert proc.stdout.splitlines()[0] == f"device cpu, training precision {precision} (auto on this cpu), evaluation fp32"
+    assert {r["precision"] for r in records.values()} == {precision}
 
 
 def test_second_run_is_all_cached_and_fast(reference_run):
@@ -63,8 +69,14 @@ def test_second_run_is_all_cached_and_fast(reference_run):
     proc = mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
     assert "0 jobs run, 4 cached" in proc.stdout
     assert time.perf_counter() - start < first_seconds
-    dry = mubench("run", *GRID, "--out", str(root), "--dry-run")
-    assert "total: 0 jobs to run" in dry.stdout
+    dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "fp32")
+    assert dry.stdout.startswith("device cpu, training precision fp32 (as asked), evaluation fp32\n")
+    # Keys hold the resolved precision: fp32 is the cached run where auto means fp32, another one
+    # where auto means bf16 (CPUs with AMX).
+    from mubench.training import resolve_precision
+
+    to_run = 0 if resolve_precision("auto", torch.device("cpu")) == "fp32" else 4
+    assert f"total: {to_run} jobs to run" in dry.stdout
 
 
 def test_changed_hyper_parameter_reruns_only_that_method(reference_run, tmp_path):

@@ -92,7 +92,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from mubench.runner import build_plan, describe_plan, execute
+    from mubench.runner import build_plan, describe_plan, execute, settings_line
     from mubench.store import Store, write_json_atomic
 
     config = config_from_args(args)
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         store.check_writable()
     plan = build_plan(config, store)
+    print(settings_line(config), flush=True)
     if args.dry_run:
         for line in describe_plan(plan):
             print(line)
