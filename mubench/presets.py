@@ -22,8 +22,10 @@ class Preset:
 
 
 _SMALL_METHODS = {
-    # digits / Fashion-MNIST with the small CNN: a few epochs go a long way. Baseline values
-    # were measured on digits class:0, seed 0 (original UA 0, RA 99.4): FT → UA 100, RA 97.6;
+    # digits / Fashion-MNIST with the small CNN: a few epochs go a long way. The figures below
+    # were measured in fp32 (precision auto on a CPU without AMX); with AMX, auto trains in bf16
+    # and digits class:0's bimodal baselines land differently per seed (BENCHMARKS.md §1).
+    # Baseline values were measured on digits class:0, seed 0 (original UA 0, RA 99.4): FT → UA 100, RA 97.6;
     # GA → UA 95.5, RA 98.4; RL → UA 97.7, RA 97.6; l1 → UA 83, RA 99.3; SalUn → UA 97.7,
     # RA 98.4; each in 0.2-4 s on one CPU core. SPEC §3's CIFAR-10 lrs barely move this
     # small CNN (FT/l1/SalUn at lr 0.01 leave UA near 0), hence the larger lrs and batches of 32.
