@@ -113,7 +113,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' → bf16 where the hardware runs it fast, else fp32.
 
     GPUs: bf16 where supported natively. CPUs: bf16 only with AMX. On a 2-core guest with AMX
-    (BENCHMARKS.md §1) bf16 autocast trains small_cnn 1.7x, ResNet-20 1.7x and ResNet-18 2.6x
+    (BENCHMARKS.md §1) bf16 autocast trains small_cnn 1.8x, ResNet-20 1.7x and ResNet-18 2.6x
     faster than fp32 channels-last, runs the default grid 2.07x faster, and keeps the digits
     originals' test accuracy; without AMX, oneDNN's avx512_bf16 kernels are slower than fp32 for
     every model (ResNet-20 0.85-0.98x, ResNet-18 0.7x), so there it stays fp32. Evaluation
