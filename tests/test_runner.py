@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mubench.training import resolve_precision
+
 GRID = ["--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
         "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=10", "--quiet"]
 METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
+AUTO_CPU = resolve_precision("auto", torch.device("cpu"))  # bf16 on CPUs with AMX, else fp32
 
 
 def mubench(*args, check=True, timeout=600, **kw):
@@ -56,11 +59,8 @@ def test_run_writes_records_and_prints_the_summary(reference_run):
     assert "4 jobs run, 0 cached, 0 failed" in proc.stdout
     assert (root / "config.json").is_file()
     # What the numbers were trained with, resolved, in the first line and in every record.
-    from mubench.training import resolve_precision
-
-    precision = resolve_precision("auto", torch.device("cpu"))
-    assert proc.stdout.splitlines()[0] == f"device cpu, training precision {precision} (auto on this cpu), evaluation fp32"
-    assert {r["precision"] for r in records.values()} == {precision}
+    assert proc.stdout.splitlines()[0] == f"device cpu, training precision {AUTO_CPU} (auto on this cpu), evaluation fp32"
+    assert {r["precision"] for r in records.values()} == {AUTO_CPU}
 
 
 def test_second_run_is_all_cached_and_fast(reference_run):
@@ -73,9 +73,7 @@ def test_second_run_is_all_cached_and_fast(reference_run):
     assert dry.stdout.startswith("device cpu, training precision fp32 (as asked), evaluation fp32\n")
     # Keys hold the resolved precision: fp32 is the cached run where auto means fp32, another one
     # where auto means bf16 (CPUs with AMX).
-    from mubench.training import resolve_precision
-
-    to_run = 0 if resolve_precision("auto", torch.device("cpu")) == "fp32" else 4
+    to_run = 0 if AUTO_CPU == "fp32" else 4
     assert f"total: {to_run} jobs to run" in dry.stdout
 
 
@@ -207,12 +205,11 @@ def test_run_precision_reaches_originals_and_retrain(tmp_path, flags, expected):
     from mubench.commands.run import config_from_args
     from mubench.runner import build_plan
     from mubench.store import Store
-    from mubench.training import resolve_precision
 
     args = build_parser().parse_args(["run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
                                       "--methods", "retrain", "--out", str(tmp_path), *flags])
     plan = build_plan(config_from_args(args), Store(tmp_path))
     trained = [job for stage in plan.stages for job in stage if job.kind in ("original", "retrain")]
     if expected == "resolved":  # recorded as what 'auto' means here, so both spellings share one original
-        expected = resolve_precision("auto", torch.device("cpu"))
+        expected = AUTO_CPU
     assert len(trained) == 2 and {job.recipe["precision"] for job in trained} == {expected}

@@ -71,6 +71,6 @@ def provenance_line(df: pd.DataFrame, root: str | Path) -> str:
     """Where the numbers come from, in one line (per-record provenance is in the CSV)."""
     def seen(col):
         return ", ".join(sorted({str(v) for v in df[col].dropna()})) if col in df else "?"
-    return (f"{len(df)} method records from {root} (devices: {seen('device')}; training precision: {seen('precision')}; mubench "
-            f"{seen('version_mubench')}, torch {seen('version_torch')}; last finished "
+    return (f"{len(df)} method records from {root} (devices: {seen('device')}; training precision: "
+            f"{seen('precision')}; mubench {seen('version_mubench')}, torch {seen('version_torch')}; last finished "
             f"{max(df['finished'].dropna().astype(str), default='?')}).")
