@@ -24,7 +24,7 @@ from mubench.presets import method_defaults, preset_for
 
 
 def fv_params(dataset: str, kind: str, **changes):
-    from methods.forget_vector import ForgetVectorParams
+    from mubench.methods.forget_vector import ForgetVectorParams
 
     params = apply_overrides(ForgetVectorParams(), method_defaults(dataset, "forget_vector", kind), "preset")
     return dataclasses.replace(params, **changes)
@@ -36,7 +36,7 @@ def ua_ra(predictor: Predictor, data, split, device) -> tuple[float, float]:
 
 
 def convergence(args, device, data, original) -> list[list]:
-    from methods.forget_vector import ForgetVector
+    from mubench.methods.forget_vector import ForgetVector
 
     rows = []
     recipe = preset_for(args.dataset).recipe

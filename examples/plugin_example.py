@@ -31,7 +31,7 @@ class NegGradPlus(EpochMethod):
     def batches(self, task, epoch, generator):
         return task.batches("union", self.params.batch_size, generator)  # batches carry .forget flags
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, epoch):
         ce = F.cross_entropy(model(batch.x), batch.y, reduction="none")
         forget = batch.forget.float()
         return (self.params.alpha * ce * (1 - forget) - (1 - self.params.alpha) * ce * forget).mean()

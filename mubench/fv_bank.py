@@ -1,6 +1,6 @@
 """The class-wise forget-vector bank: δ_1…δ_K of one frozen model, learned once and reused.
 
-Forget-vector arithmetic (methods/fv_arithmetic.py, SPEC §4) composes new forget vectors from
+Forget-vector arithmetic (mubench/methods/fv_arithmetic.py, SPEC §4) composes new forget vectors from
 the K class-wise vectors of the same original model. Each δ_k solves the `class:k`
 forget-vector problem (forget every training image of class k, retain the rest) with the
 given forget_vector params. The bank is an artifact of the Store (kind "fv_bank") with a record
@@ -52,7 +52,7 @@ class BankResult:
 
 def bank_key(data: ImageData, original_key: str, seed: int, params, batched: bool, precision: str) -> str:
     """Hash of everything that determines the bank (the learning mode and precision included)."""
-    from methods.forget_vector import ForgetVector
+    from mubench.methods.forget_vector import ForgetVector
 
     return stable_hash({"kind": "fv_bank", "data": data_key(data), "original": original_key, "seed": seed,
                         "params": dataclasses.asdict(params), "method_version": ForgetVector.version,
@@ -102,7 +102,7 @@ def get_bank(store: Store | None, data: ImageData, original: nn.Module, original
 
 
 def _learn_one_by_one(task_of, num_classes: int, params) -> tuple[torch.Tensor, list[int]]:
-    from methods.forget_vector import ForgetVector
+    from mubench.methods.forget_vector import ForgetVector
 
     method = ForgetVector(params)
     preds = [method.unlearn(task_of(k)) for k in range(num_classes)]
@@ -110,7 +110,7 @@ def _learn_one_by_one(task_of, num_classes: int, params) -> tuple[torch.Tensor, 
 
 
 def _learn_stacked(task_of, num_classes: int, params) -> tuple[torch.Tensor, list[int]]:
-    from methods.forget_vector import learn_perturbation
+    from mubench.methods.forget_vector import learn_perturbation
 
     # The class:0 task's forget ∪ retain is the whole training set, as for every class.
     task = task_of(0)

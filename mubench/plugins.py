@@ -1,4 +1,4 @@
-"""Method discovery: built-ins in `methods/`, the `mubench.methods` entry-point group, and
+"""Method discovery: built-ins in `mubench/methods/`, the `mubench.methods` entry-point group, and
 one-off files given with `--plugin path.py`.
 
 A plugin that fails to import or to register (no `unlearn`, bad defaults…) is recorded in
@@ -45,7 +45,7 @@ def _guarded_import(source: str, importer) -> None:
 
 
 def builtin_method_files() -> list[Path]:
-    import methods
+    from mubench import methods
 
     folder = Path(methods.__file__).parent
     return sorted(p for p in folder.glob("*.py")
@@ -54,7 +54,7 @@ def builtin_method_files() -> list[Path]:
 
 def load_builtin_methods() -> None:
     for path in builtin_method_files():
-        _guarded_import(str(path), lambda p=path: importlib.import_module(f"methods.{p.stem}"))
+        _guarded_import(str(path), lambda p=path: importlib.import_module(f"mubench.methods.{p.stem}"))
 
 
 def load_entry_point_methods() -> None:

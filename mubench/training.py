@@ -68,11 +68,13 @@ class Recipe:
 
 
 class Batch(NamedTuple):
-    """One training batch on the device. `forget` flags forget samples in mixed batches."""
+    """One training batch on the device. `forget` flags forget samples in mixed batches; `part`
+    names the set it was drawn from ('forget', 'retain', 'union'; '' when not from a task)."""
 
     x: torch.Tensor
     y: torch.Tensor
     forget: torch.Tensor | None = None
+    part: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # per epoch: lr, mean loss
 
 
-LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+LossFn = Callable[[nn.Module, Batch, int], torch.Tensor]  # (model, batch, epoch)
 EpochBatches = Callable[[int], Iterable[Batch]]
 
 
@@ -218,7 +220,7 @@ def train(
     progress: bool | None = None,
     desc: str = "train",
 ) -> TrainResult:
-    """Run `epochs` epochs of SGD on `loss_fn` over `batches(epoch)`.
+    """Run `epochs` epochs of SGD on `loss_fn(model, batch, epoch)` over `batches(epoch)`.
 
     params: parameters or param groups to optimise (default: all of `model`'s).
     after_step: called after each optimiser step (e.g. SalUn restores frozen weights).
@@ -244,7 +246,7 @@ def train(
         total, count = torch.zeros((), device=device), 0
         for batch in batches(epoch):
             with autocast(device, precision):
-                loss = loss_fn(model, batch)
+                loss = loss_fn(model, batch, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -263,7 +265,7 @@ def train(
     return TrainResult(epochs_run, time.perf_counter() - start, last_loss, history)
 
 
-def cross_entropy_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+def cross_entropy_loss(model: nn.Module, batch: Batch, epoch: int = 0) -> torch.Tensor:
     return nn.functional.cross_entropy(model(batch.x), batch.y)
 
 

@@ -99,10 +99,10 @@ class UnlearnTask:
         if labels is not None:
             y = labels
         batches = tensor_batches(x, y, batch_size, generator, aug, flags)
-        if aug is not None and aug.kind == "rrc_flip":
-            return batches  # random-resized-crop already outputs the model's input size
+        if aug is not None and aug.kind == "rrc_flip":  # already at the model's input size
+            return (b._replace(part=part) for b in batches)
         # Images stored larger than the model input (ImageFolder data) get the centre crop.
-        return (Batch(self.prepare(b.x), b.y, b.forget) for b in batches)
+        return (Batch(self.prepare(b.x), b.y, b.forget, part) for b in batches)
 
 
 class Method:
@@ -152,13 +152,15 @@ class EpochParams:
 class EpochMethod(Method):
     """A method that trains a copy of the original with SGD on its own per-batch loss.
 
-    Subclasses write `loss(model, batch)`; optionally `batches(task, epoch, generator)`
-    (default: the retain set) and the hooks `setup(task, model)` and `param_groups(model)`.
+    Subclasses write `loss(model, batch, epoch)` (`batch.part` says which set a batch came
+    from); optionally `batches(task, epoch, generator)` (default: the retain set) and the hooks
+    `setup(task, model)`, `param_groups(model)`, `after_step(model)`, `info()` (facts for the
+    record) and `teardown()` (release what setup built; runs even when training fails).
     """
 
     Params: ClassVar[type] = EpochParams
 
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+    def loss(self, model: nn.Module, batch: Batch, epoch: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def batches(self, task: UnlearnTask, epoch: int, generator: torch.Generator) -> Iterable[Batch]:
@@ -173,6 +175,13 @@ class EpochMethod(Method):
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimiser step."""
 
+    def info(self) -> dict:
+        """Method-specific facts for the record (e.g. SalUn's mask size), read after training."""
+        return {}
+
+    def teardown(self) -> None:
+        """Called once after training, also when it raised (e.g. remove hooks, drop a teacher)."""
+
     def optim(self) -> OptimSpec:
         p = self.params
         check_params(p, f"method {self.name!r}")  # params built by hand skip apply_overrides
@@ -182,9 +191,17 @@ class EpochMethod(Method):
         model = frozen_copy(task.original).to(task.device)
         for p in model.parameters():
             p.requires_grad_(True)
-        self.setup(task, model)
+        try:
+            self.setup(task, model)
+            result = self._train(task, model)
+            info = self.info()
+        finally:
+            self.teardown()
+        return Predictor(model, info={"epochs_run": result.epochs_run, "final_loss": result.last_loss, **info})
+
+    def _train(self, task: UnlearnTask, model: nn.Module):
         generator = task.generator()
-        result = train(
+        return train(
             model,
             epochs=self.params.epochs,
             batches=lambda epoch: self.batches(task, epoch, generator),
@@ -197,4 +214,3 @@ class EpochMethod(Method):
             progress=task.progress,
             desc=self.name,
         )
-        return Predictor(model, info={"epochs_run": result.epochs_run, "final_loss": result.last_loss})

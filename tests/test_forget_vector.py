@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from methods.forget_vector import (
+from mubench.errors import ConfigError
+from mubench.methods.forget_vector import (
     ForgetVector,
     ForgetVectorParams,
     PerturbationParams,
@@ -22,7 +23,6 @@ from methods.forget_vector import (
     forget_vector_loss,
     split_holdout,
 )
-from mubench.errors import ConfigError
 from mubench.params import apply_overrides
 from mubench.predictor import Predictor
 

@@ -12,10 +12,10 @@ import dataclasses
 import pytest
 import torch
 
-from methods.forget_vector import ForgetVectorParams, forget_vector_loss
-from methods.fv_arithmetic import FVArithmetic, FVArithmeticParams
 from mubench.errors import ConfigError
 from mubench.fv_bank import bank_key, get_bank
+from mubench.methods.forget_vector import ForgetVectorParams, forget_vector_loss
+from mubench.methods.fv_arithmetic import FVArithmetic, FVArithmeticParams
 from mubench.store import Store
 
 BANK_PARAMS = ForgetVectorParams(batch_size=128, epochs=3, tol=0.0)

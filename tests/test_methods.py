@@ -163,7 +163,7 @@ def test_l1_penalty_decays_linearly_and_shrinks_weights(make_task, class0_split)
 
 
 def test_random_labels_uniform_or_excluding_the_true_class():
-    from methods.random_label import random_labels
+    from mubench.methods.random_label import random_labels
 
     y = torch.arange(10).repeat(200)
     uniform = random_labels(y, 10, torch.Generator().manual_seed(0))
@@ -188,7 +188,7 @@ def test_random_label_epoch_covers_forget_and_retain_once(order, make_task, clas
 
 
 def _salun_mask(task, sparsity):
-    from methods.salun import saliency_mask
+    from mubench.methods.salun import saliency_mask
     from mubench.predictor import frozen_copy
 
     return saliency_mask(frozen_copy(task.original), task, sparsity, 128)

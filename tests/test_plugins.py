@@ -112,7 +112,7 @@ def test_broken_plugins_are_reported_and_do_not_stop_the_others(tmp_path, capsys
         assert line.strip().startswith("(unavailable)") and reason in line, line
         assert f"at {stem}.py:" in line  # points at the plugin's own line, not into mubench
     assert "no_unlearn" not in METHODS and "bad_defaults" not in METHODS
-    assert METHODS.entry("finetune").source.endswith("methods/finetune.py")  # not replaced
+    assert METHODS.entry("finetune").source.endswith("mubench/methods/finetune.py")  # not replaced
 
 
 def test_strict_loading_and_missing_files_raise_plugin_errors(tmp_path, capsys, isolated_registry):

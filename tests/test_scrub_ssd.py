@@ -47,7 +47,7 @@ def test_both_are_registered_with_report_labels():
 
 
 def test_distill_kl_by_hand():
-    from methods.scrub import distill_kl
+    from mubench.methods.scrub import distill_kl
 
     same = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     assert distill_kl(same, same, 4.0).item() == pytest.approx(0.0, abs=1e-7)
@@ -67,11 +67,10 @@ def test_scrub_max_steps_only_in_the_first_msteps_epochs(make_task, class0_split
     n_forget, n_retain = len(task.forget_y), len(task.retain_y)
     for epoch, with_forget in [(0, True), (1, True), (2, False)]:
         batches = list(method.batches(task, epoch, task.generator()))
-        forget = [b for b in batches if b.forget is not None]
-        assert all(b.forget.all() for b in forget)  # a max-step batch is all forget samples
+        forget = [b for b in batches if b.part == "forget"]
         assert sum(len(b.y) for b in forget) == (n_forget if with_forget else 0)
-        assert all(b.forget is not None for b in batches[: len(forget)])  # max-steps come first
-        assert sum(len(b.y) for b in batches if b.forget is None) == n_retain
+        assert all(b.part == "forget" for b in batches[: len(forget)])  # max-steps come first
+        assert sum(len(b.y) for b in batches if b.part == "retain") == n_retain
         assert all(len(b.y) <= 50 for b in forget)
 
 
@@ -89,7 +88,7 @@ def test_scrub_forgets_the_class_and_its_max_steps_do_it(make_task, class0_split
 
 
 def test_dampening_by_hand():
-    from methods.ssd import dampen_
+    from mubench.methods.ssd import dampen_
 
     forget = [torch.tensor([0.0, 5.0, 30.0, 100.0])]
     full = [torch.ones(4)]

@@ -244,7 +244,7 @@ def test_loss_fn_sees_batches_with_forget_flags():
     flags = torch.arange(40) < 10
     seen = []
 
-    def loss_fn(model, batch: Batch):
+    def loss_fn(model, batch: Batch, epoch: int):
         seen.append(int(batch.forget.sum()))
         return cross_entropy_loss(model, batch)
 

@@ -77,11 +77,6 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     return F.kl_div(log_s, log_t, reduction="batchmean", log_target=True) * temperature**2
 
 
-def _as_forget(batch: Batch) -> Batch:
-    """Flag every sample of a forget-set batch, so `loss` knows which step it is."""
-    return batch._replace(forget=torch.ones_like(batch.y, dtype=torch.bool))
-
-
 @register_method("scrub")
 class Scrub(EpochMethod):
     """SCRUB: max-steps on KL(teacher‖student) over the forget set, min-steps of CE + KL on the retain set."""
@@ -100,21 +95,18 @@ class Scrub(EpochMethod):
         retain = task.batches("retain", p.batch_size, generator)
         if epoch >= p.msteps:
             return retain
-        forget = (_as_forget(b) for b in task.batches("forget", p.forget_batch_size, generator))
+        forget = task.batches("forget", p.forget_batch_size, generator)
         return itertools.chain(forget, retain)
 
-    def loss(self, model: nn.Module, batch: Batch):
+    def loss(self, model: nn.Module, batch: Batch, epoch: int):
         p = self.params
         logits = model(batch.x)
         with torch.no_grad():
             teacher = self._teacher(batch.x)
         kl = distill_kl(logits, teacher, p.temperature)
-        if batch.forget is not None:  # max-step: move away from the teacher
+        if batch.part == "forget":  # max-step: move away from the teacher
             return -kl
         return p.gamma * F.cross_entropy(logits, batch.y) + p.alpha * kl
 
-    def unlearn(self, task: UnlearnTask):
-        try:
-            return super().unlearn(task)
-        finally:
-            self._teacher = None  # do not keep a second model alive in the method object
+    def teardown(self) -> None:
+        self._teacher = None  # do not keep a second model alive in the method object

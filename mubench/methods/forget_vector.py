@@ -162,7 +162,7 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
         out = (x[None] + deltas[:, None]).flatten(0, 1)  # δ after augmentation, before normalisation
         return out.clamp(0, 1) if p.clamp else out
 
-    def loss_fn(net: nn.Module, batch: Batch) -> torch.Tensor:
+    def loss_fn(net: nn.Module, batch: Batch, epoch: int) -> torch.Tensor:
         deltas = to_delta(theta)
         logits = net(perturb(batch.x, deltas))
         return forget_vector_loss(logits, batch.y.repeat(len(deltas)), flags(batch).flatten(),

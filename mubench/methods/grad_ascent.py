@@ -36,5 +36,5 @@ class GradAscent(EpochMethod):
     def batches(self, task, epoch, generator):
         return task.batches("forget", self.params.batch_size, generator)
 
-    def loss(self, model: nn.Module, batch: Batch):
+    def loss(self, model: nn.Module, batch: Batch, epoch: int):
         return -nn.functional.cross_entropy(model(batch.x), batch.y)

@@ -4,7 +4,7 @@ Sun et al. (arXiv 2412.16780), compositional unlearning; SPEC §4. Given the ban
 the same frozen model (mubench/fv_bank.py), δ = Σ_k w_k δ_k with
 - weights="learned": K unconstrained scalars w, initialised at 0 and trained with the forget
   vector's own loss (forget_vector_loss, penalty λ·‖w‖₂ / |B|), optimiser, schedule, epoch
-  selection and convergence stop (learn_perturbation from methods/forget_vector.py);
+  selection and convergence stop (learn_perturbation from mubench/methods/forget_vector.py);
 - weights="sum" / "mean": zero-shot, no optimisation: w_k = 1 (or 1/m) for the m classes
   involved in the scenario — its classes for class/classes/subset scenarios, the classes
   present in the forget set for random ones — and 0 elsewhere (the reviewers' question:
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.forget_vector import PerturbationParams, learn_perturbation
 from mubench.errors import ConfigError
+from mubench.methods.forget_vector import PerturbationParams, learn_perturbation
 from mubench.params import Options, param
 from mubench.predictor import Predictor
 from mubench.unlearning import Method, UnlearnTask, register_method

@@ -17,7 +17,7 @@ from torch import nn
 
 from mubench.params import Interval, param
 from mubench.training import Batch
-from mubench.unlearning import EpochMethod, EpochParams, UnlearnTask, register_method
+from mubench.unlearning import EpochMethod, EpochParams, register_method
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,6 @@ class L1Sparse(EpochMethod):
     def gamma_at(self, epoch: int) -> float:
         return self.params.gamma * (1 - epoch / self.params.epochs)
 
-    def batches(self, task: UnlearnTask, epoch: int, generator: torch.Generator):
-        # The loop asks for an epoch's batches when it starts the epoch: set that epoch's γ_t.
-        self._gamma = self.gamma_at(epoch)
-        return task.batches("retain", self.params.batch_size, generator)
-
-    def loss(self, model: nn.Module, batch: Batch):
+    def loss(self, model: nn.Module, batch: Batch, epoch: int):
         ce = nn.functional.cross_entropy(model(batch.x), batch.y)
-        return ce + self._gamma * l1_norm(model)
+        return ce + self.gamma_at(epoch) * l1_norm(model)

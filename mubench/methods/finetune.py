@@ -29,5 +29,5 @@ class Finetune(EpochMethod):
     Params = FinetuneParams
     test_params = {"epochs": 1, "batch_size": 128}
 
-    def loss(self, model: nn.Module, batch: Batch):
+    def loss(self, model: nn.Module, batch: Batch, epoch: int):
         return nn.functional.cross_entropy(model(batch.x), batch.y)

@@ -62,5 +62,5 @@ class RandomLabel(EpochMethod):
         return itertools.chain(task.batches("forget", p.batch_size, generator, labels=labels),
                                task.batches("retain", p.batch_size, generator))
 
-    def loss(self, model: nn.Module, batch: Batch):
+    def loss(self, model: nn.Module, batch: Batch, epoch: int):
         return nn.functional.cross_entropy(model(batch.x), batch.y)

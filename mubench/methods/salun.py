@@ -3,7 +3,7 @@
 Source: Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency"
 (ICLR 2024) and its code. Mask: one pass over the forget set with the model in eval mode,
 saliency = |∂(−CE on forget)/∂θ|, ranked globally over all parameters; the top `sparsity`
-fraction is updated, the rest is frozen. Then RL (methods/random_label.py) on those weights.
+fraction is updated, the rest is frozen. Then RL (mubench/methods/random_label.py) on those weights.
 Defaults (SPEC §3, CIFAR-10): lr 0.013, 10 epochs, sparsity 0.5, SGD momentum 0.9, weight decay
 5e-4, batch 256, training augmentation on.
 
@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from mubench.params import Interval, Options, param
-from mubench.predictor import Predictor
 from mubench.unlearning import UnlearnTask, lr_param, register_method
 
 from .random_label import RandomLabel, RandomLabelParams
@@ -93,12 +92,11 @@ class SalUn(RandomLabel):
                 for p, m, p0 in zip(self._params, self._masks, self._frozen, strict=True):
                     p.copy_(torch.where(m, p, p0))
 
-    def unlearn(self, task: UnlearnTask) -> Predictor:
-        try:
-            predictor = super().unlearn(task)
-        finally:
-            for handle in getattr(self, "_hooks", []):
-                handle.remove()
+    def info(self) -> dict:
         masked = sum(int(m.sum()) for m in self._masks)
-        predictor.info.update(mask_size=masked, mask_fraction=masked / sum(m.numel() for m in self._masks))
-        return predictor
+        return {"mask_size": masked, "mask_fraction": masked / sum(m.numel() for m in self._masks)}
+
+    def teardown(self) -> None:
+        for handle in getattr(self, "_hooks", []):
+            handle.remove()
+        self._hooks = []
