@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .jobs import JobSpec, _identity, recipe_from_dict, run_job
 from .params import apply_overrides
 from .pipeline import cached_dataset, data_key, get_split, original_key
-from .presets import method_defaults, preset_for
+from .presets import preset_for
 from .scenarios import parse_scenario
 from .store import Store, stable_hash
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
@@ -85,7 +85,7 @@ def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict):
 
     cls = METHODS.get(method)
     owner = f"method {method!r}"
-    params = apply_overrides(cls.Params(), method_defaults(dataset, method, scenario_kind), f"{owner} preset for {dataset}")
+    params = apply_overrides(cls.Params(), cls.dataset_defaults(dataset, scenario_kind), f"{owner} preset for {dataset}")
     return apply_overrides(params, user, owner)
 
 

@@ -111,8 +111,25 @@ class Method:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     Params: ClassVar[type]
-    requires: ClassVar[tuple[str, ...]] = ()  # keys of task.resources the method needs (e.g. "fv_bank")
-    test_params: ClassVar[dict] = {}  # small overrides for the contract tests (tests/method_checks.py)
+    requires: ClassVar[tuple[str, ...]] = ()  # resources (mubench.resources) the method needs, e.g. "fv_bank"
+    test_params: ClassVar[dict] = {}  # small overrides for the contract tests (mubench/testing.py)
+    # How reports show the method: its label, its colour in figures, its place in row order
+    # (lower first; unknown methods after the built-ins, by name).
+    label: ClassVar[str] = ""
+    color: ClassVar[str] = ""
+    rank: ClassVar[int] = 1000
+    # Per-dataset defaults: {dataset: {scenario kind or "*": {field: value}}}, applied on top of
+    # Params() and below the user's overrides (the dataset's scale differs from SPEC's CIFAR-10).
+    presets: ClassVar[dict] = {}
+
+    @classmethod
+    def dataset_defaults(cls, dataset: str, scenario_kind: str) -> dict:
+        """This method's preset overrides for one dataset and scenario kind ("*" applies to all)."""
+        from .presets import method_defaults  # transitional: the tables move into the classes
+
+        table = cls.presets.get(dataset, {})
+        return {**method_defaults(dataset, cls.name, scenario_kind), **table.get("*", {}),
+                **table.get(scenario_kind, {})}
 
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()
