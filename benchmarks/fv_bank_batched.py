@@ -1,7 +1,7 @@
 """The class-wise forget-vector bank: batched (all class problems stacked through the model)
 against one class at a time.
 
-`fv_bank.get_bank` learns δ_1…δ_K of one frozen model. Batched, every batch goes through the
+`mubench.methods.fv_bank.learn_vectors` learns δ_1…δ_K of one frozen model. Batched, every batch goes through the
 model as K perturbed copies and all vectors stop together; one at a time, K runs of the
 forget_vector method each stop on their own. Both on the digits original (small CNN, preset
 recipe, seed 0) with the preset's class-wise params; the figures are the runtime ratio and the
@@ -26,7 +26,7 @@ def main() -> None:
     p.set_defaults(repeats=1)
     args = p.parse_args()
     device = setup(args)
-    from mubench.fv_bank import MAX_STACK, get_bank
+    from mubench.methods.fv_bank import MAX_STACK, learn_vectors
     from mubench.plugins import load_methods
 
     load_methods(())
@@ -36,14 +36,14 @@ def main() -> None:
     banks = {}
 
     def learn(batched: bool):
-        banks[batched] = get_bank(None, data, original.model, original.key, 0, device, params, batched=batched)
+        banks[batched] = learn_vectors(None, data, original.model, 0, device, params, batched, "fp32")[0]
 
     seconds = interleaved({"batched": lambda: learn(True), "one class at a time": lambda: learn(False)},
                           args.repeats, device, warmup=False)
     worst_ua = worst_ra = 0.0
     for k in range(data.num_classes):
         split = get_split(None, data, f"class:{k}", 0)
-        got = {b: ua_ra(Predictor(original.model, delta=bank.vectors[k]), data, split, device)
+        got = {b: ua_ra(Predictor(original.model, delta=bank[k]), data, split, device)
                for b, bank in banks.items()}
         worst_ua = max(worst_ua, abs(got[True][0] - got[False][0]))
         worst_ra = max(worst_ra, abs(got[True][1] - got[False][1]))

@@ -134,6 +134,20 @@ def evaluate(predictor: Predictor, data: ImageData, split: Split, *, device: tor
     return {name: metric_value(results[name]) for name in names}
 
 
+def cached_outputs(store, key: str, predictor: Predictor, data: ImageData, split: Split,
+                   device: torch.device) -> SplitOutputs:
+    """The predictor's outputs on every part, from the store (kind "outputs") or computed and
+    stored now: most metrics added after a run need no forward pass."""
+    state = store.load_artifact("outputs", key)
+    if state is not None:
+        outputs = load_outputs(state)
+        if all(getattr(outputs, part) is not None for part in PARTS):
+            return outputs
+    outputs = forward_split(predictor, data, split, device)
+    store.save_artifact("outputs", key, save_outputs(outputs))
+    return outputs
+
+
 # ---------------------------------------------------------------------------------------------
 # Outputs in the Store (plain tensors: loadable with torch.load(weights_only=True))
 

@@ -286,8 +286,8 @@ def plan_table(spec: PaperSpec, preset: str, out: str | None = None) -> PaperPla
         except MubenchError as err:
             raise type(err)(f"{spec.path}: {err}") from None
         plans.append(plan)
-        for job in plan.stages[1] + plan.stages[2]:
-            if job.kind in ("retrain", "method") and job.method in chosen:
+        for job in plan.evaluations():
+            if job.method in chosen:
                 block = next(b.id for b in spec.blocks if b.matches(job.scenario))
                 rows.append({"key": job.key, "row": chosen[job.method].label, "block": block,
                              "dataset": job.dataset, "model": job.model, "scenario": job.scenario,

@@ -37,10 +37,12 @@ def data_key(data: ImageData) -> str:
     return stable_hash(data.fingerprint())
 
 
-def get_split(store: Store | None, data: ImageData, scenario: str, seed: int) -> Split:
-    """The split of (dataset, scenario, seed), saved once in the store and reused."""
+def get_split(store: Store | None, data: ImageData, scenario: str, seed: int, key: str | None = None) -> Split:
+    """The split of (dataset, scenario, seed), saved once in the store and reused.
+
+    key: the planner's `jobs.Split` key (else a key of the same inputs, for direct callers)."""
     fp = data_key(data)
-    key = stable_hash({"kind": "split", "data": fp, "scenario": scenario, "seed": seed, "v": SPLIT_VERSION})
+    key = key or stable_hash({"kind": "split", "data": fp, "scenario": scenario, "seed": seed, "v": SPLIT_VERSION})
     if store is not None:
         state = store.load_artifact("split", key)
         if state is not None:
@@ -66,6 +68,16 @@ def original_key(data: ImageData, model_name: str, recipe: Recipe, seed: int, de
                         "v": ORIGINAL_VERSION})
 
 
+def recipe_from_dict(d: dict) -> Recipe:
+    """A Recipe from its `dataclasses.asdict` form (as jobs carry it)."""
+    from .training import OptimSpec
+
+    d = dict(d)
+    optim = dict(d.pop("optim"))
+    optim["milestones"] = tuple(optim["milestones"])
+    return Recipe(optim=OptimSpec(**optim), **d)
+
+
 def fresh_model(data: ImageData, model_name: str, seed: int) -> nn.Module:
     """A newly initialised model; the seed fixes the initial weights (Retrain reuses them)."""
     torch.manual_seed(seed)
@@ -80,9 +92,11 @@ class OriginalModel:
 
 
 def get_original(store: Store | None, data: ImageData, model_name: str, recipe: Recipe, seed: int,
-                 device: torch.device, progress: bool | None = None) -> OriginalModel:
-    """Train the original model of (dataset, model, recipe, seed), or load it from the store."""
-    key = original_key(data, model_name, recipe, seed, device.type)
+                 device: torch.device, progress: bool | None = None, key: str | None = None) -> OriginalModel:
+    """Train the original model of (dataset, model, recipe, seed), or load it from the store.
+
+    key: the planner's `jobs.Original` key (else `original_key` of the same inputs)."""
+    key = key or original_key(data, model_name, recipe, seed, device.type)
     model = fresh_model(data, model_name, seed)
     if recipe.channels_last:  # loaded weights keep this layout: every method and evaluation gain
         model.to(memory_format=torch.channels_last)

@@ -96,3 +96,57 @@ def count_changed_parameters(original: nn.Module, model: nn.Module) -> int:
 def frozen_copy(model: nn.Module) -> nn.Module:
     """A deep copy to train, so that the original model is never modified in place."""
     return copy.deepcopy(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictors as stored artifacts (plain tensors: loadable with torch.load(weights_only=True))
+
+SPARSE_FRACTION = 1 / 3  # below this changed fraction a tensor is stored as (index, value) pairs
+
+
+def predictor_state(predictor: Predictor, original: nn.Module) -> dict[str, torch.Tensor]:
+    """What to store of a predictor: δ for an input transform, and the model as a diff against
+    `original` — tensors that did not change are left out, sparsely changed ones are stored as
+    flat (index, value) pairs (an int64 index and a value cost 3× a dense float32 entry, hence
+    `SPARSE_FRACTION`), the others whole. Retrain's fresh model is thus stored whole and SSD's
+    few dampened weights as pairs."""
+    state: dict[str, torch.Tensor] = {}
+    if predictor.delta is not None:
+        state["delta"] = predictor.delta.detach().cpu().float().contiguous()
+    before = original.state_dict() if predictor.model is not original else {}
+    for name, value in predictor.model.state_dict().items():
+        value = value.detach().cpu()
+        ref = before.get(name) if predictor.model is not original else value
+        if ref is not None and ref.shape == value.shape and ref.dtype == value.dtype:
+            changed = (ref.detach().cpu() != value).flatten()
+            n = int(changed.sum())
+            if n == 0:
+                continue
+            if n < SPARSE_FRACTION * value.numel():
+                idx = changed.nonzero().flatten()
+                state[f"model.{name}.idx"] = idx
+                state[f"model.{name}.val"] = value.flatten()[idx].contiguous()
+                continue
+        state[f"model.{name}"] = value.contiguous()
+    return state
+
+
+def predictor_from_state(state: dict[str, torch.Tensor], original: nn.Module, clamp: bool = False,
+                         params_changed: int | None = None, info: dict | None = None) -> Predictor:
+    """The inverse of `predictor_state`: a copy of `original` with the stored changes applied."""
+    model = frozen_copy(original)
+    if any(k.startswith("model.") for k in state):
+        current = model.state_dict()
+        with torch.no_grad():
+            for key, value in state.items():
+                if not key.startswith("model.") or key.endswith(".val"):
+                    continue
+                if key.endswith(".idx"):
+                    name = key[len("model."):-len(".idx")]
+                    target = current[name]
+                    flat = target.detach().clone().flatten()
+                    flat[value] = state[f"model.{name}.val"].to(flat.dtype)
+                    target.copy_(flat.view_as(target))
+                else:
+                    current[key[len("model."):]].copy_(value)
+    return Predictor(model, state.get("delta"), clamp, params_changed, dict(info or {}))

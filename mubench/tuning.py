@@ -194,7 +194,9 @@ def plan_tune(config: ExperimentConfig, seeds: Sequence[int], cli_grid: dict, se
                     tuned={m: v for m, v in base.tuned.items() if m != method})  # candidates are not tuned
                 plan = build_plan(candidate_config, store)
                 plans.append(plan)
-                for job in plan.stages[2]:
+                for job in plan.evaluations():
+                    if job.method == "retrain":
+                        continue
                     cell = cells.setdefault((dataset, job.model, job.scenario, method), Cell(
                         dataset, job.model, job.scenario, method, per_scenario[job.scenario]))
                     while len(cell.keys) <= i:

@@ -11,9 +11,9 @@ import dataclasses
 
 import pytest
 import torch
+from mubench.fv_bank import bank_key, get_bank
 
 from mubench.errors import ConfigError
-from mubench.fv_bank import bank_key, get_bank
 from mubench.methods.forget_vector import ForgetVectorParams, forget_vector_loss
 from mubench.methods.fv_arithmetic import FVArithmetic, FVArithmeticParams
 from mubench.store import Store

@@ -153,7 +153,7 @@ def test_merged_plan_maps_every_method_job_to_one_row(tmp_path):
     # 2 scenarios x 1 seed x (Retrain, FV, 3 arithmetic rows); one bank shared by all passes
     assert len(jobs) == 10 and jobs["key"].is_unique
     assert jobs.groupby("block").size().to_dict() == {"random10": 5, "subset": 5}
-    assert sum(j.kind == "bank" for j in pplan.plan.stages[1]) == 1
+    assert sum(type(j).__name__ == "Resource" and j.name == "fv_bank" for j in pplan.plan.jobs) == 1
 
 
 # -- layout and aggregation on hand-made records --------------------------------------------
@@ -163,7 +163,7 @@ def _fake_records(spec, pplan, drop=(), fail=()):
     FT:      UA 50,  RA 98+s, TA 97, MIA 60,  RTE 2;
     FV:      UA 90+2c+s, RA 96, TA 97, MIA 100, RTE 1+c."""
     store = Store(pplan.config.out)
-    by_key = {j.key: j for stage in pplan.plan.stages for j in stage}
+    by_key = {j.key: j for j in pplan.plan.evaluations()}
     for job in pplan.jobs.itertuples():
         spec_job = by_key[job.key]
         c, s = int(job.scenario.split(":")[1]), job.seed
@@ -171,7 +171,7 @@ def _fake_records(spec, pplan, drop=(), fail=()):
                   "FV": (90 + 2 * c + s, 96, 97, 100, 1 + c)}[job.row]
         if (job.row, c, s) in drop:
             continue
-        record = {"key": job.key, "kind": spec_job.kind, "method": spec_job.method, "dataset": job.dataset,
+        record = {"key": job.key, "kind": spec_job.identity()["kind"], "method": spec_job.method, "dataset": job.dataset,
                   "model": job.model, "scenario": job.scenario, "seed": s, "status": "ok",
                   "display_name": spec_job.method, "retrain_key": spec_job.retrain_key,
                   "finished": "2025-01-01T00:00:00",

@@ -59,7 +59,7 @@ def _jobs(tmp_path, *flags) -> dict:
     path.write_text(LAYERED)
     args = build_parser().parse_args(["run", "--config", str(path), "--out", str(tmp_path / "r"), *flags])
     plan = build_plan(config_from_args(args), Store(tmp_path / "r"))
-    return {j.scenario: j for j in plan.stages[2]}
+    return {j.scenario: j for j in plan.evaluations() if j.method != "retrain"}
 
 
 def test_precedence_defaults_preset_config_scenario_set(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 
 def add_parser(sub) -> None:
@@ -22,18 +21,20 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mubench.data import LoadOptions
-    from mubench.pipeline import cached_dataset, get_original
+    from mubench.jobs import RunContext
+    from mubench.planner import original_job
     from mubench.presets import preset_for
     from mubench.store import Store
     from mubench.training import resolve_device
 
-    data = cached_dataset(args.dataset, LoadOptions(data_root=args.data_root))
-    preset = preset_for(args.dataset)
-    recipe = preset.recipe if args.epochs is None else dataclasses.replace(preset.recipe, epochs=args.epochs)
+    device = resolve_device(args.device)
     store = Store(args.out)
     store.check_writable()
-    original = get_original(store, data, args.model or preset.model, recipe, args.seed,
-                            resolve_device(args.device))
+    recipe = {} if args.epochs is None else {"epochs": args.epochs}
+    # The same Original job `mubench run` plans, so a model trained here is reused there.
+    job = original_job(args.dataset, LoadOptions(data_root=args.data_root), args.model or preset_for(args.dataset).model,
+                       recipe, "auto", args.seed, device)
+    original = job.load(RunContext(store, device))
     info = original.info
     how = "loaded from the store" if info["loaded"] else f"trained in {info['seconds']:.1f} s"
     print(f"original {args.dataset}/{info['model']}/seed {args.seed}: train accuracy "

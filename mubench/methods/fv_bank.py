@@ -2,10 +2,16 @@
 
 Forget-vector arithmetic (mubench/methods/fv_arithmetic.py, SPEC §4) composes new forget vectors from
 the K class-wise vectors of the same original model. Each δ_k solves the `class:k`
-forget-vector problem (forget every training image of class k, retain the rest) with the
-given forget_vector params. The bank is an artifact of the Store (kind "fv_bank") with a record
-holding its one-time cost in seconds; the runner reports that cost separately (`bank_s`), not
-inside arithmetic's runtime.
+forget-vector problem (forget every training image of class k, retain the rest). The bank is a
+resource (mubench/resources.py) registered here, by the plugin that owns it: one `Resource` job
+per original model, an artifact of kind "fv_bank" with a record holding its one-time cost in
+seconds, which records of methods using it report separately (`bank_s`), not inside
+arithmetic's runtime.
+
+Its settings are the forget vector's class-wise ones (`ForgetVectorParams` with the dataset's
+`class` preset) overridden by the config's own `[bank]` table (`--set bank.FIELD=VALUE`), never
+by `[methods.forget_vector]`: an override meant for one scenario's forget vector must not
+silently relearn the bank (SPEC §4).
 
 Two ways to learn it, with identical losses and optimiser per class:
 - one class at a time (`batched=False`): K runs of the forget_vector method, each on its own
@@ -28,54 +34,53 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .data import ImageData
-from .pipeline import build_task, data_key, get_split
-from .store import Store, stable_hash
-from .training import Recipe, resolve_precision, synchronize
+from mubench.data import ImageData
+from mubench.params import apply_overrides
+from mubench.pipeline import build_task, get_split
+from mubench.resources import ResourceContext, register_resource
+from mubench.store import Store
+from mubench.training import Recipe, synchronize
+
+from .forget_vector import ForgetVector, ForgetVectorParams, learn_perturbation
 
 DEFAULT_BATCHED = {"cpu": False, "cuda": True}  # CPU measured, CUDA expected: module docstring
 MAX_STACK = 4096  # most images in one stacked forward pass (classes per group = MAX_STACK // batch)
 
 
-@dataclass
-class BankResult:
-    vectors: torch.Tensor  # (K, C, H, W) on the CPU
-    seconds: float  # one-time cost of learning the bank (the stored value when loaded)
-    key: str
-    loaded: bool  # True when read from the store
+def bank_settings(dataset: str, overrides: dict, device: torch.device, precision: str) -> dict:
+    """The bank's settings: class-wise forget-vector params (dataset preset < `[bank]`), the
+    learning mode for the device kind and the training precision."""
+    preset = ForgetVector.dataset_defaults(dataset, "class")
+    params = apply_overrides(apply_overrides(ForgetVectorParams(), preset, f"forget-vector bank preset for {dataset}"),
+                             dict(overrides), "[bank]")
+    return {"params": dataclasses.asdict(params), "batched": DEFAULT_BATCHED.get(device.type, False),
+            "precision": precision, "method_version": ForgetVector.version}
 
 
-def bank_key(data: ImageData, original_key: str, seed: int, params, batched: bool, precision: str) -> str:
-    """Hash of everything that determines the bank (the learning mode and precision included)."""
-    from mubench.methods.forget_vector import ForgetVector
+def learn_bank(ctx: ResourceContext) -> tuple[dict, dict]:
+    """The K class-wise forget vectors of one original model (SPEC §4)."""
+    params = apply_overrides(ForgetVectorParams(), ctx.settings["params"], "[bank]")
+    vectors, epochs, seconds = learn_vectors(ctx.store, ctx.data, ctx.original.model, ctx.seed, ctx.device, params,
+                                             ctx.settings["batched"], ctx.settings["precision"], ctx.progress)
+    return {"vectors": vectors}, {"num_classes": ctx.data.num_classes, "epochs_run": epochs, "seconds": seconds}
 
-    return stable_hash({"kind": "fv_bank", "data": data_key(data), "original": original_key, "seed": seed,
-                        "params": dataclasses.asdict(params), "method_version": ForgetVector.version,
-                        "batched": batched, "precision": precision})
+
+def load_bank(artifact: dict, device: torch.device) -> torch.Tensor:
+    return artifact["vectors"].to(device)
 
 
-def get_bank(store: Store | None, data: ImageData, original: nn.Module, original_key: str, seed: int,
-             device: torch.device, params, batched: bool | None = None, progress=None,
-             precision: str = "auto") -> BankResult:
-    """The K class-wise forget vectors of `original`, from the store or learned now.
+register_resource("fv_bank", section="bank", settings=bank_settings, build=learn_bank, load=load_bank,
+                  record_field="bank_s")
 
-    params: ForgetVectorParams for class-wise forgetting (the preset's class values).
-    batched: None → DEFAULT_BATCHED for the device kind.
-    """
-    if batched is None:
-        batched = DEFAULT_BATCHED.get(device.type, False)
-    precision = resolve_precision(precision, device)
-    key = bank_key(data, original_key, seed, params, batched, precision)
-    if store is not None:
-        state = store.load_artifact("fv_bank", key)
-        record = store.read_record("fv_bank", key)
-        if state is not None and record is not None:
-            return BankResult(state["vectors"], float(record["seconds"]), key, True)
+
+def learn_vectors(store: Store | None, data: ImageData, original: nn.Module, seed: int, device: torch.device,
+                  params: ForgetVectorParams, batched: bool, precision: str,
+                  progress=None) -> tuple[torch.Tensor, list[int], float]:
+    """(vectors (K, C, H, W) on the CPU, epochs run per class, seconds) for `original`."""
 
     def task_of(k: int):
         split = get_split(store, data, f"class:{k}", seed)
@@ -89,29 +94,16 @@ def get_bank(store: Store | None, data: ImageData, original: nn.Module, original
     else:
         vectors, epochs = _learn_one_by_one(task_of, data.num_classes, params)
     synchronize(device)
-    seconds = time.perf_counter() - start
-    vectors = vectors.detach().float().cpu()
-    if store is not None:
-        store.save_artifact("fv_bank", key, {"vectors": vectors})
-        store.write_record("fv_bank", key, {
-            "key": key, "dataset": data.name, "original_key": original_key, "seed": seed,
-            "params": dataclasses.asdict(params), "batched": batched, "precision": precision,
-            "num_classes": data.num_classes, "epochs_run": epochs, "seconds": seconds, "device": str(device),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return BankResult(vectors, seconds, key, False)
+    return vectors.detach().float().cpu(), epochs, time.perf_counter() - start
 
 
 def _learn_one_by_one(task_of, num_classes: int, params) -> tuple[torch.Tensor, list[int]]:
-    from mubench.methods.forget_vector import ForgetVector
-
     method = ForgetVector(params)
     preds = [method.unlearn(task_of(k)) for k in range(num_classes)]
     return torch.stack([p.delta for p in preds]), [p.info["epochs_run"] for p in preds]
 
 
 def _learn_stacked(task_of, num_classes: int, params) -> tuple[torch.Tensor, list[int]]:
-    from mubench.methods.forget_vector import learn_perturbation
-
     # The class:0 task's forget ∪ retain is the whole training set, as for every class.
     task = task_of(0)
     per_group = max(1, MAX_STACK // params.batch_size)

@@ -1,0 +1,236 @@
+"""The two jobs of a method in a cell: `Unlearn` (run the method, store its predictor) and
+`Evaluate` (measure a stored predictor against the cell's Retrain, write the record reports
+read). Retrain is an Unlearn job like any other; every Evaluate of a cell reads Retrain's
+Evaluate record as its reference. See jobs.py for keys and the store layout.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from . import __version__
+from .jobs import Job, Original, Resource, RunContext, Split, iso
+from .store import Store
+
+OUTPUTS_VERSION = "1"  # bump when the forward pass of evaluation changes (batching, view)
+FIGURE_EXAMPLES = 6  # forget/retain images shown before/after δ in a forget vector's figure
+
+
+def display_name(method: str, user_params: dict) -> str:
+    if not user_params:
+        return method
+    inner = ",".join(f"{k}={v}" for k, v in sorted(user_params.items()))
+    return f"{method}[{inner}]"
+
+
+@dataclass(frozen=True)
+class Unlearn(Job):
+    """One method's run on one cell: the predictor (δ, or the model as a diff) is the artifact."""
+
+    kind: ClassVar[str] = "unlearn"
+    method: str
+    method_version: str
+    params: dict
+    precision: str  # the resolved training precision of the method
+    original: Original
+    split: Split
+    resources: tuple[Resource, ...] = ()
+    user_params: dict = field(default_factory=dict)  # only what the user overrode (display name)
+    IGNORE: ClassVar[tuple[str, ...]] = ("user_params",)
+
+    @property
+    def label(self) -> str:
+        o = self.original
+        return f"{self.method} {o.dataset}/{o.model}/{self.split.scenario}/seed {o.seed}"
+
+    def _has_output(self, store: Store) -> bool:
+        return store.has_artifact("predictor", self.key)
+
+    def run(self, ctx: RunContext) -> dict:
+        from .params import apply_overrides, non_default
+        from .pipeline import build_task, recipe_from_dict
+        from .predictor import predictor_state
+        from .training import synchronize
+        from .unlearning import METHODS
+
+        started = time.time()
+        cls = METHODS.get(self.method)
+        data = self.original.ref.load()
+        original = self.original.load(ctx)
+        split = self.split.load(ctx.store)
+        resources, extra = {}, {}
+        for res in self.resources:
+            resources[res.name], facts = res.load(ctx.store, ctx.device)
+            extra.update(facts)
+        task = build_task(data, split, original.model, self.original.model, recipe_from_dict(self.original.recipe),
+                          self.original.seed, ctx.device, precision=self.precision, resources=resources,
+                          progress=ctx.progress)
+        params = apply_overrides(cls.Params(), self.params, f"method {self.method!r}")
+        synchronize(ctx.device)
+        t0 = time.perf_counter()
+        predictor = cls(params).unlearn(task)
+        synchronize(ctx.device)
+        rte = time.perf_counter() - t0
+        ctx.store.save_artifact("predictor", self.key, predictor_state(predictor, original.model))
+        record = {"key": self.key, "kind": "unlearn", "status": "ok", "method": self.method, **extra,
+                  "rte_s": rte, "method_version": self.method_version, "precision": self.precision,
+                  "clamp": predictor.clamp, "params_changed_stated": predictor.params_changed,
+                  "info": _jsonable_info(predictor.info),
+                  "non_default_params": {k: str(v) for k, v in non_default(params).items()},
+                  "device": str(ctx.device), "n_jobs": ctx.n_jobs, "started": iso(started),
+                  "finished": iso(time.time()), "wall_s": time.time() - started}
+        if predictor.delta is not None:
+            record["delta_figure"] = _save_delta_figure(ctx.store, self.key, predictor, data, split)
+        ctx.store.write_record("unlearn", self.key, record)
+        return record
+
+    def load_predictor(self, store: Store, original_model):
+        from .errors import MubenchError
+        from .predictor import predictor_from_state
+
+        state = store.load_artifact("predictor", self.key)
+        record = store.read_record("unlearn", self.key)
+        if state is None or record is None:
+            raise MubenchError(f"the predictor of {self.label} ({self.key}) is not in {store.root}; run it again")
+        return predictor_from_state(state, original_model, record.get("clamp", False),
+                                    record.get("params_changed_stated"), record.get("info")), record
+
+
+@dataclass(frozen=True)
+class Evaluate(Job):
+    """The metrics of one stored predictor on its cell, against Retrain's record (`reference`)."""
+
+    kind: ClassVar[str] = "method"  # the record kind reports have always read
+    unlearn: Unlearn
+    reference: Evaluate | None  # Retrain's Evaluate of the same cell (None: this is Retrain's)
+    settings: dict  # config.EvaluationConfig fields
+    tuned: bool = False  # the method's params come from a `mubench tune` search
+    IGNORE: ClassVar[tuple[str, ...]] = ("tuned",)
+
+    def key_fields(self) -> dict:
+        fields = super().key_fields()
+        if self.tuned:  # a tuned row is its own record (reports mark it), the predictor is shared
+            fields["tuned"] = True
+        return fields
+
+    @property
+    def method(self) -> str:
+        return self.unlearn.method
+
+    @property
+    def scenario(self) -> str:
+        return self.unlearn.split.scenario
+
+    @property
+    def seed(self) -> int:
+        return self.unlearn.original.seed
+
+    @property
+    def dataset(self) -> str:
+        return self.unlearn.original.dataset
+
+    @property
+    def model(self) -> str:
+        return self.unlearn.original.model
+
+    @property
+    def params(self) -> dict:
+        return self.unlearn.params
+
+    @property
+    def retrain_key(self) -> str:
+        return self.key if self.reference is None else self.reference.key
+
+    @property
+    def label(self) -> str:
+        return f"evaluate {self.unlearn.label}"
+
+    def _has_output(self, store: Store) -> bool:
+        return True
+
+    def identity(self) -> dict:
+        """The fields every record of this job carries, ok or failed."""
+        u = self.unlearn
+        return {"key": self.key, "kind": "retrain" if self.reference is None else "method",
+                "dataset": self.dataset, "model": self.model, "scenario": self.scenario,
+                "scenario_kind": self.scenario.split(":")[0], "seed": self.seed, "method": self.method,
+                "params": u.params, "display_name": display_name(self.method, u.user_params)}
+
+    def run(self, ctx: RunContext) -> dict:
+        from .evaluation import cached_outputs, evaluate, load_outputs
+        from .mia import MIAConfig
+
+        started = time.time()
+        store = ctx.store
+        data = self.unlearn.original.ref.load()
+        original = self.unlearn.original.load(ctx)
+        split = self.unlearn.split.load(store)
+        predictor, unlearned = self.unlearn.load_predictor(store, original.model)
+        controls = self.settings.get("controls", True)
+        reference = ref_outputs = None
+        if self.reference is not None:
+            reference = store.read_record("method", self.reference.key)
+            if reference is not None and reference.get("status") != "ok":
+                reference = None
+            if reference is not None and controls:
+                state = store.load_artifact("outputs", outputs_key(self.reference.unlearn))
+                ref_outputs = load_outputs(state) if state is not None else None
+        outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device)
+        mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
+        metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
+                           reference=reference, reference_outputs=ref_outputs, mia=mia, controls=controls,
+                           seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
+        rte = unlearned["rte_s"]
+        if self.reference is None:
+            metrics["avg_gap"] = 0.0
+        metrics["rte_s"] = rte
+        metrics["rte_rel"] = (1.0 if self.reference is None else
+                              rte / reference["rte_s"] if reference and reference.get("rte_s") else None)
+        keep = ("method_version", "precision", "device", "n_jobs", "info", "non_default_params", "delta_figure")
+        record = {**self.identity(), **metrics, **{k: unlearned[k] for k in keep if k in unlearned},
+                  **{k: v for k, v in unlearned.items() if k.endswith("_s") and k not in ("rte_s", "wall_s")},
+                  "dataset": data.name,  # carries a [n] suffix when a training subset is used
+                  "status": "ok", "tuned": self.tuned, "split_hash": split.hash,
+                  "unlearn_key": self.unlearn.key, "original_key": original.key, "retrain_key": self.retrain_key,
+                  "original_train_acc": original.info.get("train_acc"),
+                  "original_test_acc": original.info.get("test_acc"), "versions": versions(),
+                  "started": unlearned.get("started", iso(started)), "finished": iso(time.time()),
+                  "wall_s": unlearned.get("wall_s", 0.0) + time.time() - started}
+        store.write_record("method", self.key, record)
+        return record
+
+
+def outputs_key(unlearn: Unlearn) -> str:
+    """Key of a predictor's cached logits per part: its Unlearn key and the forward's version."""
+    from .store import stable_hash
+
+    return stable_hash({"outputs": unlearn.key, "v": OUTPUTS_VERSION})
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "mubench": __version__}
+
+
+def _jsonable_info(info: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in info.items()}
+
+
+def _save_delta_figure(store: Store, key: str, predictor, data, split) -> str:
+    """A forget vector's picture (δ and examples before/after) for reports."""
+    from .data import eval_view
+    from .visual import render_forget_vector
+
+    n = FIGURE_EXAMPLES // 2
+    idx = torch.from_numpy(np.concatenate([split.forget[:n], split.retain[:n]]))
+    images = eval_view(data, data.train_x[idx])
+    flags = torch.arange(len(idx)) < min(n, len(split.forget))
+    png = store.root / "figures" / f"{key}.png"
+    render_forget_vector(predictor, images, data.train_y[idx], data.classes, png, forget=flags)
+    render_forget_vector(predictor, images, data.train_y[idx], data.classes, png.with_suffix(".pdf"), forget=flags)
+    return str(png.relative_to(store.root))

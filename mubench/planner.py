@@ -1,0 +1,217 @@
+"""Expand a config into the graph of typed jobs (jobs.py, method_jobs.py), in dependency order.
+
+Per (dataset, model, seed): one `Original`, and one `Resource` per resource a selected method
+requires (settings from the resource's own config table). Per scenario of that seed: one
+`Split`, Retrain's `Unlearn` and `Evaluate`, and an `Unlearn` + `Evaluate` per other method,
+whose Evaluate reads Retrain's as its reference. The whole config is validated before any job
+runs. Jobs shared by several configs (paper passes, tuning candidates) merge by key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .config import ExperimentConfig, method_overrides
+from .data import LoadOptions
+from .errors import ConfigError
+from .jobs import Job, Original, Resource, Split
+from .method_jobs import Evaluate, Unlearn
+from .params import apply_overrides
+from .pipeline import architecture_key, cached_dataset, data_key
+from .presets import preset_for
+from .scenarios import parse_scenario
+from .store import Store
+from .training import OptimSpec, Recipe, resolve_device, resolve_precision
+
+JOB_TYPES = (Original, Split, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]  # every job once, dependencies before dependants
+    cached: set[str]  # keys whose results already exist
+
+    def pending(self) -> list[Job]:
+        return [j for j in self.jobs if j.key not in self.cached]
+
+    def evaluations(self) -> list[Evaluate]:
+        """The Evaluate jobs: one record per (cell, method, seed), the rows of every table."""
+        return [j for j in self.jobs if isinstance(j, Evaluate)]
+
+    def levels(self) -> list[list[Job]]:
+        """Jobs grouped by dependency depth: every job's dependencies lie in earlier levels."""
+        depth: dict[str, int] = {}
+        for job in self.jobs:  # dependencies come first
+            depth[job.key] = 1 + max((depth[d.key] for d in job.deps()), default=-1)
+        levels: list[list[Job]] = [[] for _ in range(1 + max(depth.values(), default=-1))]
+        for job in self.jobs:
+            levels[depth[job.key]].append(job)
+        return levels
+
+
+def merge_plans(plans: Iterable[Plan]) -> Plan:
+    """One plan from several (paper passes, tuning candidates): a shared job appears once."""
+    jobs: dict[str, Job] = {}
+    cached: set[str] = set()
+    for plan in plans:
+        cached |= plan.cached
+        for job in plan.jobs:
+            jobs.setdefault(job.key, job)
+    return Plan(list(jobs.values()), cached)
+
+
+def recipe_for(dataset: str, overrides: dict) -> Recipe:
+    """The dataset preset's recipe with the config's [recipe] overrides (optim fields included)."""
+    base = preset_for(dataset).recipe
+    optim_fields = {f.name for f in dataclasses.fields(OptimSpec)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"optim"}
+    unknown = set(overrides) - optim_fields - recipe_fields
+    if unknown:
+        raise ConfigError(f"[recipe]: unknown field {sorted(unknown)[0]!r}; valid: "
+                          f"{', '.join(sorted(optim_fields | recipe_fields))}")
+    optim = apply_overrides(base.optim, {k: v for k, v in overrides.items() if k in optim_fields}, "[recipe]")
+    rest = {k: v for k, v in overrides.items() if k in recipe_fields}
+    return apply_overrides(dataclasses.replace(base, optim=optim), rest, "[recipe]")
+
+
+def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict):
+    """Params() defaults < the method's dataset preset (per scenario kind) < the user's
+    overrides ([methods.NAME] < [methods.NAME."SCENARIO"] < --set, merged by `method_overrides`)."""
+    from .unlearning import METHODS
+
+    cls = METHODS.get(method)
+    owner = f"method {method!r}"
+    params = apply_overrides(cls.Params(), cls.dataset_defaults(dataset, scenario_kind), f"{owner} preset for {dataset}")
+    return apply_overrides(params, user, owner)
+
+
+def original_job(dataset: str, options: LoadOptions, model: str, recipe_overrides: dict, precision: str,
+                 seed: int, device) -> Original:
+    """The Original job of (dataset, model, recipe, seed): `run` and `train` both build it here.
+
+    The run's precision trains the originals (and Retrain) too unless [recipe] sets its own;
+    it is resolved now, so 'auto' and what it means on this device share one cached original."""
+    data = cached_dataset(dataset, options)
+    recipe = recipe_for(dataset, {"precision": precision, **recipe_overrides})
+    recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision, device))
+    from .pipeline import spec_for
+
+    return Original(dataset=dataset, data=data_key(data), model=model, arch=architecture_key(model, spec_for(data)),
+                    recipe=dataclasses.asdict(recipe), seed=seed, data_options=dataclasses.asdict(options))
+
+
+def _resource_jobs(config: ExperimentConfig, methods: list[str], original: Original, device,
+                   precision: str) -> dict[str, Resource]:
+    from .resources import RESOURCES
+    from .unlearning import METHODS
+
+    out = {}
+    for name in dict.fromkeys(r for m in methods for r in getattr(METHODS.get(m), "requires", ())):
+        resource = RESOURCES.get(name)
+        overrides = getattr(config, resource.section, None) or {}
+        settings = resource.settings(original.dataset, overrides, device, precision)
+        out[name] = Resource(name=name, settings=settings, resource_version=resource.version, original=original)
+    return out
+
+
+def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original, split: Split, kind: str,
+               resources: dict[str, Resource], precision: str, evaluation: dict) -> list[Job]:
+    from .unlearning import METHODS
+
+    def unlearn(method: str, user: dict, method_precision: str) -> Unlearn:
+        cls = METHODS.get(method)
+        params = resolve_params(method, original.dataset, kind, user)
+        return Unlearn(method=method, method_version=cls.version, params=dataclasses.asdict(params),
+                       precision=method_precision, original=original, split=split,
+                       resources=tuple(resources[r] for r in getattr(cls, "requires", ())), user_params=user)
+
+    ruser, _ = method_overrides(config, "retrain", split.scenario)
+    retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
+    reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
+    jobs: list[Job] = [retrain, reference]
+    for method in methods:
+        if method == "retrain":
+            continue
+        user, tuned = method_overrides(config, method, split.scenario)
+        job = unlearn(method, user, precision)
+        jobs += [job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=tuned)]
+    return jobs
+
+
+def build_plan(config: ExperimentConfig, store: Store) -> Plan:
+    """Validate the whole config (before any job starts) and expand it into typed jobs."""
+    from .plugins import load_methods
+    from .unlearning import METHODS
+
+    load_methods(config.plugins, strict_plugins=True)
+    _validate(config)
+    methods = METHODS.select(config.methods)
+    device = resolve_device(config.execution.device)
+    precision = resolve_precision(config.precision, device)
+    options = LoadOptions(data_root=config.data_root or None, download=config.download,
+                          train_subset=config.train_subset)
+    evaluation = dataclasses.asdict(config.evaluation)
+    jobs: dict[str, Job] = {}
+
+    def add(job: Job) -> None:
+        jobs.setdefault(job.key, job)
+
+    for dataset in config.datasets:
+        data = cached_dataset(dataset, options)
+        scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
+        for model in config.models or (preset_for(dataset).model,):
+            for seed in config.seeds:
+                original = original_job(dataset, options, model, config.recipe, config.precision, seed, device)
+                add(original)
+                resources = _resource_jobs(config, methods, original, device, precision)
+                for res in resources.values():
+                    add(res)
+                for sc in scenarios:
+                    split = Split(dataset=dataset, data=original.data, scenario=sc.spec, seed=seed,
+                                  data_options=original.data_options)
+                    add(split)
+                    for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision, evaluation):
+                        add(job)
+    return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
+
+
+def _validate(config: ExperimentConfig) -> None:
+    """What the planner checks itself: method tables name registered methods and validate."""
+    from .models import MODELS
+    from .unlearning import METHODS
+
+    try:
+        from .validate import validate_config
+    except ImportError:  # pragma: no cover - until validate.py lands
+        validate_config = None
+    if validate_config is not None:
+        validate_config(config)
+    if not config.seeds:
+        raise ConfigError(f"{config.source}: no seeds given")
+    unknown = (set(config.method_params) | set(config.scenario_params)) - set(METHODS.names())
+    if unknown:
+        METHODS.get(sorted(unknown)[0])  # raises with a suggestion
+    for m, tables in config.scenario_params.items():  # every table, even of scenarios not run now
+        for spec, table in tables.items():
+            apply_overrides(METHODS.get(m).Params(), {**config.method_params.get(m, {}), **table},
+                            f'{config.source} [methods.{m}."{spec}"]')
+    for model in config.models:
+        if not model.startswith("vit_"):
+            MODELS.get(model)
+
+
+def describe_plan(plan: Plan) -> Iterable[str]:
+    """Lines for --dry-run: jobs per type, how many are cached, and what will run."""
+    total = 0
+    for job_type in JOB_TYPES:
+        jobs = [j for j in plan.jobs if type(j) is job_type]
+        if not jobs:
+            continue
+        pending = [j for j in jobs if j.key not in plan.cached]
+        total += len(pending)
+        yield f"{job_type.__name__}: {len(jobs)} jobs, {len(jobs) - len(pending)} cached, {len(pending)} to run"
+        for job in pending:
+            yield f"    {job.label}  [{job.key}]"
+    yield f"total: {total} jobs to run"
