@@ -152,7 +152,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     precision = resolve_precision(config.precision, device)
     options = LoadOptions(data_root=config.data_root or None, download=config.download,
                           train_subset=config.train_subset)
-    evaluation = dataclasses.asdict(config.evaluation)
+    evaluation = evaluation_settings(config)
     jobs: dict[str, Job] = {}
 
     def add(job: Job) -> None:
@@ -175,6 +175,15 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                     for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision, evaluation):
                         add(job)
     return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
+
+
+def evaluation_settings(config: ExperimentConfig) -> dict:
+    """What an Evaluate key holds of the run: the [evaluation] table and the names of the
+    metrics every evaluation computes, so a metric registered later re-runs evaluation only."""
+    from .metrics import METRICS
+
+    defaults = [e.name for e in METRICS.entries() if e.meta.get("default")]
+    return {**dataclasses.asdict(config.evaluation), "metrics": defaults}
 
 
 def _validate(config: ExperimentConfig) -> None:
