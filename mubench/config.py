@@ -28,6 +28,9 @@
     [tune.grid.salun]                 # candidates per field (grid = their product)
     lr = [0.02, 0.05, 0.1]
 
+    [bank]                            # the forget-vector bank's own settings (its plugin checks them)
+    epochs = 60
+
     [evaluation]
     controls = true                   # bypass / random-δ / KL extras
     mia_legacy_first_n = false
@@ -43,6 +46,10 @@
 Method hyper-parameters resolve in five layers, each beating the one before: Params defaults <
 dataset preset (mubench/presets.py, per scenario kind) < [methods.NAME] < [methods.NAME."SCENARIO"]
 < --set (`method_overrides` merges the two file layers; `with_set_params` applies --set).
+
+Scenario lists given as one string split only before a scenario kind (`split_scenarios`), so
+`class:0,classes:1,2,subset:1,2:50` is three scenarios. Values are checked for type here and
+for meaning (known names, ranges, devices) by `mubench.validate.validate_config`.
 """
 
 from __future__ import annotations
@@ -108,6 +115,7 @@ class ExperimentConfig:
     method_params: dict = field(default_factory=dict)  # method → {field: value} (all scenarios)
     scenario_params: dict = field(default_factory=dict)  # method → {scenario: {field: value}}
     tuned: dict = field(default_factory=dict)  # method → scenarios whose table `tune` chose
+    bank: dict = field(default_factory=dict)  # [bank]: the forget-vector bank's settings (its plugin validates)
     tune: TuneConfig = field(default_factory=TuneConfig)  # the search of `mubench tune`
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
@@ -118,17 +126,35 @@ class ExperimentConfig:
 
 
 _EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {
-    "recipe", "method_params", "scenario_params", "tuned", "tune", "evaluation", "execution", "source"}
-_TOP_KEYS = {"experiment", "recipe", "methods", "tuned", "tune", "evaluation", "execution"}
+    "recipe", "method_params", "scenario_params", "tuned", "bank", "tune", "evaluation", "execution", "source"}
+_TOP_KEYS = {"experiment", "recipe", "methods", "tuned", "bank", "tune", "evaluation", "execution"}
+
+
+def split_scenarios(text: str) -> tuple[str, ...]:
+    """`class:0,classes:1,2,subset:1,2:50` → its three scenarios: a comma separates scenarios only
+    where a scenario kind follows it (class lists hold commas of their own)."""
+    from .scenarios import SCENARIO_KINDS
+
+    kinds = "|".join(sorted(SCENARIO_KINDS, key=len, reverse=True))
+    return tuple(p.strip() for p in re.split(rf",\s*(?=(?:{kinds}):)", text) if p.strip())
+
+
+def _strict_int(value) -> int:
+    """int() that refuses what is not already an integer (1.5, True, "1.5")."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(value)
+    return int(value)
 
 
 def _as_tuple(value, key: str, source: str, item_type=str) -> tuple:
     if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
+        parts = split_scenarios(value) if key == "scenarios" else value.split(",")
+        value = [v.strip() for v in parts if v.strip()]
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"{source}: {key!r} must be a list; got {value!r}")
+    convert = _strict_int if item_type is int else item_type
     try:
-        return tuple(item_type(v) for v in value)
+        return tuple(convert(v) for v in value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {key!r} must be a list of {item_type.__name__}; got {value!r}") from None
 
@@ -173,6 +199,9 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
         if isinstance(exp["train_subset"], bool) or not isinstance(exp["train_subset"], int) or exp["train_subset"] < 0:
             raise ConfigError(f"{source} [experiment]: 'train_subset' must be a non-negative integer; got {exp['train_subset']!r}")
         kwargs["train_subset"] = exp["train_subset"]
+    bank = doc.get("bank", {})
+    if not isinstance(bank, dict):
+        raise ConfigError(f"{source}: [bank] must be a table of the forget-vector bank's settings; got {bank!r}")
     methods = doc.get("methods", {})
     if not isinstance(methods, dict) or any(not isinstance(v, dict) for v in methods.values()):
         raise ConfigError(f"{source}: [methods.NAME] tables must map hyper-parameter names to values")
@@ -183,6 +212,7 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
         method_params=method_params,
         scenario_params=scenario_params,
         tuned=_tuned_table(doc.get("tuned", {}), scenario_params, source),
+        bank=dict(bank),
         tune=_tune_table(doc.get("tune", {}), source),
         evaluation=_sub_config(EvaluationConfig, doc.get("evaluation", {}), source, "evaluation"),
         execution=_sub_config(ExecutionConfig, doc.get("execution", {}), source, "execution"),
@@ -225,6 +255,8 @@ def _tuned_table(table: dict, scenario_params: dict, source: str) -> dict:
     for method, scenarios in table.items():
         if method == "retrain":
             raise ConfigError(f"{source} [tuned]: 'retrain' is the reference of every gap and is never tuned")
+        if isinstance(scenarios, str):
+            scenarios = list(split_scenarios(scenarios))
         specs = tuple(_scenario_spec(s, f"{source} [tuned] {method}")
                       for s in _as_tuple(scenarios, method, f"{source} [tuned]"))
         for spec in specs:
@@ -279,6 +311,18 @@ def with_set_params(config: ExperimentConfig, sets: dict[str, dict]) -> Experime
             scenario_params[method] = {s: t for s, t in scenario_params[method].items() if t}
     return dataclasses.replace(config, method_params=method_params, scenario_params=scenario_params,
                                tuned={m: tuple(v) for m, v in tuned.items() if v})
+
+
+SET_TABLES = ("recipe", "bank")  # `--set OWNER.FIELD=VALUE` owners that are config tables, not methods
+
+
+def with_set_options(config: ExperimentConfig, sets: dict[str, dict]) -> ExperimentConfig:
+    """Every `--set`: `recipe.FIELD` into [recipe], `bank.FIELD` into [bank], the rest into the
+    methods' tables (`with_set_params`). Values stay strings; their owners convert them."""
+    rest = {owner: values for owner, values in sets.items() if owner not in SET_TABLES}
+    config = with_set_params(config, rest) if rest else config
+    return dataclasses.replace(config, recipe={**config.recipe, **sets.get("recipe", {})},
+                               bank={**config.bank, **sets.get("bank", {})})
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -354,6 +398,8 @@ def config_to_toml(config: ExperimentConfig) -> str:
             out += _toml_table(f"methods.{_toml_key(method)}.{json.dumps(spec)}", table)
     if config.tuned:
         out += _toml_table("tuned", {m: list(v) for m, v in config.tuned.items()})
+    if config.bank:
+        out += _toml_table("bank", config.bank)
     out += _toml_table("evaluation", dataclasses.asdict(config.evaluation))
     execution = dataclasses.asdict(config.execution)
     slurm = execution.pop("slurm")

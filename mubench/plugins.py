@@ -1,10 +1,15 @@
-"""Method discovery: built-ins in `mubench/methods/`, the `mubench.methods` entry-point group, and
-one-off files given with `--plugin path.py`.
+"""Plugin discovery for every registry: built-ins, entry points, and `--plugin path.py` files.
+
+Built-ins are the core modules that register datasets, models and metrics and every file in
+`mubench/methods/`. Installed packages add to any registry through the entry-point groups in
+`ENTRY_POINT_GROUPS` (`mubench.methods`, `mubench.datasets`, …); a one-off file given with
+`--plugin` may register anything, and one that registers nothing is an error (a wrong path or a
+forgotten decorator would otherwise run the benchmark without it).
 
 A plugin that fails to import or to register (no `unlearn`, bad defaults…) is recorded in
 `METHODS.broken` with its file and reason and does not stop the others from loading. Jobs
-carry method names and plugin paths, never classes: each worker process calls
-`load_methods(plugin_paths)` itself, so nothing odd is pickled.
+carry plugin paths, never classes: each worker process calls `load_plugins(plugin_paths)`
+itself (a fresh Dask worker included), so nothing odd is pickled.
 """
 
 from __future__ import annotations
@@ -20,8 +25,29 @@ from pathlib import Path
 from .errors import PluginError
 from .unlearning import METHODS
 
-ENTRY_POINT_GROUP = "mubench.methods"
+ENTRY_POINT_GROUPS = ("mubench.methods", "mubench.datasets", "mubench.models", "mubench.metrics",
+                      "mubench.resources")
+ENTRY_POINT_GROUP = ENTRY_POINT_GROUPS[0]  # the methods group (older name, kept for callers)
+BUILTIN_MODULES = ("mubench.data", "mubench.models", "mubench.metrics")  # register on import
 _loaded_sources: set[str] = set()  # idempotence guard for this process (not user state)
+
+
+def registries() -> dict:
+    """Every registry a plugin may add to, by kind; the resource registry once it exists."""
+    from .data import DATASETS
+    from .metrics import METRICS
+    from .models import MODELS
+
+    found = {"method": METHODS, "dataset": DATASETS, "model": MODELS, "metric": METRICS}
+    try:
+        from .resources import RESOURCES  # added by the core rebuild; tolerated while absent
+    except ImportError:
+        return found
+    return {**found, "resource": RESOURCES}
+
+
+def registered_count() -> int:
+    return sum(len(r) for r in registries().values())
 
 
 def _reason(err: BaseException, source: str = "") -> str:
@@ -34,14 +60,16 @@ def _reason(err: BaseException, source: str = "") -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
-def _guarded_import(source: str, importer) -> None:
+def _guarded_import(source: str, importer) -> bool:
+    """Run `importer` once per source; False when it was imported before (nothing new to do)."""
     if source in _loaded_sources:
-        return
+        return False
     _loaded_sources.add(source)
     try:
         importer()
     except Exception as err:  # a broken plugin must not break the others
         METHODS.broken[source] = _reason(err, source)
+    return True
 
 
 def builtin_method_files() -> list[Path]:
@@ -52,18 +80,33 @@ def builtin_method_files() -> list[Path]:
                   if not p.name.startswith(("_", "template_")))
 
 
-def load_builtin_methods() -> None:
+def load_builtins() -> None:
+    """The core's datasets, models and metrics, then the methods of `mubench/methods/`."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
     for path in builtin_method_files():
         _guarded_import(str(path), lambda p=path: importlib.import_module(f"mubench.methods.{p.stem}"))
 
 
-def load_entry_point_methods() -> None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _guarded_import(f"entry point {ep.name} ({ep.value})", ep.load)
+load_builtin_methods = load_builtins  # older name
+
+
+def load_entry_points(groups=ENTRY_POINT_GROUPS) -> None:
+    for group in groups:
+        for ep in entry_points(group=group):
+            _guarded_import(f"entry point {ep.name} ({ep.value}) of {group}", ep.load)
+
+
+def load_entry_point_methods() -> None:  # older name
+    load_entry_points((ENTRY_POINT_GROUP,))
 
 
 def load_plugin_file(path: str | Path, strict: bool = True) -> None:
-    """Import a method file by path under a private module name (stable across processes)."""
+    """Import a plugin file by path under a private module name (stable across processes).
+
+    A file that imports cleanly but adds no entry to any registry is recorded as broken (and
+    raised when strict): it was almost certainly not the file meant.
+    """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise PluginError(f"plugin file {str(path)!r} does not exist")
@@ -80,14 +123,23 @@ def load_plugin_file(path: str | Path, strict: bool = True) -> None:
             sys.modules.pop(module_name, None)
             raise
 
-    _guarded_import(str(path), do_import)
+    before = registered_count()
+    if _guarded_import(str(path), do_import) and str(path) not in METHODS.broken \
+            and registered_count() == before:
+        METHODS.broken[str(path)] = ("registered nothing (no @register_method/_dataset/_model/_metric)")
     if strict and str(path) in METHODS.broken:
-        raise PluginError(f"plugin {path} could not be loaded: {METHODS.broken[str(path)]}")
+        reason = METHODS.broken[str(path)]
+        if reason.startswith("registered nothing"):
+            raise PluginError(f"plugin {path} {reason}")
+        raise PluginError(f"plugin {path} could not be loaded: {reason}")
 
 
-def load_methods(plugin_paths=(), strict_plugins: bool = False) -> None:
-    """Load built-in, entry-point and file plugins (idempotent within a process)."""
-    load_builtin_methods()
-    load_entry_point_methods()
+def load_plugins(plugin_paths=(), strict_plugins: bool = False) -> None:
+    """Load built-ins, entry points of every group, and plugin files (idempotent per process)."""
+    load_builtins()
+    load_entry_points()
     for path in plugin_paths:
         load_plugin_file(path, strict=strict_plugins)
+
+
+load_methods = load_plugins  # the older name: existing callers (workers, tune, list) load everything

@@ -13,11 +13,14 @@ def add_parser(sub) -> None:
                        description="List what mubench can run, with one-line descriptions.")
     p.add_argument("kind", nargs="?", choices=KINDS, default=None, help="what to list (default: everything)")
     p.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                   help="also load methods from this file (repeatable)")
+                   help="also load methods, datasets, models or metrics from this file (repeatable)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mubench.plugins import load_plugins
+
+    load_plugins(args.plugin)  # a broken plugin is listed under methods as (unavailable)
     for kind in [args.kind] if args.kind else KINDS:
         print(f"{kind}:")
         for line in LISTERS[kind](args):
@@ -50,10 +53,8 @@ def _scenarios(args):
 
 def _methods(args):
     from mubench.params import fields_help
-    from mubench.plugins import load_methods
     from mubench.unlearning import METHODS
 
-    load_methods(args.plugin)
     for e in METHODS.entries():
         cls = e.obj
         yield f"{e.name:<16} {e.description}  (version {cls.version})"

@@ -26,13 +26,13 @@ def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (defaul
     what.add_argument("--methods", help="comma-separated names or patterns, or 'all' (default: all)")
     what.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
     what.add_argument("--models", help="comma-separated model names (default: each dataset's preset model)")
-    what.add_argument("--scenarios", help="e.g. class:0,random:10 (default: class:0,random:10)")
+    what.add_argument("--scenarios", help="e.g. class:0,random:10,classes:1,2,subset:1,2:50 (default: class:0,random:10)")
     what.add_argument("--seeds", help=seeds_help)
     what.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                       help="override a hyper-parameter in every scenario (beats the config's tables), "
-                      "e.g. --set salun.lr=0.02 or --set recipe.epochs=5 (repeatable)")
+                      "e.g. --set salun.lr=0.02, --set recipe.epochs=5 or --set bank.epochs=30 (repeatable)")
     what.add_argument("--plugin", action="append", default=None, metavar="PATH",
-                      help="load methods from this file (repeatable)")
+                      help="load methods, datasets, models or metrics from this file (repeatable)")
     where = p.add_argument_group("data and results")
     where.add_argument("--out", help=out_help)
     where.add_argument("--data-root", help="where datasets live (default: $MUBENCH_DATA or ~/.cache/mubench/data)")
@@ -71,21 +71,21 @@ def config_from_args(args: argparse.Namespace):
         ExperimentConfig,
         load_config,
         parse_set_options,
+        split_scenarios,
         with_overrides,
-        with_set_params,
+        with_set_options,
     )
 
     config = load_config(args.config) if args.config else ExperimentConfig()
-    sets = parse_set_options(args.set)
-    recipe = {**config.recipe, **sets.pop("recipe", {})}
-    config = with_set_params(config, sets)  # --set beats [methods.NAME] and its scenario tables
+    # --set beats [recipe], [bank], [methods.NAME] and its scenario tables
+    config = with_set_options(config, parse_set_options(args.set))
     return with_overrides(
         config,
         methods=_csv(args.methods), datasets=_csv(args.datasets), models=_csv(args.models),
-        scenarios=_csv(args.scenarios), seeds=parse_seeds(args.seeds), out=args.out, data_root=args.data_root,
+        scenarios=None if args.scenarios is None else split_scenarios(args.scenarios),
+        seeds=parse_seeds(args.seeds), out=args.out, data_root=args.data_root,
         download=args.download, precision=args.precision, train_subset=args.train_subset,
         plugins=tuple(args.plugin) if args.plugin is not None else None,
-        recipe=recipe,
         execution_jobs=args.jobs, execution_backend=args.backend, execution_scheduler=args.scheduler,
         execution_device=args.device,
     )
@@ -94,8 +94,10 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from mubench.runner import build_plan, describe_plan, execute, settings_line
     from mubench.store import Store, write_json_atomic
+    from mubench.validate import validate_config
 
     config = config_from_args(args)
+    validate_config(config)  # before the results folder is touched (build_plan checks it again)
     store = Store(config.out)
     if not args.dry_run:
         store.check_writable()

@@ -16,7 +16,24 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="results", help="results root holding the store (default: results)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-root", default=None, help="where datasets live (default: $MUBENCH_DATA or ~/.cache/mubench/data)")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                   help="load datasets or models from this file (repeatable)")
     p.set_defaults(func=run)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """The same one-line checks as `mubench run`, before any data is read."""
+    from mubench import validate
+    from mubench.plugins import load_plugins
+
+    load_plugins(args.plugin, strict_plugins=True)
+    validate.check_datasets((args.dataset,), "--dataset")
+    if args.model is not None:
+        validate.check_models((args.model,), "--model")
+    validate.check_seeds((args.seed,), "--seed")
+    if args.epochs is not None:
+        validate.check_recipe({"epochs": args.epochs}, "--epochs")
+    validate.check_device(args.device, "--device")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from mubench.store import Store
     from mubench.training import resolve_device
 
+    validate_args(args)
     device = resolve_device(args.device)
     store = Store(args.out)
     store.check_writable()

@@ -1,0 +1,240 @@
+"""Validate a whole experiment config before any job starts: one ConfigError, one sentence.
+
+`validate_config` is called once by the planner (and by `mubench run` before it touches the
+results folder), so a typo in a method name, a seed, a recipe field, a scenario or a device is
+one line naming the bad value and what is accepted, not one failed job (or traceback) per cell.
+What a value *means* is checked here; config.py only checks that TOML values have the right type.
+
+Each check is also a function of its own (`check_seeds`, `check_device`, …) for commands that
+take single values (`mubench train`). The [bank] table is not checked here: the plugin that owns
+the forget-vector bank validates its own settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+
+from .config import BACKENDS, ExecutionConfig, ExperimentConfig
+from .errors import ConfigError
+from .params import Interval, Options, _bad, _convert, apply_overrides
+
+SEED_LIMIT = 2**32  # numpy's legacy RandomState and scikit-learn's random_state stop here
+
+
+def _recipe_checks() -> dict:
+    """Constraints of the [recipe] fields that Recipe / OptimSpec do not declare themselves."""
+    from .training import PRECISIONS, SCHEDULES
+
+    return {
+        "epochs": Interval(1, None), "batch_size": Interval(1, None), "precision": Options(PRECISIONS),
+        "lr": Interval(0, None, "neither"), "momentum": Interval(0, 1), "weight_decay": Interval(0, None),
+        "schedule": Options(SCHEDULES), "milestones": Interval(0, 1, "neither"),  # each: a fraction
+        "gamma": Interval(0, None, "neither"),
+    }
+
+
+def validate_config(config: ExperimentConfig) -> None:
+    """Raise ConfigError (or another MubenchError) for the first invalid value of `config`."""
+    from .plugins import load_plugins
+
+    load_plugins(config.plugins, strict_plugins=True)
+    check_methods(config)
+    check_seeds(config.seeds, _label(config, "--seeds", "seeds"))
+    check_recipe(config.recipe, _label(config, "--set recipe", "[recipe]"))
+    check_precision(config.precision, _label(config, "--precision", "precision"))
+    check_execution(config.execution, config)
+    if isinstance(config.train_subset, bool) or not isinstance(config.train_subset, int) or config.train_subset < 0:
+        raise ConfigError(f"{_label(config, '--train-subset', 'train_subset')}: must be 0 (the whole "
+                          f"training set) or a positive number of images; got {config.train_subset!r}")
+    check_datasets(config.datasets, _label(config, "--datasets", "datasets"))
+    check_models(config.models, _label(config, "--models", "models"))
+    scenarios = check_scenarios(config.scenarios, _label(config, "--scenarios", "scenarios"))
+    check_scenarios_fit(config, scenarios)
+
+
+def _label(config: ExperimentConfig, flag: str, key: str) -> str:
+    """Where a value came from, as the user wrote it: the flag, or the flag and the file's key."""
+    if config.source == "defaults":
+        return flag
+    table = key if key.startswith("[") else f"[experiment] {key}"
+    return f"{flag} / {config.source} {table}"
+
+
+# -- methods ------------------------------------------------------------------------------------
+def check_methods(config: ExperimentConfig) -> list[str]:
+    """The selected methods exist, and every table of method values names a method and its fields."""
+    from .unlearning import METHODS
+
+    if not config.methods:
+        raise ConfigError(f"{_label(config, '--methods', 'methods')}: no methods selected; give names or "
+                          "patterns, or 'all' (python -m mubench list methods)")
+    methods = METHODS.select(config.methods)  # unknown names: a close-match suggestion
+    where = config.source if config.source != "defaults" else "--set"
+    for m in sorted(set(config.method_params) | set(config.scenario_params) | set(config.tuned)):
+        METHODS.get(m)  # an override for a method that does not exist is a typo, not a no-op
+        apply_overrides(METHODS.get(m).Params(), config.method_params.get(m, {}), f"{where} [methods.{m}]")
+        for spec, table in config.scenario_params.get(m, {}).items():
+            apply_overrides(METHODS.get(m).Params(), {**config.method_params.get(m, {}), **table},
+                            f'{where} [methods.{m}."{spec}"]')
+    return methods
+
+
+# -- seeds ---------------------------------------------------------------------------------------
+def check_seeds(seeds, label: str = "--seeds") -> None:
+    if not seeds:
+        raise ConfigError(f"{label}: no seeds given; give at least one, e.g. 0,1,2")
+    seen = set()
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise ConfigError(f"{label}: seed {seed!r} is not an integer in [0, 2**32)")
+        if seed in seen:
+            raise ConfigError(f"{label}: seed {seed} is given twice; each seed is one run, give it once")
+        seen.add(seed)
+
+
+# -- recipe --------------------------------------------------------------------------------------
+def check_recipe(recipe: dict, label: str = "[recipe]") -> None:
+    """[recipe] / --set recipe.FIELD: known fields of Recipe or OptimSpec, converted and in range."""
+    from .training import OptimSpec, Recipe
+
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{label}: must be a table of recipe fields; got {recipe!r}")
+    fields = {f.name: (cls, f) for cls in (Recipe, OptimSpec) for f in dataclasses.fields(cls) if f.name != "optim"}
+    checks = _recipe_checks()
+    for name, raw in recipe.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{label}: unknown field {name!r}; {hint}valid: {', '.join(sorted(fields))}")
+        cls, f = fields[name]
+        tp = typing.get_type_hints(cls)[name]
+        check = f.metadata.get("check", checks.get(name))
+        try:
+            value = _convert(raw, tp)
+        except (TypeError, ValueError):
+            raise _bad(label, name, tp, check, raw) from None
+        if check is None:
+            continue
+        if isinstance(value, tuple):
+            if not all(isinstance(v, (int, float)) and v in check for v in value):
+                raise ConfigError(f"{label}: every item of {name!r} must be a number {check}; got {raw!r}")
+        elif value not in check:
+            raise _bad(label, name, tp, check, raw)
+
+
+def check_precision(precision: str, label: str = "--precision") -> None:
+    from .training import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{label}: {precision!r} is not one of {', '.join(PRECISIONS)}")
+
+
+# -- execution -----------------------------------------------------------------------------------
+def check_execution(execution: ExecutionConfig, config: ExperimentConfig | None = None) -> None:
+    label = (lambda flag, key: _label(config, flag, f"[execution] {key}")) if config else (lambda flag, key: flag)
+    if execution.backend not in BACKENDS:
+        raise ConfigError(f"{label('--backend', 'backend')}: {execution.backend!r} is not one of {', '.join(BACKENDS)}")
+    for flag, key, what in (("--jobs", "jobs", "0 (one worker per GPU, else per CPU core) or a number of workers"),
+                            ("threads_per_worker", "threads_per_worker", "0 (cores / workers) or a number of threads")):
+        value = getattr(execution, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{label(flag, key)}: must be {what}; got {value!r}")
+    # A Dask cluster's workers have their own devices; this machine's say nothing about them.
+    check_device(execution.device, label("--device", "device"), present=execution.backend != "dask")
+
+
+def check_device(device: str, label: str = "--device", present: bool = True) -> None:
+    """auto, cpu, cuda, cuda:N or mps; with `present`, one that this machine actually has."""
+    import torch
+
+    text = str(device).strip()
+    if text == "auto":
+        return
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{label}: {text!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{label}: {text!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if not present or dev.type == "cpu":
+        return
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{label}: {text!r} is not present on this machine (no MPS); use auto or cpu")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError(f"{label}: {text!r} is not present: this machine has no CUDA GPU "
+                          f"(torch {torch.__version__}, CUDA {torch.version.cuda}); use auto or cpu")
+    if dev.index is not None and dev.index >= count:
+        raise ConfigError(f"{label}: {text!r} is not present: this machine has {count} CUDA device(s), "
+                          f"cuda:0 to cuda:{count - 1}; use one of them, cuda or auto")
+
+
+# -- datasets, models, scenarios -----------------------------------------------------------------
+def check_datasets(datasets, label: str = "--datasets") -> None:
+    from .data import DATASETS
+
+    if not datasets:
+        raise ConfigError(f"{label}: no datasets given (python -m mubench list datasets)")
+    for name in datasets:
+        if name.startswith("imagefolder:"):
+            if not name.split(":", 1)[1].strip():
+                raise ConfigError(f"{label}: {name!r} names no folder; use imagefolder:PATH")
+            continue
+        DATASETS.get(name)  # unknown: a close-match suggestion
+
+
+def check_models(models, label: str = "--models") -> None:
+    from .models import MODELS
+
+    for name in models:
+        if not (name.startswith("vit_") and name not in MODELS):  # vit_* go to timm
+            MODELS.get(name)
+
+
+def check_scenarios(scenarios, label: str = "--scenarios") -> list:
+    """Every scenario parses (class lists may hold commas: split with config.split_scenarios)."""
+    from .scenarios import parse_scenario
+
+    if not scenarios:
+        raise ConfigError(f"{label}: no scenarios given; e.g. class:0,random:10 (python -m mubench list scenarios)")
+    parsed = []
+    for text in scenarios:
+        try:
+            parsed.append(parse_scenario(text))
+        except ConfigError as err:
+            raise ConfigError(f"{label}: {err}") from None
+    return parsed
+
+
+def check_scenarios_fit(config: ExperimentConfig, scenarios) -> None:
+    """Scenarios that name classes fit every dataset's class count (loads the data if need be)."""
+    from .scenarios import parse_scenario
+
+    named = [sc for sc in scenarios if sc.classes]
+    if not named:
+        return
+    for dataset in config.datasets:
+        classes = num_classes(dataset, config)
+        for sc in named:
+            try:
+                parse_scenario(sc, classes)
+            except ConfigError as err:
+                raise ConfigError(f"{_label(config, '--scenarios', 'scenarios')}: {err} on dataset "
+                                  f"{dataset!r} ({classes} classes)") from None
+
+
+def num_classes(dataset: str, config: ExperimentConfig) -> int:
+    """From the registry entry's `num_classes` when it declares one, else from the loaded data
+    (cached: the planner's own load that follows is then free)."""
+    from .data import DATASETS, LoadOptions
+    from .pipeline import cached_dataset
+
+    if dataset in DATASETS and "num_classes" in DATASETS.entry(dataset).meta:
+        return int(DATASETS.entry(dataset).meta["num_classes"])
+    options = LoadOptions(data_root=config.data_root or None, download=config.download,
+                          train_subset=config.train_subset)
+    return cached_dataset(dataset, options).num_classes
