@@ -1,8 +1,10 @@
 """Execution backends: how many workers, which device each uses, and the parallel map.
 
 The job function (`jobs.run_job`) never knows its backend. Locally, loky processes with one
-torch thread each on CPU (two 1-thread workers beat one 2-thread process by 14-50% on a
-2-core machine), or one worker per GPU, each pinned to its own device. `--backend dask` sends
+torch thread each on CPU when there are at least as many ready jobs as cores (two 1-thread
+workers beat one 2-thread process on a 2-core machine), fewer workers with more threads each
+when fewer jobs are ready (one ready job gets every core), or one worker per GPU, each pinned
+to its own device. Loky workers watch their parent and exit when it dies. `--backend dask` sends
 the same jobs to a Dask cluster; the results root must be on a filesystem every worker sees.
 """
 
@@ -11,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +40,21 @@ def _wants_cuda(device: str) -> bool:
     return device in ("auto", "cuda") and torch.cuda.is_available()
 
 
-def worker_layout(execution: ExecutionConfig) -> WorkerLayout:
+def worker_layout(execution: ExecutionConfig, ready: int | None = None) -> WorkerLayout:
+    """Workers and torch threads for a stage of `ready` jobs (None: as many as there are workers).
+
+    Never more workers than ready jobs, and the cores are shared among the workers that run:
+    one ready job on a 2-core machine gets one worker with 2 threads, not one 1-thread worker
+    beside an idle core. `threads_per_worker` overrides the share.
+    """
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if _wants_cuda(execution.device) else 0
     if execution.jobs < 0:
         raise ConfigError(f"--jobs must be >= 0 (0 = automatic); got {execution.jobs}")
-    jobs = execution.jobs or (gpus or cores)
+    jobs = 1 if execution.backend == "sequential" else execution.jobs or (gpus or cores)
+    if ready is not None:
+        jobs = max(1, min(jobs, ready))
     threads = execution.threads_per_worker or max(1, cores // jobs)
-    if execution.backend == "sequential":
-        jobs = 1
     return WorkerLayout(jobs=jobs, threads=threads, gpus=gpus)
 
 
@@ -89,9 +100,41 @@ def _sequential_map(fn: Callable, items: Iterable) -> Iterator:
         yield fn(item)
 
 
+PARENT_POLL_S = 0.5  # how often a loky worker checks that the process that started it lives
+
+
+def watch_parent(parent: int, poll: float = PARENT_POLL_S) -> threading.Thread:
+    """Kill this process as soon as `parent` is no longer its parent (the parent died and the
+    process was re-parented), so a killed `mubench run` leaves no worker computing.
+
+    Run in every loky worker (the executor's initializer). A thread polling `os.getppid()`
+    rather than `prctl(PR_SET_PDEATHSIG)`: the death signal fires when the *thread* that forked
+    the worker exits, and loky forks replacement workers from its manager thread; polling also
+    works on macOS. SIGKILL, not an exception: the main thread may be deep in a torch kernel.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="mubench-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _loky_initializer(parent: int) -> None:
+    watch_parent(parent)
+
+
 @contextlib.contextmanager
 def backend_context(execution: ExecutionConfig, layout: WorkerLayout, results_root: str):
-    """Yield a `parallel_map(fn, items)` that yields results as jobs finish."""
+    """Yield a `parallel_map(fn, items)` that yields results as jobs finish.
+
+    Cheap to open once per stage: a one-worker layout runs in this process, and loky keeps one
+    executor for the whole run (resized to `layout.jobs`) because nothing else it is given
+    changes between stages; its workers' thread variables are pinned to 1 and each job sets its
+    own torch threads (`configure_worker(device, spec.threads)`).
+    """
     if execution.backend not in BACKENDS:
         raise ConfigError(f"--backend {execution.backend!r} is not one of {', '.join(BACKENDS)}")
     if execution.backend == "sequential" or (execution.backend == "loky" and layout.jobs == 1):
@@ -100,7 +143,8 @@ def backend_context(execution: ExecutionConfig, layout: WorkerLayout, results_ro
     from joblib import Parallel, delayed, parallel_config
 
     if execution.backend == "loky":
-        with parallel_config(backend="loky", n_jobs=layout.jobs, inner_max_num_threads=layout.threads):
+        with parallel_config(backend="loky", n_jobs=layout.jobs, inner_max_num_threads=1,
+                             initializer=_loky_initializer, initargs=(os.getpid(),)):
             yield lambda fn, items: Parallel(return_as="generator_unordered")(delayed(fn)(i) for i in items)
         return
     with _dask_client(execution, results_root) as client:
