@@ -190,13 +190,9 @@ def _validate(config: ExperimentConfig) -> None:
     """What the planner checks itself: method tables name registered methods and validate."""
     from .models import MODELS
     from .unlearning import METHODS
+    from .validate import validate_config
 
-    try:
-        from .validate import validate_config
-    except ImportError:  # pragma: no cover - until validate.py lands
-        validate_config = None
-    if validate_config is not None:
-        validate_config(config)
+    validate_config(config)
     if not config.seeds:
         raise ConfigError(f"{config.source}: no seeds given")
     unknown = (set(config.method_params) | set(config.scenario_params)) - set(METHODS.names())

@@ -104,7 +104,7 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
         pending = [j for j in pending if not isinstance(j, Split)]
         if not pending:
             continue
-        layout = _layout(worker_layout, config, len(pending))
+        layout = worker_layout(config.execution, ready=len(pending))  # a lone ready job gets every core
         settings = WorkerSettings(root=str(store.root), device=config.execution.device, threads=layout.threads,
                                   n_jobs=layout.jobs, progress=(progress if layout.jobs == 1 else False),
                                   plugins=tuple(config.plugins))
@@ -112,14 +112,6 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
     records = [r for r in (store.read_record("method", j.key) for j in plan.evaluations())
                if r is not None and r.get("status") == "ok"]
     return RunResult(records, failed, ran, len(plan.cached), time.time() - start)
-
-
-def _layout(worker_layout, config: ExperimentConfig, ready: int):
-    """Workers for `ready` jobs: a lone ready job gets every core (when workers.py can say so)."""
-    try:
-        return worker_layout(config.execution, ready=ready)
-    except TypeError:  # pragma: no cover - an older worker_layout without `ready`
-        return worker_layout(config.execution)
 
 
 def _run_level(backend_context, layout, config, pending, settings, progress, broken, failed) -> int:
