@@ -1,7 +1,7 @@
 """The metric registry: UA, RA, TA, MIA-Efficacy, Avg. Gap, cost, KL and the controls.
 
 Every metric is a small function of outputs that were already computed (one forward pass per
-part, in `evaluation.forward_split`) plus a `MetricContext`; none runs a model. A metric
+part, in `outputs.forward_split`) plus a `MetricContext`; none runs a model. A metric
 declares the metrics it builds on (`requires`), and `compute_metrics` computes each of them
 once, in dependency order, passing their results by name. It also declares the context it
 `needs` (a Retrain reference, Retrain's outputs, the control outputs of an input-based
@@ -28,7 +28,7 @@ from .mia import MIAConfig, MIAResult, mia_efficacy
 from .registry import Registry
 
 if TYPE_CHECKING:
-    from .evaluation import PartOutputs, SplitOutputs
+    from .outputs import PartOutputs, SplitOutputs
 
 METRICS = Registry("metric")
 GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")  # SPEC §5: Avg. Gap is their mean |difference|
@@ -54,8 +54,7 @@ class MetricContext:
     mia: MIAConfig = MIAConfig()
     reference: Mapping[str, Any] | None = None  # Retrain's metrics (same split and seed)
     reference_outputs: SplitOutputs | None = None  # Retrain's outputs (for KL)
-    bypass: SplitOutputs | None = None  # input-based only: outputs without the transform
-    noise: SplitOutputs | None = None  # input-based only: outputs with a random δ of equal ℓ2 norm
+    controls: Any = None  # input-based only: evaluation.ControlViews (bypass / noise outputs, lazy)
     storage: tuple[int, int] | None = None  # (parameters changed, bytes)
 
 
@@ -68,6 +67,14 @@ def metric_value(result: Any) -> float | None:
 
 def applies(name: str, ctx: MetricContext) -> bool:
     return all(getattr(ctx, field) is not None for field in METRICS.entry(name).meta["needs"])
+
+
+def _bypass(ctx: MetricContext) -> SplitOutputs:
+    return ctx.controls.bypass
+
+
+def _noise(ctx: MetricContext) -> SplitOutputs:
+    return ctx.controls.noise
 
 
 def select_metrics(ctx: MetricContext, extra: Iterable[str] = ()) -> list[str]:
@@ -207,34 +214,34 @@ def kl_test(ctx: MetricContext) -> float | None:
     return kl_divergence(ctx.reference_outputs.test, ctx.outputs.test)
 
 
-@register_metric("ua_bypass", needs=("bypass",),
+@register_metric("ua_bypass", needs=("controls",),
                  description="control, input-based only: UA with the input transform removed (%)")
 def ua_bypass(ctx: MetricContext) -> float | None:
-    return unlearning_accuracy(ctx.bypass.forget)
+    return unlearning_accuracy(_bypass(ctx).forget)
 
 
-@register_metric("ua_noise", needs=("noise",),
+@register_metric("ua_noise", needs=("controls",),
                  description="control, input-based only: UA with a random δ of the same ℓ2 norm (%)")
 def ua_noise(ctx: MetricContext) -> float | None:
-    return unlearning_accuracy(ctx.noise.forget)
+    return unlearning_accuracy(_noise(ctx).forget)
 
 
-@register_metric("ra_noise", needs=("noise",),
+@register_metric("ra_noise", needs=("controls",),
                  description="control, input-based only: RA with a random δ of the same ℓ2 norm (%)")
 def ra_noise(ctx: MetricContext) -> float | None:
-    return accuracy(ctx.noise.retain)
+    return accuracy(_noise(ctx).retain)
 
 
-@register_metric("ta_noise", needs=("noise",),
+@register_metric("ta_noise", needs=("controls",),
                  description="control, input-based only: TA with a random δ of the same ℓ2 norm (%)")
 def ta_noise(ctx: MetricContext) -> float | None:
-    return accuracy(ctx.noise.test)
+    return accuracy(_noise(ctx).test)
 
 
-@register_metric("mia_noise", needs=("noise",),
+@register_metric("mia_noise", needs=("controls",),
                  description="control, input-based only: MIA-Efficacy with a random δ of the same ℓ2 norm (%)")
 def mia_noise(ctx: MetricContext) -> MIAResult:
-    return attack(ctx.noise, ctx.mia)
+    return attack(_noise(ctx), ctx.mia)
 
 
 def _mia_with_feature(feature: str) -> Callable[[MetricContext], MIAResult]:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import report
+from .aggregate import aggregate
 from .config import ExperimentConfig, config_from_dict
 from .errors import ConfigError, MubenchError
 from .store import Store
@@ -316,23 +317,17 @@ def job_frame(jobs: pd.DataFrame, store: Store) -> pd.DataFrame:
 
 def block_stats(frame: pd.DataFrame, spec: PaperSpec) -> pd.DataFrame:
     """Per (dataset, model, block, row, column): mean and std (ddof 1) pooled over the block's
-    ok (scenario, seed) jobs, with job counts."""
-    out = []
-    for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
-        for block in spec.blocks:
-            for row in spec.rows:
-                jobs = part[part["block"].eq(block.id) & part["row"].eq(row.label)]
-                ok = jobs[jobs["status"].eq("ok")]
-                counts = {"n_expected": len(jobs), "n_ok": len(ok),
-                          "n_failed": int(jobs["status"].eq("failed").sum()),
-                          "n_missing": int(jobs["status"].eq("missing").sum())}
-                for col in spec.columns:
-                    values = pd.to_numeric(ok[col], errors="coerce").dropna() if col in ok else pd.Series([], dtype=float)
-                    out.append({"dataset": dataset, "model": model, "block": block.id, "row": row.label,
-                                "column": col, "mean": values.mean() if len(values) else np.nan,
-                                "std": values.std(ddof=1) if len(values) > 1 else np.nan,
-                                "n_values": len(values), **counts})
-    return pd.DataFrame(out)
+    ok (scenario, seed) jobs, with job counts (`mubench.aggregate`); every (block, row) of the
+    spec appears, with zero counts where it has no job."""
+    by = ["dataset", "model", "block", "row"]
+    stats = aggregate(frame, by, spec.columns)
+    pairs = frame[["dataset", "model"]].drop_duplicates().itertuples(index=False)
+    full = pd.DataFrame([(d, m, b.id, r.label, c) for d, m in pairs for b in spec.blocks for r in spec.rows
+                         for c in spec.columns], columns=[*by, "column"])
+    out = full.merge(stats.rename(columns={"metric": "column"}), how="left", on=[*by, "column"])
+    counts = ["n_values", "n_expected", "n_ok", "n_failed", "n_missing"]
+    out[counts] = out[counts].fillna(0).astype(int)
+    return out
 
 
 def _cell(column: str, mean: float, std: float) -> str:

@@ -31,9 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
+from .aggregate import aggregate
 from .config import ExperimentConfig, TuneConfig, config_to_toml, method_overrides
 from .errors import ConfigError
 from .params import apply_overrides
@@ -210,14 +209,33 @@ def plan_tune(config: ExperimentConfig, seeds: Sequence[int], cli_grid: dict, se
 
 
 # -- selection --------------------------------------------------------------------------------
-def _stats(records: list[dict | None]) -> dict:
-    ok = [r for r in records if r and r.get("status") == "ok" and r.get("avg_gap") is not None]
-    out = {"n": len(records), "n_ok": len(ok),
-           "n_failed": sum(1 for r in records if r and r.get("status") == "failed")}
-    for metric in METRICS:
-        values = np.array([float(r[metric]) for r in ok if r.get(metric) is not None], dtype=float)
-        out[metric] = (float(values.mean()) if len(values) else math.nan,
-                       float(values.std(ddof=1)) if len(values) > 1 else math.nan)
+def _cell_stats(store: Store, groups: list[dict[int, str]]) -> list[dict]:
+    """Per group of record keys (one per seed): job counts and (mean, std) of each of METRICS,
+    from the one aggregation the reports use, with Avg. Gap recomputed against the Retrain each
+    record names (never the value stored at job time). The last group is the cell's Retrain."""
+    import pandas as pd
+
+    from .report import records_frame, with_gaps
+
+    rows, placeholders = [], []
+    for i, keys in enumerate(groups):
+        for key in keys.values():
+            record = store.read_record("method", key)
+            if record is None:
+                placeholders.append({"group": i, "status": "missing"})
+            else:
+                rows.append({**record, "_group": i})
+    frame = with_gaps(records_frame(rows)) if rows else pd.DataFrame(columns=["_group", "status"])
+    frame = pd.concat([frame.rename(columns={"_group": "group"}), pd.DataFrame(placeholders)], ignore_index=True)
+    stats = aggregate(frame, ["group"], METRICS)
+    out = []
+    for i in range(len(groups)):
+        part = stats[stats["group"].eq(i)].set_index("metric")
+        head = part.iloc[0] if len(part) else None
+        out.append({"n": len(groups[i]), "n_ok": int(head.n_ok) if head is not None else 0,
+                    "n_failed": int(head.n_failed) if head is not None else 0,
+                    **{m: ((float(part.loc[m, "mean"]), float(part.loc[m, "std"])) if m in part.index
+                           else (math.nan, math.nan)) for m in METRICS}})
     return out
 
 
@@ -226,9 +244,8 @@ def select(tp: TunePlan) -> list[Outcome]:
     store = Store(tp.config.out)
     outcomes = []
     for cell in tp.cells:
-        stats = [_stats([store.read_record("method", k) for k in keys.values()]) for keys in cell.keys]
-        retrain = _stats([store.read_record("method", k) for k in cell.retrain.values()])
-        eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"]]
+        *stats, retrain = _cell_stats(store, [*cell.keys, cell.retrain])
+        eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"] and not math.isnan(s["avg_gap"][0])]
         winner = min(eligible, key=lambda i: (round(stats[i]["avg_gap"][0], 9), not cell.candidates[i].default, i),
                      default=None)
         outcomes.append(Outcome(cell, stats, retrain, winner))

@@ -80,7 +80,7 @@ def test_metric_registered_after_a_run_needs_only_evaluate_jobs_and_no_forward(f
         def no_forward(*args, **kwargs):
             raise AssertionError("evaluation ran a forward pass; the outputs were cached")
 
-        monkeypatch.setattr("mubench.evaluation.forward_split", no_forward)
+        monkeypatch.setattr("mubench.outputs.forward_split", no_forward)
         result = execute(plan, config, progress=False)
     finally:
         METRICS.remove("late_metric")

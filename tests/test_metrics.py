@@ -120,7 +120,8 @@ def test_selection_follows_the_context():
     with_ref = select_metrics(MetricContext(outputs, reference={}, reference_outputs=outputs, storage=(1, 4)))
     assert {"avg_gap", "kl_forget", "kl_test", "params_changed", "bytes"} <= set(with_ref)
     assert not any(n.endswith(("_noise", "_bypass")) for n in with_ref)  # controls need δ outputs
-    controls = select_metrics(MetricContext(outputs, bypass=outputs, noise=outputs))
+    views = type("Views", (), {"bypass": outputs, "noise": outputs})()
+    controls = select_metrics(MetricContext(outputs, controls=views))
     assert {"ua_bypass", "ua_noise", "ra_noise", "ta_noise", "mia_noise"} <= set(controls)
     assert "mia_entropy" not in controls  # extras only when asked
     assert select_metrics(MetricContext(outputs), ["mia_entropy"])[-1] == "mia_entropy"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
 
+from ..aggregate import aggregate
 from .records import (
     CELL,
     JOB,
@@ -57,25 +57,17 @@ def per_seed_gaps(df: pd.DataFrame) -> pd.DataFrame:
 
 def summary_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, variant, table metric): mean, std (ddof 1) over the ok seeds, and how many of
-    the expected seeds are ok, failed or missing."""
+    the expected seeds are ok, failed or missing (`mubench.aggregate`)."""
     df = with_gaps(df)
-    cur = current(df)
     expected = expected_jobs(df)
-    missing = missing_jobs(df).groupby(CELL + ["variant"]).size()
-    rows = []
-    for (*cell, variant), exp in expected.groupby(CELL + ["variant"], sort=False):
-        jobs = cur[(cur[CELL] == cell).all(axis=1) & cur["variant"].eq(variant)]
-        ok = jobs[jobs["status"].eq("ok")]
-        counts = {"n_expected": len(exp), "n_ok": len(ok), "n_failed": int(jobs["status"].ne("ok").sum()),
-                  "n_missing": int(missing.get((*cell, variant), 0))}
-        for metric in TABLE_METRICS:
-            values = pd.to_numeric(ok[metric], errors="coerce").dropna()
-            rows.append({**dict(zip(CELL, cell, strict=True)), "method": exp["method"].iloc[0],
-                         "variant": variant, "label": method_label(variant), "metric": metric,
-                         "mean": values.mean() if len(values) else np.nan,
-                         "std": values.std(ddof=1) if len(values) > 1 else np.nan,
-                         "n_values": len(values), **counts})
-    return sort_rows(pd.DataFrame(rows), ["variant"])
+    have = current(df).drop(columns=["method"]).astype({"seed": "int64"})
+    jobs = expected.merge(have, how="left", on=CELL + ["variant", "seed"])
+    jobs["status"] = jobs["status"].fillna("missing")
+    stats = aggregate(jobs, CELL + ["variant"], TABLE_METRICS)
+    methods = expected.drop_duplicates(CELL + ["variant"]).set_index(CELL + ["variant"])["method"]
+    stats.insert(len(CELL), "method", [methods[tuple(r)] for r in stats[CELL + ["variant"]].itertuples(index=False)])
+    stats.insert(len(CELL) + 2, "label", stats["variant"].map(method_label))
+    return sort_rows(stats, ["variant"])
 
 
 def format_number(metric: str, mean: float, std: float) -> str:
