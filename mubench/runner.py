@@ -83,7 +83,7 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
     start = time.time()
     store = Store(config.out)
     failed: list[dict] = []
-    broken: dict[str, str] = {}  # key of a failed job → its error (what dependants report)
+    broken: dict[str, tuple[str, str | None]] = {}  # failed job's key → (error, traceback file)
     ran = 0
     for level in plan.levels():
         pending = []
@@ -93,7 +93,8 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
             cause = next((broken[d.key] for d in job.deps() if d.key in broken), None)
             if cause is not None:
                 broken[job.key] = cause
-                record = _failed(store, job, f"upstream job failed: {cause}", None, time.time())
+                error = cause[0] if cause[0].startswith("upstream") else f"upstream job failed: {cause[0]}"
+                record = _failed(store, job, error, cause[1], time.time())
                 if isinstance(job, Evaluate):
                     failed.append(record)
                 continue
@@ -101,6 +102,7 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
         inline = [j for j in pending if isinstance(j, Split)]
         for job in inline:
             job.load(store)
+        ran += len(inline)
         pending = [j for j in pending if not isinstance(j, Split)]
         if not pending:
             continue
@@ -129,7 +131,7 @@ def _run_level(backend_context, layout, config, pending, settings, progress, bro
             ran += 1
             bar.update(1)
             if record.get("status") == "failed":
-                broken[record["key"]] = record.get("error", "failed")
+                broken[record["key"]] = (record.get("error", "failed"), record.get("traceback_file"))
                 job = by_key.get(record["key"])
                 if isinstance(job, Evaluate):
                     failed.append(record)

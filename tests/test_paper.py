@@ -263,10 +263,10 @@ def test_paper_quick_runs_the_grid_and_renders(tmp_path, capsys):
     argv = ["paper", str(path), "--preset", "quick", "--results", str(results), "--out", str(out),
             "--backend", "sequential", "--quiet"]
     assert main(argv + ["--dry-run"]) == 0
-    assert "total: 4 jobs to run" in capsys.readouterr().out  # original, Retrain, FT, FV
+    assert "total: 8 jobs to run" in capsys.readouterr().out  # original, split, Retrain, FT, FV (Unlearn + Evaluate each)
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "4 jobs run, 0 cached, 0 failed" in captured.err
+    assert "8 jobs run, 0 cached, 0 failed" in captured.err
     md = (out / "tiny-quick.md").read_text()
     assert md in captured.out
     assert "QUICK PRESET — digits/small_cnn stand-in for digits/small_cnn" in md
@@ -279,4 +279,4 @@ def test_paper_quick_runs_the_grid_and_renders(tmp_path, capsys):
         assert 0 <= ua <= 100
     assert float(rows["Retrain"].split("|")[2]) == 100.0  # Retrain never saw class 0
     assert main(argv) == 0
-    assert "0 jobs run, 4 cached" in capsys.readouterr().err
+    assert "0 jobs run, 8 cached" in capsys.readouterr().err
