@@ -26,7 +26,7 @@ def main() -> None:
     p.set_defaults(repeats=1)
     args = p.parse_args()
     device = setup(args)
-    from mubench.methods.fv_bank import MAX_STACK, learn_vectors
+    from mubench.methods.fv_bank import MAX_STACK_VALUES, learn_vectors
     from mubench.plugins import load_methods
 
     load_methods(())
@@ -49,7 +49,7 @@ def main() -> None:
         worst_ra = max(worst_ra, abs(got[True][1] - got[False][1]))
     speedup = seconds["one class at a time"] / seconds["batched"]
     figures = {"seconds": {k: round(v, 3) for k, v in seconds.items()}, "classes": data.num_classes,
-               "batch_size": params.batch_size, "max_stack": MAX_STACK, "max_ua_diff": worst_ua,
+               "batch_size": params.batch_size, "max_stack_values": MAX_STACK_VALUES, "max_ua_diff": worst_ua,
                "max_ra_diff": worst_ra, "dataset": data.name}
     record("fv_bank", args, device, figures, speedup, model="small_cnn")
     print(f"\nClass-wise bank on {data.name} ({data.num_classes} classes, batch {params.batch_size}; {device}, "

@@ -26,8 +26,10 @@ a time is the faster on CPU (preset bank, 60 epochs: 128 s vs 188 s stacked; 3 e
 128: 9.7 s vs 10.7 s) — a CPU does the same arithmetic either way and the K-fold batch only
 costs cache — so it is the CPU default. On CUDA the stacked pass is expected to win (a small
 model fills a GPU poorly one batch at a time) and is the default there; this was not measured
-here (no GPU). `MAX_STACK` caps the images of one stacked forward pass, so many classes
-(CIFAR-100) run in several groups.
+here (no GPU). `MAX_STACK_VALUES` bounds the input values of one stacked forward pass (activation
+memory grows with them), so many classes (CIFAR-100) or large images (ImageNet-10 at 224 px,
+where even two stacked batches of 256 would put 512 images through VGG-16 at once) run in
+several groups, down to one class at a time.
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ from mubench.training import Recipe, synchronize
 from .forget_vector import ForgetVector, ForgetVectorParams, learn_perturbation
 
 DEFAULT_BATCHED = {"cpu": False, "cuda": True}  # CPU measured, CUDA expected: module docstring
-MAX_STACK = 4096  # most images in one stacked forward pass (classes per group = MAX_STACK // batch)
+MAX_STACK_VALUES = 4096 * 3 * 32 * 32  # input values of one stacked forward (16 CIFAR batches of 256)
+
+
+def classes_per_group(batch_size: int, input_shape: tuple[int, ...], budget: int = MAX_STACK_VALUES) -> int:
+    """How many class problems one stacked forward pass may hold within the memory budget."""
+    per_image = 1
+    for n in input_shape:
+        per_image *= n
+    return max(1, budget // (batch_size * per_image))
 
 
 def bank_settings(dataset: str, overrides: dict, device: torch.device, precision: str) -> dict:
@@ -106,7 +116,7 @@ def _learn_one_by_one(task_of, num_classes: int, params) -> tuple[torch.Tensor, 
 def _learn_stacked(task_of, num_classes: int, params) -> tuple[torch.Tensor, list[int]]:
     # The class:0 task's forget ∪ retain is the whole training set, as for every class.
     task = task_of(0)
-    per_group = max(1, MAX_STACK // params.batch_size)
+    per_group = classes_per_group(params.batch_size, task.input_shape)
     vectors, epochs = [], []
     for first in range(0, num_classes, per_group):
         classes = torch.arange(first, min(first + per_group, num_classes), device=task.device)
