@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mubench import tuning
+    from mubench import tune_output, tuning
     from mubench.commands.run import config_from_args, parse_seeds
     from mubench.config import parse_set_options
     from mubench.runner import describe_plan, execute
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     Store(tp.config.out).check_writable()
     result = execute(tp.plan, tp.config, progress=None if not args.quiet else False)
     outcomes = tuning.select(tp)
-    paths = tuning.write_outputs(tp, outcomes, config)
-    print(tuning.tune_markdown(tp, outcomes, config.seeds))
+    paths = tune_output.write_outputs(tp, outcomes, config)
+    print(tune_output.tune_markdown(tp, outcomes, config.seeds))
     print(f"{result.ran} jobs run, {result.cached} cached, {len(result.failed)} failed in {result.seconds:.1f} s; "
           f"candidates in {tp.config.out}/ (tune.md, tune.json)")
     for path in paths:
