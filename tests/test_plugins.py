@@ -7,10 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import method_checks as kit
 import pytest
 
 from mubench import plugins
+from mubench import testing as kit
 from mubench.cli import main
 from mubench.errors import PluginError
 from mubench.unlearning import METHODS
