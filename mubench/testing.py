@@ -237,7 +237,10 @@ def check_method(method_cls, task: UnlearnTask | None = None, params=None) -> Pr
 def synthetic_outputs(seed: int = 0, num_classes: int = 10, n: int = 120):
     """Seeded logits that favour the true label (accuracies strictly between 0 and 100) for a
     class-wise split: forget and test_forgotten are class 0, retain and test the other classes."""
-    from .evaluation import PartOutputs, SplitOutputs
+    try:
+        from .outputs import PartOutputs, SplitOutputs
+    except ImportError:  # before outputs.py split off evaluation.py
+        from .evaluation import PartOutputs, SplitOutputs
 
     g = torch.Generator().manual_seed(seed)
 
@@ -255,13 +258,17 @@ def synthetic_outputs(seed: int = 0, num_classes: int = 10, n: int = 120):
 def synthetic_context(seed: int = 0):
     """A MetricContext with every field the kit knows filled: Retrain's default metrics and
     outputs as the reference, bypass and noise controls, a storage cost."""
+    import types
+
     from .metrics import METRICS, MetricContext, applies, compute_metrics
 
     ref_outputs = synthetic_outputs(seed + 1)
     plain = MetricContext(outputs=ref_outputs)
     defaults = [e.name for e in METRICS.entries() if e.meta.get("default", True) and applies(e.name, plain)]
+    bypass, noise = synthetic_outputs(seed + 2), synthetic_outputs(seed + 3)
     known = {"reference": compute_metrics(plain, defaults), "reference_outputs": ref_outputs,
-             "bypass": synthetic_outputs(seed + 2), "noise": synthetic_outputs(seed + 3), "storage": (1000, 4000)}
+             "bypass": bypass, "noise": noise, "controls": types.SimpleNamespace(bypass=bypass, noise=noise),
+             "storage": (1000, 4000)}
     fields = {f.name for f in dataclasses.fields(MetricContext)}
     return MetricContext(outputs=synthetic_outputs(seed), **{k: v for k, v in known.items() if k in fields})
 
