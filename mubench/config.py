@@ -132,11 +132,10 @@ _TOP_KEYS = {"experiment", "recipe", "methods", "tuned", "bank", "tune", "evalua
 
 def split_scenarios(text: str) -> tuple[str, ...]:
     """`class:0,classes:1,2,subset:1,2:50` → its three scenarios: a comma separates scenarios only
-    where a scenario kind follows it (class lists hold commas of their own)."""
-    from .scenarios import SCENARIO_KINDS
-
-    kinds = "|".join(sorted(SCENARIO_KINDS, key=len, reverse=True))
-    return tuple(p.strip() for p in re.split(rf",\s*(?=(?:{kinds}):)", text) if p.strip())
+    where a kind (a word and a colon, `random:`) follows it; class lists are digits and commas.
+    Any word counts, not only the known kinds, so `class:0,foo:1` names 'foo:1' as the bad one."""
+    parts = (p.strip(" ,") for p in re.split(r",\s*(?=[A-Za-z][\w-]*:)", text))  # "a,,b" and "a," too
+    return tuple(p for p in parts if p)
 
 
 def _strict_int(value) -> int:

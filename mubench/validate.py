@@ -71,13 +71,13 @@ def check_methods(config: ExperimentConfig) -> list[str]:
         raise ConfigError(f"{_label(config, '--methods', 'methods')}: no methods selected; give names or "
                           "patterns, or 'all' (python -m mubench list methods)")
     methods = METHODS.select(config.methods)  # unknown names: a close-match suggestion
-    where = config.source if config.source != "defaults" else "--set"
     for m in sorted(set(config.method_params) | set(config.scenario_params) | set(config.tuned)):
         METHODS.get(m)  # an override for a method that does not exist is a typo, not a no-op
-        apply_overrides(METHODS.get(m).Params(), config.method_params.get(m, {}), f"{where} [methods.{m}]")
+        owner = f"method {m!r}" + ("" if config.source == "defaults" else f" (--set / {config.source} [methods.{m}])")
+        apply_overrides(METHODS.get(m).Params(), config.method_params.get(m, {}), owner)
         for spec, table in config.scenario_params.get(m, {}).items():
             apply_overrides(METHODS.get(m).Params(), {**config.method_params.get(m, {}), **table},
-                            f'{where} [methods.{m}."{spec}"]')
+                            f'method {m!r} ({config.source} [methods.{m}."{spec}"])')
     return methods
 
 

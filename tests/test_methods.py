@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import method_checks as kit
 import pytest
 import torch
 
+from mubench import testing as kit
 from mubench.errors import ConfigError
 from mubench.params import apply_overrides
 from mubench.plugins import load_methods

@@ -7,10 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import method_checks as kit
 import pytest
 
 from mubench import plugins
+from mubench import testing as kit
 from mubench.cli import main
 from mubench.errors import PluginError
 from mubench.unlearning import METHODS
@@ -129,3 +129,110 @@ def test_example_plugin_loads_and_passes_the_contract(capsys, isolated_registry,
     assert "\n  neggrad_plus " in out and "alpha          float  = 0.99" in out
     assert str(EXAMPLE) not in METHODS.broken
     kit.check_method(METHODS.get("neggrad_plus"), make_task(class0_split))
+
+
+# -- every registry: datasets, models and metrics from plugin files and entry points ------------------
+EVERYTHING = '''
+import dataclasses
+from torch import nn
+from mubench.data import DATASETS, load_digits
+from mubench.metrics import register_metric
+from mubench.models import MODELS
+
+@DATASETS.register("{prefix}_digits", description="digits under another name (a plugin dataset)")
+def toy_digits(options):
+    return dataclasses.replace(load_digits(options), name="{prefix}_digits")
+
+@MODELS.register("{prefix}_linear", description="a linear classifier (a plugin model)")
+def toy_linear(spec):
+    return nn.Sequential(nn.Flatten(), nn.Linear(spec.in_channels * spec.image_size ** 2, spec.num_classes))
+
+@register_metric("{prefix}_forget_size", description="forget-set size (a plugin metric)")
+def forget_size(ctx):
+    return float(len(ctx.outputs.forget))
+'''
+
+
+@pytest.fixture()
+def isolated_registries():
+    """Like isolated_registry, for every registry a plugin may add to."""
+    plugins.load_plugins()
+    saved = {kind: (dict(r._entries), dict(r.broken)) for kind, r in plugins.registries().items()}
+    loaded = set(plugins._loaded_sources)
+    yield
+    for kind, r in plugins.registries().items():
+        r._entries.clear()
+        r._entries.update(saved[kind][0])
+        r.broken.clear()
+        r.broken.update(saved[kind][1])
+    plugins._loaded_sources.clear()
+    plugins._loaded_sources.update(loaded)
+
+
+def test_a_plugin_file_may_register_a_dataset_a_model_and_a_metric(tmp_path, capsys, isolated_registries):
+    from mubench.data import DATASETS
+    from mubench.metrics import METRICS
+    from mubench.models import MODELS
+
+    path = _write(tmp_path, "everything", EVERYTHING.format(prefix="pf"))
+    assert main(["list", "--plugin", str(path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("pf_digits", "pf_linear", "pf_forget_size"):
+        assert f"\n  {name} " in out, out
+    assert {"pf_digits" in DATASETS, "pf_linear" in MODELS, "pf_forget_size" in METRICS} == {True}
+    kit.check_dataset("pf_digits")
+    kit.check_model("pf_linear")
+    kit.check_metric("pf_forget_size")
+
+
+def test_the_workers_loader_gets_every_registry_in_a_fresh_process(tmp_path):
+    """Workers call load_methods(plugin_paths) (the older name): a fresh process gets the file's
+    dataset, model and metric too, as a new Dask or loky worker must."""
+    path = _write(tmp_path, "everything", EVERYTHING.format(prefix="fresh"))
+    code = ("import sys; from mubench.plugins import load_methods; load_methods([sys.argv[1]], strict_plugins=True); "
+            "from mubench.data import DATASETS; from mubench.models import MODELS; from mubench.metrics import METRICS; "
+            "print('fresh_digits' in DATASETS, 'fresh_linear' in MODELS, 'fresh_forget_size' in METRICS)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_a_plugin_that_registers_nothing(tmp_path, capsys, isolated_registries):
+    empty = _write(tmp_path, "nothing", "import torch  # no decorator\n")
+    with pytest.raises(PluginError, match=r"nothing.py registered nothing \(no @register_method/_dataset/_model/_metric\)"):
+        plugins.load_plugins([empty], strict_plugins=True)
+    with pytest.raises(PluginError, match="registered nothing"):  # still an error when loaded again
+        plugins.load_plugin_file(empty, strict=True)
+    assert main(["list", "methods", "--plugin", str(empty)]) == 0  # list shows it, and goes on
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "nothing.py" in ln)
+    assert line.strip().startswith("(unavailable)") and "registered nothing" in line
+
+
+def test_loading_a_file_twice_is_not_registering_nothing(tmp_path, isolated_registries):
+    path = _write(tmp_path, "twice", GOOD.format(name="toy_twice"))
+    plugins.load_plugins([path], strict_plugins=True)
+    plugins.load_plugins([path], strict_plugins=True)
+    assert "toy_twice" in METHODS and str(path.resolve()) not in METHODS.broken
+
+
+class _EntryPoint:
+    def __init__(self, name, value, loader):
+        self.name, self.value, self.load = name, value, loader
+
+
+def test_entry_points_of_every_group_are_loaded(monkeypatch, isolated_registries):
+    from mubench.data import DATASETS, load_digits
+
+    asked = []
+
+    def fake_entry_points(group):
+        asked.append(group)
+        if group != "mubench.datasets":
+            return []
+        return [_EntryPoint("ep_digits", "pkg:register", lambda: DATASETS.add("ep_digits", load_digits))]
+
+    monkeypatch.setattr(plugins, "entry_points", fake_entry_points)
+    plugins.load_plugins()
+    assert asked == list(plugins.ENTRY_POINT_GROUPS)
+    assert set(asked) == {"mubench.methods", "mubench.datasets", "mubench.models", "mubench.metrics",
+                          "mubench.resources"}
+    assert "ep_digits" in DATASETS

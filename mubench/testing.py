@@ -1,10 +1,14 @@
-"""Contract checks every unlearning method must pass: a kit for plugin authors and our own tests.
+"""The contract kit: checks every method, metric, dataset and model must pass, for plugin authors
+and for mubench's own suite (tests/test_contract.py runs them over every registry).
 
-    from tests.method_checks import check_method   # or copy this file next to your plugin
-    check_method(MyMethod)                         # builds a tiny digits class:0 task itself
+    from mubench.testing import check_dataset, check_method, check_metric, check_model
+    check_method(MyMethod)          # builds a tiny digits class:0 task itself (seconds, CPU)
+    check_metric("my_metric")       # on synthetic outputs: no model, no data
+    check_dataset("my_data")        # loads it (LoadOptions or a data root) and checks its shape
+    check_model("my_net")           # builds it for a small spec and runs a forward pass
 
-`check_method` runs everything below and raises AssertionError with a message that says what
-to fix. The checks (STYLE lesson 15):
+Each raises AssertionError with a message that says what to fix; the pieces they run are public
+too. Methods (STYLE lesson 15):
 
 - the class has a docstring, a frozen `Params` dataclass whose every field has a default, a
   constraint (Interval / Options; a bool's type is its constraint) and a help line; a bad value of each constrained field is
@@ -19,6 +23,8 @@ them runs with `epochs=1` when it has an `epochs` field. Methods that declare
 `requires = ("fv_bank",)` get a synthetic bank (K small random vectors of the input's shape),
 enough to exercise the contract; other unknown requirements must be supplied in
 `task.resources`, else `missing_resources` names them (our tests skip such methods).
+
+Metrics, datasets and models: see `check_metric`, `check_dataset` and `check_model` below.
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ from unittest import mock
 
 import torch
 
-from mubench.errors import ConfigError
-from mubench.params import Interval, Options
-from mubench.predictor import Predictor
-from mubench.unlearning import UnlearnTask
+from .errors import ConfigError
+from .params import Interval, Options
+from .predictor import Predictor
+from .unlearning import UnlearnTask
 
 TINY_EPOCHS = 8  # the kit's own original model: enough for digits to reach ~97% train accuracy
 
@@ -222,3 +228,166 @@ def check_method(method_cls, task: UnlearnTask | None = None, params=None) -> Pr
     if missing:
         raise AssertionError(f"method {method_cls.name!r} needs task.resources {missing}; supply them")
     return check_unlearn(method_cls, task, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: a synthetic context (no model, no data) and the checks
+
+
+def synthetic_outputs(seed: int = 0, num_classes: int = 10, n: int = 120):
+    """Seeded logits that favour the true label (accuracies strictly between 0 and 100) for a
+    class-wise split: forget and test_forgotten are class 0, retain and test the other classes."""
+    try:
+        from .outputs import PartOutputs, SplitOutputs
+    except ImportError:  # before outputs.py split off evaluation.py
+        from .evaluation import PartOutputs, SplitOutputs
+
+    g = torch.Generator().manual_seed(seed)
+
+    def part(labels: torch.Tensor) -> PartOutputs:
+        logits = torch.randn(len(labels), num_classes, generator=g)
+        logits[torch.arange(len(labels)), labels] += 2.0
+        return PartOutputs(logits, labels)
+
+    others = lambda m: 1 + torch.arange(m) % (num_classes - 1)  # noqa: E731
+    zeros = lambda m: torch.zeros(m, dtype=torch.int64)  # noqa: E731
+    return SplitOutputs(forget=part(zeros(n // 4)), retain=part(others(n)), test=part(others(n // 2)),
+                        test_forgotten=part(zeros(n // 4)))
+
+
+def synthetic_context(seed: int = 0):
+    """A MetricContext with every field the kit knows filled: Retrain's default metrics and
+    outputs as the reference, bypass and noise controls, a storage cost."""
+    import types
+
+    from .metrics import METRICS, MetricContext, applies, compute_metrics
+
+    ref_outputs = synthetic_outputs(seed + 1)
+    plain = MetricContext(outputs=ref_outputs)
+    defaults = [e.name for e in METRICS.entries() if e.meta.get("default", True) and applies(e.name, plain)]
+    bypass, noise = synthetic_outputs(seed + 2), synthetic_outputs(seed + 3)
+    known = {"reference": compute_metrics(plain, defaults), "reference_outputs": ref_outputs,
+             "bypass": bypass, "noise": noise, "controls": types.SimpleNamespace(bypass=bypass, noise=noise),
+             "storage": (1000, 4000)}
+    fields = {f.name for f in dataclasses.fields(MetricContext)}
+    return MetricContext(outputs=synthetic_outputs(seed), **{k: v for k, v in known.items() if k in fields})
+
+
+def _tensors_hash(obj) -> str:
+    """A hash of every tensor reachable through dataclass fields (to catch in-place edits)."""
+    h = hashlib.sha256()
+
+    def visit(o):
+        if isinstance(o, torch.Tensor):
+            h.update(o.detach().cpu().contiguous().numpy().tobytes())
+        elif dataclasses.is_dataclass(o) and not isinstance(o, type):
+            for f in dataclasses.fields(o):
+                visit(getattr(o, f.name))
+
+    visit(obj)
+    return h.hexdigest()
+
+
+def check_metric(name: str, ctx=None):
+    """Registered with a description; declares only registered metrics as `requires` and only
+    MetricContext fields as `needs`; on `ctx` (default: `synthetic_context()`) returns None or a
+    finite number (or a result with `.value`), the same twice whatever the global RNG, without
+    editing its inputs; and without a field it needs it does not apply. Returns the result."""
+    import math
+
+    from .metrics import METRICS, MetricContext, applies, compute_metrics, metric_value
+
+    entry = METRICS.entry(name)
+    assert entry.description, f"metric {name!r}: give it a description (register_metric(..., description=...))"
+    for dep in entry.meta.get("requires", ()):
+        assert dep in METRICS, f"metric {name!r} requires {dep!r}, which is not a registered metric"
+    fields = {f.name for f in dataclasses.fields(MetricContext)}
+    needs = tuple(entry.meta.get("needs", ()))
+    for need in needs:
+        assert need in fields, f"metric {name!r} needs {need!r}, which is not a MetricContext field ({', '.join(sorted(fields))})"
+    ctx = ctx if ctx is not None else synthetic_context()
+    assert applies(name, ctx), f"metric {name!r}: the context lacks {needs}; pass a ctx that has them"
+    before = _tensors_hash(ctx)
+    values, result = [], None
+    for global_seed in (1234, 4321):
+        torch.manual_seed(global_seed)
+        result = compute_metrics(ctx, [name])[name]
+        value = metric_value(result)
+        assert value is None or (isinstance(value, (int, float)) and math.isfinite(value)), \
+            f"metric {name!r} returned {value!r}; return a finite float, None where undefined, or a result with .value"
+        values.append(value)
+    assert values[0] == values[1], f"metric {name!r} differs between two calls ({values}); seed its randomness"
+    assert _tensors_hash(ctx) == before, f"metric {name!r} changed its inputs in place"
+    for need in needs:
+        assert not applies(name, dataclasses.replace(ctx, **{need: None})), \
+            f"metric {name!r} should not apply without {need!r}"
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets and models
+
+
+def check_dataset(name: str, options=None, root=None):
+    """Loads (twice, identically) into an ImageData of the documented shape: (N, C, H, W) uint8,
+    or float in [0, 1]; int64 labels in [0, K); distinct class names; per-channel mean/std;
+    evaluation crops of `eval_size`; an augmentation that keeps a batch's shape. `root` is a data
+    root (for files a test wrote), `options` a full LoadOptions. Returns the data."""
+    from .augment import Augment
+    from .data import DATASETS, ImageData, LoadOptions, eval_view, load_dataset
+    from .store import stable_hash
+
+    if not name.startswith("imagefolder:"):
+        assert DATASETS.entry(name).description, f"dataset {name!r}: give it a description"
+    options = options or LoadOptions(data_root=None if root is None else str(root))
+    data = load_dataset(name, options)
+    assert isinstance(data, ImageData), f"dataset {name!r}: the loader must return mubench.data.ImageData"
+    k, c = data.num_classes, data.train_x.shape[1]
+    assert k >= 2 and len(set(data.classes)) == k, f"dataset {name!r}: needs >= 2 distinct class names; got {data.classes}"
+    assert len(data.mean) == len(data.std) == c and all(s > 0 for s in data.std), \
+        f"dataset {name!r}: mean/std need one positive value per channel ({c})"
+    assert isinstance(data.augment, Augment), f"dataset {name!r}: augment must be a mubench.augment.Augment"
+    for part in ("train", "test"):
+        x, y = getattr(data, f"{part}_x"), getattr(data, f"{part}_y")
+        where = f"dataset {name!r} {part}"
+        assert x.ndim == 4 and x.shape[1] == c, f"{where}: images must be (N, {c}, H, W); got {tuple(x.shape)}"
+        assert min(x.shape[2:]) >= data.eval_size, f"{where}: images smaller than eval_size {data.eval_size}"
+        assert x.dtype == torch.uint8 or (x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1), \
+            f"{where}: images must be uint8, or float32 in [0, 1]; got {x.dtype}"
+        assert y.dtype == torch.int64 and y.ndim == 1 and len(y) == len(x) > 0, \
+            f"{where}: labels must be a non-empty (N,) int64 tensor matching the images"
+        assert 0 <= int(y.min()) and int(y.max()) < k, f"{where}: labels must lie in [0, {k})"
+    batch = eval_view(data, data.train_x[:4])
+    assert tuple(batch.shape[1:]) == data.input_shape, f"dataset {name!r}: eval_view gives {tuple(batch.shape)}"
+    augmented = data.augment(batch, torch.Generator().manual_seed(0))
+    assert augmented.shape == batch.shape, f"dataset {name!r}: the augmentation changes the batch shape"
+    again = load_dataset(name, options)
+    assert stable_hash(again.fingerprint()) == stable_hash(data.fingerprint()) and torch.equal(again.train_x, data.train_x), \
+        f"dataset {name!r} loads differently twice; keys and splits need a deterministic loader"
+    return data
+
+
+def check_model(name: str, spec=None) -> torch.nn.Module:
+    """Builds for a small spec (default: a grey and a colour one), the same weights from the same
+    global seed (Retrain reuses the original's initialisation; checked on the first spec), and
+    maps (2, C, H, W) to finite (2, K) logits. Returns the last model built."""
+    from .models import MODELS, ModelSpec, build_model
+
+    entry = MODELS.entry(name)
+    assert entry.description, f"model {name!r}: give it a description"
+    size = max(32, entry.meta.get("min_size", 1))
+    specs = [spec] if spec is not None else [ModelSpec(3, ch, size, (0.5,) * ch, (0.25,) * ch) for ch in (1, 3)]
+    for i, s in enumerate(specs):
+        torch.manual_seed(0)
+        model = build_model(name, s)
+        if i == 0:
+            torch.manual_seed(0)
+            assert state_hash(build_model(name, s)) == state_hash(model), \
+                f"model {name!r}: two builds after torch.manual_seed(0) differ; initialise from the global RNG only"
+        x = torch.rand(2, s.in_channels, s.image_size, s.image_size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            out = model.eval()(x)
+        assert tuple(out.shape) == (2, s.num_classes), \
+            f"model {name!r}: logits of shape {tuple(out.shape)}, expected (2, {s.num_classes})"
+        assert torch.isfinite(out).all(), f"model {name!r} produced non-finite logits"
+    return model
