@@ -20,13 +20,13 @@ from mubench.evaluation import evaluate
 from mubench.params import apply_overrides
 from mubench.pipeline import build_task, cached_dataset, get_original, get_split
 from mubench.predictor import Predictor
-from mubench.presets import method_defaults, preset_for
+from mubench.presets import preset_for
 
 
 def fv_params(dataset: str, kind: str, **changes):
-    from mubench.methods.forget_vector import ForgetVectorParams
+    from mubench.methods.forget_vector import ForgetVector
 
-    params = apply_overrides(ForgetVectorParams(), method_defaults(dataset, "forget_vector", kind), "preset")
+    params = apply_overrides(ForgetVector.Params(), ForgetVector.dataset_defaults(dataset, kind), "preset")
     return dataclasses.replace(params, **changes)
 
 

@@ -20,9 +20,6 @@ import pandas as pd
 
 CELL = ["dataset", "model", "scenario"]
 BAR_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy", "avg_gap": "Avg. Gap"}
-METHOD_COLORS = {"retrain": "#4d4d4d", "finetune": "#1f77b4", "grad_ascent": "#ff7f0e",
-                 "random_label": "#2ca02c", "l1_sparse": "#9467bd", "salun": "#8c564b",
-                 "forget_vector": "#d62728", "fv_arithmetic": "#e377c2"}
 _SPARE_COLORS = ("#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
                  "#c49c94", "#9edae5", "#dbdb8d")
 _HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
@@ -63,9 +60,13 @@ CAPTIONS = {
 
 
 def method_color(method: str) -> str:
-    """A fixed colour per registry name; unknown methods get a stable one from a hash of it."""
-    if method in METHOD_COLORS:
-        return METHOD_COLORS[method]
+    """The method class's `color`; methods without one (or unknown names) get a stable spare
+    colour from a hash of the name."""
+    from .report.records import METHOD_LABELS
+    from .unlearning import METHODS
+
+    if method in METHOD_LABELS and METHODS.get(method).color:
+        return METHODS.get(method).color
     return _SPARE_COLORS[zlib.crc32(method.encode()) % len(_SPARE_COLORS)]
 
 

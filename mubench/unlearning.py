@@ -125,11 +125,8 @@ class Method:
     @classmethod
     def dataset_defaults(cls, dataset: str, scenario_kind: str) -> dict:
         """This method's preset overrides for one dataset and scenario kind ("*" applies to all)."""
-        from .presets import method_defaults  # transitional: the tables move into the classes
-
         table = cls.presets.get(dataset, {})
-        return {**method_defaults(dataset, cls.name, scenario_kind), **table.get("*", {}),
-                **table.get(scenario_kind, {})}
+        return {**table.get("*", {}), **table.get(scenario_kind, {})}
 
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()

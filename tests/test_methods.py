@@ -18,7 +18,6 @@ from mubench.errors import ConfigError
 from mubench.params import apply_overrides
 from mubench.plugins import load_methods
 from mubench.predictor import Predictor
-from mubench.presets import method_defaults
 from mubench.unlearning import METHODS
 
 load_methods()
@@ -86,7 +85,7 @@ def test_overrides_convert_strings_by_annotation():
 
 def _run(name, task, **changes):
     cls = METHODS.get(name)
-    params = cls.params_from({**method_defaults("digits", name, "class"), **changes})
+    params = cls.params_from({**cls.dataset_defaults("digits", "class"), **changes})
     return cls(params).unlearn(task)
 
 
@@ -221,3 +220,18 @@ def test_salun_mask_follows_forget_saliency(make_task, class0_split):
     other = dataclasses.replace(task, forget_x=task.retain_x[task.retain_y == 1],
                                 forget_y=task.retain_y[task.retain_y == 1])
     assert any(not torch.equal(a, b) for a, b in zip(small, _salun_mask(other, 0.1), strict=True))
+
+
+def test_every_builtin_carries_its_report_style_and_rows_follow_rank():
+    from mubench.plots import method_color
+    from mubench.report import METHOD_LABELS
+
+    builtins = [METHODS.get(n) for n in METHODS.names() if METHODS.get(n).__module__.startswith("mubench.methods.")]
+    assert len(builtins) >= 10
+    for cls in builtins:
+        assert cls.label and cls.color.startswith("#") and cls.rank < 1000, cls.name
+        assert method_color(cls.name) == cls.color
+    assert len({cls.color for cls in builtins}) == len(builtins)  # scrub and ssd have their own
+    order = list(METHOD_LABELS)
+    assert order[0] == "retrain" and order.index("scrub") < order.index("forget_vector")
+    assert METHOD_LABELS.get("no_such_method", "no_such_method") == "no_such_method"

@@ -4,7 +4,7 @@ Behaviour numbers were measured on the suite's digits original (small CNN, seed 
 one CPU thread): original UA 0.0 / RA 99.4; SCRUB with the digits preset UA 100 / RA 99.4, and
 with msteps=0 (min-steps only) UA 0.0 / RA 99.7; SSD with α = 0.25, λ = 0.1 UA 100 / RA 99.0
 (3,759 parameters dampened). The paper's α = 10 selects no parameter of this particular model
-(its class-0 loss is 12x below the rest's; see mubench/presets.py), so the SSD test states its α.
+(its class-0 loss is 12x below the rest's; see docs/adding-a-method.md), so the SSD test states its α.
 The contract kit runs on both through tests/test_methods.py (parametrised over the registry).
 """
 
@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from mubench.plugins import load_methods
-from mubench.presets import method_defaults
 from mubench.unlearning import METHODS
 
 load_methods()
@@ -32,7 +31,7 @@ def _ua_ra(predictor, task) -> tuple[float, float]:
 
 def _run(name, task, **changes):
     cls = METHODS.get(name)
-    return cls(cls.params_from({**method_defaults("digits", name, "class"), **changes})).unlearn(task)
+    return cls(cls.params_from({**cls.dataset_defaults("digits", "class"), **changes})).unlearn(task)
 
 
 def test_both_are_registered_with_report_labels():

@@ -223,6 +223,11 @@ class ForgetVector(Method):
     frozen original model. Loss, defaults, epoch selection and convergence stop: module docstring."""
 
     Params = ForgetVectorParams
+    label, color, rank = "FV", "#d62728", 80
+    presets = {"digits": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"beta": 0.2, "tol": 1e-2},
+                          "subset": {"beta": 0.2}},
+               "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128}, "random": {"beta": 0.2, "tol": 1e-2},
+                                 "subset": {"beta": 0.2}}}  # why: docs/adding-a-method.md
     version = "1"
 
     def unlearn(self, task: UnlearnTask) -> Predictor:

@@ -46,6 +46,10 @@ class FVArithmetic(Method):
     learned or zero-shot weights. Defaults: forget_vector's (SPEC §4). Runtime excludes the bank."""
 
     Params = FVArithmeticParams
+    label, color, rank = "FV-arith", "#e377c2", 90
+    presets = {"digits": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"beta": 0.2}, "subset": {"beta": 0.2}},
+               "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128}, "random": {"beta": 0.2},
+                                 "subset": {"beta": 0.2}}}  # why: docs/adding-a-method.md
     version = "1"
     requires = ("fv_bank",)
 

@@ -31,6 +31,9 @@ class GradAscent(EpochMethod):
     """Gradient ascent: maximise CE on the forget set."""
 
     Params = GradAscentParams
+    label, color, rank = "GA", "#ff7f0e", 20
+    presets = {"digits": {"*": {"lr": 1e-3, "epochs": 5, "batch_size": 64}},
+               "fashion-mnist": {"*": {"lr": 1e-3, "epochs": 5, "batch_size": 64}}}  # why: docs/adding-a-method.md
     test_params = {"epochs": 2, "batch_size": 64, "lr": 1e-3}
 
     def batches(self, task, epoch, generator):

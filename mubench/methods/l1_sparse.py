@@ -36,6 +36,9 @@ class L1Sparse(EpochMethod):
     """Fine-tune with an ℓ1 penalty γ_t·‖θ‖₁ whose weight decays linearly from γ to 0."""
 
     Params = L1SparseParams
+    label, color, rank = "l1-sparse", "#9467bd", 40
+    presets = {"digits": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32, "gamma": 5e-4}},
+               "fashion-mnist": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 64, "gamma": 5e-4}}}  # why: docs/adding-a-method.md
     test_params = {"epochs": 1, "batch_size": 128}
 
     def gamma_at(self, epoch: int) -> float:

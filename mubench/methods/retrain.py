@@ -33,6 +33,7 @@ class Retrain(Method):
     """Retrain from scratch on the retain set with the original recipe (the gold standard)."""
 
     Params = RetrainParams
+    label, color, rank = "Retrain", "#4d4d4d", 0
     test_params = {"epochs": 2}
 
     def unlearn(self, task: UnlearnTask) -> Predictor:

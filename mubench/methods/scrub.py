@@ -82,6 +82,9 @@ class Scrub(EpochMethod):
     """SCRUB: max-steps on KL(teacher‖student) over the forget set, min-steps of CE + KL on the retain set."""
 
     Params = ScrubParams
+    label, color, rank = "SCRUB", "#006d77", 60
+    presets = {"digits": {"*": {"lr": 0.005, "epochs": 5, "batch_size": 64, "forget_batch_size": 32}},
+               "fashion-mnist": {"*": {"lr": 0.002, "epochs": 8, "batch_size": 64, "forget_batch_size": 32}}}  # why: docs/adding-a-method.md
     test_params = {"epochs": 1, "msteps": 1, "batch_size": 128, "forget_batch_size": 64}
 
     def setup(self, task: UnlearnTask, model: nn.Module) -> None:

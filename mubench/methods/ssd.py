@@ -95,6 +95,8 @@ class SSD(Method):
     """Selective Synaptic Dampening: scale down parameters far more important to the forget set."""
 
     Params = SSDParams
+    label, color, rank = "SSD", "#b8860b", 70
+    presets = {"fashion-mnist": {"class": {"alpha": 100.0}}}  # why: docs/adding-a-method.md
     test_params = {"batch_size": 128}
 
     def unlearn(self, task: UnlearnTask) -> Predictor:

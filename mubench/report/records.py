@@ -7,7 +7,7 @@ disagreement with the stored value (SPEC §5 defines the gap per seed, then aggr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,39 @@ GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
 # Result columns (API, lower snake) → the paper's names, which appear only in rendered tables.
 TABLE_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy",
                  "avg_gap": "Avg. Gap", "rte_s": "RTE (s)", "params_changed": "params changed"}
-# Registry names → report labels; the order is the row order of every table (Retrain first).
-METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "grad_ascent": "GA",
-                 "random_label": "RL", "l1_sparse": "l1-sparse", "salun": "SalUn",
-                 "scrub": "SCRUB", "ssd": "SSD", "forget_vector": "FV", "fv_arithmetic": "FV-arith"}
+
+
+class _MethodLabels(Mapping):
+    """Registry names → report labels, in row order (each method class's `label` and `rank`).
+
+    Read from the method registry on every use, so plugins loaded later appear too.
+    """
+
+    _cache: tuple = ((), {})
+
+    def _table(self) -> dict[str, str]:
+        from ..plugins import load_methods
+        from ..unlearning import METHODS
+
+        if not self._cache[0]:
+            load_methods()  # built-ins and entry points, once; file plugins register themselves
+        names = tuple(METHODS.names())
+        if names != self._cache[0]:
+            classes = sorted((METHODS.get(n) for n in names), key=lambda c: (c.rank, c.name))
+            self._cache = (names, {c.name: c.label or c.name for c in classes})
+        return self._cache[1]
+
+    def __getitem__(self, name: str) -> str:
+        return self._table()[name]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+METHOD_LABELS = _MethodLabels()
 # Old column names → current ones, mapped on read so results written by older versions still load.
 RENAMED_COLUMNS = {"mia": "mia_efficacy", "rte": "rte_s", "gap": "avg_gap"}
 # Columns that describe a job rather than measure it; every other numeric column is a metric.
@@ -46,7 +75,7 @@ def method_label(variant: str) -> str:
 
 def sort_rows(df: pd.DataFrame, then: list[str]) -> pd.DataFrame:
     """Rows by cell, then methods in `METHOD_LABELS` order (unknown ones last), then `then`."""
-    order = list(METHOD_LABELS)
+    order = list(METHOD_LABELS)  # one registry read, not one per row
     rank = df["method"].map(lambda m: order.index(m) if m in order else len(order))
     out = df.assign(_rank=rank).sort_values(CELL + ["_rank"] + then, kind="stable")
     return out.drop(columns="_rank").reset_index(drop=True)
