@@ -38,16 +38,73 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class _Fp32Input:
+    """Mixin of the input layer: its op runs in the weight's dtype (fp32) even under autocast.
+
+    Under bf16 autocast a forward rounds x + δ to bf16 before the first convolution, which
+    swamps a small universal perturbation (SPEC §5, Precision); kept in fp32 here, x + δ and
+    its first linear map are exact and only later layers round. The class keeps its base
+    class's name, so a model prints (and hashes, `pipeline.architecture_key`) as before: in
+    fp32 nothing changes.
+    """
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.to(self.weight.dtype))
+
+    base_name = ""
+
+    def _get_name(self):
+        return self.base_name
+
+
+class Fp32Conv2d(_Fp32Input, nn.Conv2d):
+    base_name = "Conv2d"
+
+
+class Fp32Linear(_Fp32Input, nn.Linear):
+    base_name = "Linear"
+
+
+FP32_INPUT = {nn.Conv2d: Fp32Conv2d, nn.Linear: Fp32Linear}
+
+
+def keep_input_layer_fp32(body: nn.Module) -> nn.Module | None:
+    """Make `body`'s first convolution (or linear layer) an fp32 one in place; returns it.
+
+    "First" is the first Conv2d / Linear in registration order, which is the input layer of
+    every built-in model and of timm's ViTs (the patch embedding). None when there is none
+    of exactly those types (the normalisation alone then stays fp32).
+    """
+    for module in body.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            cls = FP32_INPUT.get(type(module))
+            if cls is not None:
+                module.__class__ = cls  # same parameters and state-dict keys, other forward
+                return module
+            if isinstance(module, _Fp32Input):
+                return module
+            return None
+    return None
+
+
 class Classifier(nn.Module):
-    """Normalize → body; `body` is any network on normalised inputs."""
+    """Normalize → body; `body` is any network on normalised inputs.
+
+    The input path stays fp32 under autocast: the normalisation and the body's first layer
+    (`keep_input_layer_fp32`), so a perturbation δ added to x reaches the network unrounded.
+    """
 
     def __init__(self, spec: ModelSpec, body: nn.Module):
         super().__init__()
         self.normalize = Normalize(spec.mean, spec.std)
         self.body = body
+        keep_input_layer_fp32(body)
 
     def forward(self, x):
-        return self.body(self.normalize(x))
+        with torch.autocast(x.device.type, enabled=False):
+            x = self.normalize(x.float())
+        return self.body(x)
 
 
 def build_model(name: str, spec: ModelSpec) -> nn.Module:

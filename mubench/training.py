@@ -8,6 +8,7 @@ augmentation on the device, seeding, bf16 autocast, channels-last, timing and pr
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -88,8 +89,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether `device` runs bf16 natively. CUDA: compute capability 8.0 (Ampere) or newer;
+    torch's default check also counts pre-Ampere GPUs that only emulate bf16 (slowly)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        if torch.cuda.get_device_capability(device) < (8, 0):
+            return False
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch before 2.3 has no emulation flag and answers for native bf16
+            return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -114,7 +122,7 @@ def cpu_has_amx_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' → bf16 where the hardware runs it fast, else fp32.
 
-    GPUs: bf16 where supported natively. CPUs: bf16 only with AMX. On a 2-core guest with AMX
+    GPUs: bf16 only where supported natively (compute capability ≥ 8.0; never emulated). CPUs: bf16 only with AMX. On a 2-core guest with AMX
     (BENCHMARKS.md §1) bf16 autocast trains small_cnn 1.8x, ResNet-20 1.7x and ResNet-18 2.6x
     faster than fp32 channels-last, runs the default grid 2.07x faster, and keeps the digits
     originals' test accuracy; without AMX, oneDNN's avx512_bf16 kernels are slower than fp32 for
@@ -133,10 +141,39 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str):
-    """The autocast context of a resolved precision (a no-op for fp32)."""
+    """The autocast context of a resolved precision (a no-op for fp32).
+
+    Models keep their input path (normalisation and first layer) in fp32 inside it
+    (`models.Classifier`), so an input perturbation is learned and applied unrounded.
+    """
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# cuBLAS is deterministic only with a fixed workspace, chosen when its handle is created (the
+# first CUDA matmul of the process), so the default is set on import, before any CUDA work.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device | str):
+    """Evaluation math (SPEC §5): on CUDA, fp32 matmuls and convolutions without TF32 and
+    deterministic kernels where torch has them (others warn instead of failing); elsewhere a
+    no-op. The global flags are restored on exit, so training keeps TF32 where it is on."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (cuda.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cuda.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, False, True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        cuda.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved[:4]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
 
 
 # Images per inference batch. On a CPU small batches win: an activation working set that stays
@@ -313,7 +350,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     model.eval()
     batch_size = batch_size or eval_batch_size(device)
     correct = 0
-    for start in range(0, len(y), batch_size):
-        xb = prepare(x[start : start + batch_size].to(device))
-        correct += int((model(xb).argmax(1) == y[start : start + batch_size].to(device)).sum())
+    with exact_fp32(device):
+        for start in range(0, len(y), batch_size):
+            xb = prepare(x[start : start + batch_size].to(device))
+            correct += int((model(xb).argmax(1) == y[start : start + batch_size].to(device)).sum())
     return 100.0 * correct / max(len(y), 1)
