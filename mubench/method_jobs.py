@@ -165,6 +165,7 @@ class Evaluate(Job):
     def run(self, ctx: RunContext) -> dict:
         from .evaluation import cached_outputs, evaluate, load_outputs
         from .mia import MIAConfig
+        from .training import exact_fp32
 
         started = time.time()
         store = ctx.store
@@ -181,11 +182,12 @@ class Evaluate(Job):
             if reference is not None and controls:
                 state = store.load_artifact("outputs", outputs_key(self.reference.unlearn))
                 ref_outputs = load_outputs(state) if state is not None else None
-        outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device)
         mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
-        metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
-                           reference=reference, reference_outputs=ref_outputs, mia=mia, controls=controls,
-                           seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
+        with exact_fp32(ctx.device):  # on CUDA: no TF32, deterministic kernels (SPEC §5)
+            outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device)
+            metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
+                               reference=reference, reference_outputs=ref_outputs, mia=mia, controls=controls,
+                               seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
         rte = unlearned["rte_s"]
         if self.reference is None:
             metrics["avg_gap"] = 0.0
