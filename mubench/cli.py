@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except MubenchError as err:
         if args.debug:
             raise
-        print(f"mubench: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, even when a wrapped error holds newlines
+        print(f"mubench: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mubench: interrupted; finished jobs are kept, run the same command to resume",

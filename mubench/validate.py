@@ -42,6 +42,7 @@ def validate_config(config: ExperimentConfig) -> None:
     load_plugins(config.plugins, strict_plugins=True)
     check_methods(config)
     check_seeds(config.seeds, _label(config, "--seeds", "seeds"))
+    check_tune(config)
     check_recipe(config.recipe, _label(config, "--set recipe", "[recipe]"))
     check_precision(config.precision, _label(config, "--precision", "precision"))
     check_execution(config.execution, config)
@@ -79,6 +80,22 @@ def check_methods(config: ExperimentConfig) -> list[str]:
             apply_overrides(METHODS.get(m).Params(), {**config.method_params.get(m, {}), **table},
                             f'method {m!r} ({config.source} [methods.{m}."{spec}"])')
     return methods
+
+
+def check_tune(config: ExperimentConfig) -> None:
+    """[tune]: its seeds, and a grid whose methods and fields exist (each candidate is converted
+    and range-checked by `tuning.check_grid` when `mubench tune` runs)."""
+    from .unlearning import METHODS
+
+    check_seeds(config.tune.seeds, f"{config.source} [tune] seeds")
+    for method, fields in config.tune.grid.items():
+        valid = {f.name for f in dataclasses.fields(METHODS.get(method).Params)}
+        for name in fields:
+            if name not in valid:
+                close = difflib.get_close_matches(name, sorted(valid), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"{config.source} [tune.grid.{method}]: unknown hyper-parameter {name!r}; "
+                                  f"{hint}valid: {', '.join(sorted(valid))}")
 
 
 # -- seeds ---------------------------------------------------------------------------------------

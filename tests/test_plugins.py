@@ -236,3 +236,18 @@ def test_entry_points_of_every_group_are_loaded(monkeypatch, isolated_registries
     assert set(asked) == {"mubench.methods", "mubench.datasets", "mubench.models", "mubench.metrics",
                           "mubench.resources"}
     assert "ep_digits" in DATASETS
+
+
+NEW_CORE = (Path(plugins.__file__).parent / "planner.py").is_file()  # every job loads plugins there
+
+
+@pytest.mark.skipif(not NEW_CORE, reason="the staged runner loads plugins only in method jobs")
+def test_a_plugin_dataset_and_model_run_in_fresh_loky_workers(tmp_path):
+    path = _write(tmp_path, "everything", EVERYTHING.format(prefix="e2e"))
+    out = subprocess.run([sys.executable, "-m", "mubench", "run", "--plugin", str(path), "--datasets", "e2e_digits",
+                          "--models", "e2e_linear", "--methods", "finetune", "--scenarios", "class:0", "--seeds", "0,1",
+                          "--set", "recipe.epochs=1", "--set", "finetune.epochs=1", "--jobs", "2", "--backend", "loky",
+                          "--quiet", "--out", str(tmp_path / "results")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "0 failed" in out.stdout and "e2e_digits" in out.stdout

@@ -88,6 +88,9 @@ def test_bad_precision_in_a_config_file(capsys, tmp_path):
     ("[execution]\nbackend = \"ray\"\n", ["'ray' is not one of loky, dask, sequential"]),
     ("[methods.salun]\nlr = 0\n", ["[methods.salun]", "'lr'"]),
     ("[methods.salun.\"class:0\"]\nlr = 0\n", ["[methods.salun.\"class:0\"]", "'lr'"]),
+    ("[tune]\nseeds = [100, 100]\n", ["[tune] seeds", "seed 100 is given twice"]),
+    ("[tune.grid.salun]\nlrr = [0.1, 0.2]\n", ["[tune.grid.salun]", "'lrr'", "did you mean 'lr'"]),
+    ("[tune.grid.salon]\nlr = [0.1]\n", ["unknown method 'salon'"]),
 ])
 def test_bad_config_file_values(table, words, capsys, tmp_path):
     path = tmp_path / "x.toml"
@@ -218,3 +221,22 @@ def test_bank_table_is_read_written_back_and_set_from_the_command_line(tmp_path)
     assert "bank" not in config.method_params and config.method_params["salun"] == {"lr": "0.5"}
     with pytest.raises(ConfigError, match=r"\[bank\] must be a table"):
         config_from_dict({"bank": 3})
+
+
+def test_an_error_with_newlines_is_still_one_line(monkeypatch, capsys, tmp_path):
+    from mubench.commands import run as run_cmd
+
+    def bad(config):
+        raise ConfigError("first part\n  second part")
+
+    monkeypatch.setattr("mubench.validate.validate_config", bad)
+    monkeypatch.setattr(run_cmd, "config_from_args", lambda args: ExperimentConfig())
+    assert _fails(capsys, tmp_path) == "mubench: error: first part second part"
+
+
+def test_list_resources(capsys):
+    resources = pytest.importorskip("mubench.resources")
+    assert main(["list", "resources"]) == 0
+    out = capsys.readouterr().out
+    for e in resources.RESOURCES.entries():
+        assert f"\n  {e.name} " in out

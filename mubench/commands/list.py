@@ -1,15 +1,15 @@
-"""`mubench list [datasets|models|scenarios|methods|metrics]`: what is available, one line each."""
+"""`mubench list [datasets|models|scenarios|methods|metrics|resources]`: what is available, one line each."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-KINDS = ("datasets", "models", "scenarios", "methods", "metrics")
+KINDS = ("datasets", "models", "scenarios", "methods", "metrics", "resources")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list datasets, models, scenarios, methods or metrics",
+    p = sub.add_parser("list", help="list datasets, models, scenarios, methods, metrics or resources",
                        description="List what mubench can run, with one-line descriptions.")
     p.add_argument("kind", nargs="?", choices=KINDS, default=None, help="what to list (default: everything)")
     p.add_argument("--plugin", action="append", default=[], metavar="PATH",
@@ -74,5 +74,16 @@ def _metrics(args):
         yield f"{e.name:<20} {e.description}{default}"
 
 
+def _resources(args):
+    """Artifacts plugins build for the methods that require them, with their config table."""
+    try:
+        resources = importlib.import_module("mubench.resources")
+    except ModuleNotFoundError:
+        return
+    for e in resources.RESOURCES.entries():
+        section = getattr(e.obj, "section", "")
+        yield f"{e.name:<16} {e.description}" + (f"  [{section}]" if section else "")
+
+
 LISTERS = {"datasets": _datasets, "models": _models, "scenarios": _scenarios,
-           "methods": _methods, "metrics": _metrics}
+           "methods": _methods, "metrics": _metrics, "resources": _resources}
