@@ -144,3 +144,49 @@ def test_render_forget_vector_writes_a_png(learned, digits, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="delta"):
         render_forget_vector(Predictor(task.original), images, labels, digits.classes, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("cls_name", ["forget_vector", "fv_arithmetic"])
+@pytest.mark.parametrize(("dataset", "scenario", "beta"), [
+    ("cifar10", "random:10", 0.2), ("cifar10", "subset:1,2:50", 0.2), ("cifar10", "class:3", 5.0),
+    ("cifar10", "classes:1,2", 5.0), ("svhn", "random:10", 0.2), ("imagefolder:/x", "random:5", 0.2),
+    ("digits", "random:10", 0.2)])
+def test_beta_default_follows_the_scenario_kind_on_every_dataset(cls_name, dataset, scenario, beta):
+    from mubench.methods.forget_vector import resolve_beta
+    from mubench.plugins import load_methods
+    from mubench.runner import resolve_params
+    from mubench.scenarios import parse_scenario
+
+    load_methods()
+    kind = parse_scenario(scenario).kind
+    assert resolve_beta(resolve_params(cls_name, dataset, kind, {}), kind).beta == beta
+    # A user's β wins over the kind's default.
+    assert resolve_beta(resolve_params(cls_name, dataset, kind, {"beta": "3"}), kind).beta == 3.0
+
+
+def test_resolved_beta_is_used_and_recorded(make_task, random10_split):
+    task = make_task(random10_split)
+    p = ForgetVectorParams(batch_size=256, epochs=1, tol=0.0)
+    auto = ForgetVector(p).unlearn(task)
+    explicit = ForgetVector(dataclasses.replace(p, beta=0.2)).unlearn(task)
+    assert auto.info["beta"] == 0.2
+    assert torch.equal(auto.delta, explicit.delta)
+
+
+def test_stacked_best_epoch_is_per_problem(make_task, class0_split):
+    """Two problems learned at once: each keeps its own best epoch, and `selected_epoch` is the
+    latest of them — not simply the last epoch run."""
+    from mubench.methods.forget_vector import learn_perturbation
+
+    task = make_task(class0_split)
+    p = ForgetVectorParams(batch_size=256, epochs=4, tol=0.0, select="best", lr=0.05)
+    theta = torch.zeros((2, *task.input_shape))
+    # Problem 0 forgets class 0; problem 1 has no forget samples (pure CE from δ = 0), whose
+    # held-out objective is smallest at its start and so can improve only by noise.
+    learned = learn_perturbation(task, p, theta, to_delta=lambda d: d, norms=lambda d: d.flatten(1).norm(dim=1),
+                                 flags=lambda b: torch.stack([b.y == 0, torch.zeros_like(b.y, dtype=torch.bool)]))
+    assert len(learned.selected_epochs) == 2
+    assert learned.selected_epoch == max(learned.selected_epochs)
+    assert all(0 <= e <= learned.epochs_run for e in learned.selected_epochs)
+    for k, e in enumerate(learned.selected_epochs):  # theta of problem k is its own best epoch's
+        assert e > 0 or torch.equal(learned.theta[k], theta[k])

@@ -30,12 +30,12 @@ def bank_store(tmp_path_factory, digits, digits_original, cpu):
 
 
 def _objective(task, predictor, params, norm) -> float:
-    """L on the whole un-augmented forget ∪ retain set (one 'batch')."""
+    """L on the whole un-augmented forget ∪ retain set (one 'batch'), λ‖w‖ undivided (SPEC §4)."""
     x = torch.cat([task.prepare(task.forget_x), task.prepare(task.retain_x)])
     y = torch.cat([task.forget_y, task.retain_y])
     forget = torch.arange(len(y)) < len(task.forget_y)
     with torch.no_grad():
-        return float(forget_vector_loss(predictor(x), y, forget, torch.as_tensor(norm), params))
+        return float(forget_vector_loss(predictor(x), y, forget, torch.as_tensor(norm), params, divide_norm=False))
 
 
 def test_bank_is_stored_and_reloaded(bank_store, digits, digits_original, cpu):
@@ -120,3 +120,41 @@ def test_missing_or_mismatched_bank_is_a_config_error(make_task, class0_split):
         FVArithmetic().unlearn(make_task(class0_split))
     with pytest.raises(ConfigError, match="shape"):
         FVArithmetic().unlearn(make_task(class0_split, resources={"fv_bank": torch.zeros(10, 3, 8, 8)}))
+
+
+def test_arithmetic_penalty_is_not_divided_by_the_batch(monkeypatch, make_task, class0_split):
+    """SPEC §4: λ·‖w‖₂ is added as is (δ's own penalty is divided by |B|). Hand case: with zero
+    logits every CE is ln 3 and every margin 0, so L = α·n_retain·ln 3/|B| + λ·‖w‖."""
+    import math
+
+    import mubench.methods.fv_arithmetic as fva
+
+    p = FVArithmeticParams(alpha=1.0, beta=5.0, lam=2.0)
+    logits, y = torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])
+    forget = torch.tensor([True, False, False, False])
+    w_norm = torch.tensor(0.5)
+    got = forget_vector_loss(logits, y, forget, w_norm, p, divide_norm=False)
+    assert got.item() == pytest.approx(3 * math.log(3) / 4 + 2.0 * 0.5)
+    assert forget_vector_loss(logits, y, forget, w_norm, p).item() == pytest.approx(3 * math.log(3) / 4 + 2.0 * 0.5 / 4)
+    # FVArithmetic asks the shared learner for the undivided penalty.
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    real = fva.learn_perturbation
+    monkeypatch.setattr(fva, "learn_perturbation", spy)
+    task = make_task(class0_split, resources={"fv_bank": torch.randn(10, *make_task(class0_split).input_shape)})
+    FVArithmetic(FVArithmeticParams(epochs=1, tol=0.0)).unlearn(task)
+    assert seen.get("divide_norm") is False
+
+
+def test_learned_delta_does_not_depend_on_the_bank_vectors_scale(bank_store, make_task, random10_split):
+    """Steps in normalised directions: scaling every bank vector by 30 leaves δ unchanged
+    (without the norm penalty, which is on w). With steps on w itself, δ's step grows 900x."""
+    _, bank = bank_store
+    p = FVArithmeticParams(batch_size=256, epochs=2, tol=0.0, lam=0.0)
+    deltas = [FVArithmetic(p).unlearn(make_task(random10_split, resources={"fv_bank": bank.vectors * c})).delta
+              for c in (1.0, 30.0)]
+    torch.testing.assert_close(deltas[0], deltas[1], rtol=1e-3, atol=1e-5)

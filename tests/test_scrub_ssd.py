@@ -10,6 +10,7 @@ The contract kit runs on both through tests/test_methods.py (parametrised over t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -59,6 +60,42 @@ def test_distill_kl_by_hand():
     assert kl2.item() == pytest.approx(4 * 0.5 * math.log(4 / 3), rel=1e-6)
 
 
+def _sized_task(n_forget: int, n_retain: int, forget_y=None, retain_y=None):
+    """A task of 1-pixel images: enough to count and order batches, no model needed."""
+    from mubench.scenarios import Scenario
+    from mubench.training import Recipe
+    from mubench.unlearning import UnlearnTask
+
+    class NoAugment:  # a call would mean augmentation is on
+        kind = "flip"
+
+        def __call__(self, x, generator):
+            raise AssertionError("augmented")
+
+    fy = torch.zeros(n_forget, dtype=torch.long) if forget_y is None else forget_y
+    ry = torch.ones(n_retain, dtype=torch.long) if retain_y is None else retain_y
+    return UnlearnTask(original=torch.nn.Identity(), forget_x=torch.arange(len(fy), dtype=torch.float)[:, None, None, None],
+                       forget_y=fy, retain_x=-torch.arange(1, len(ry) + 1, dtype=torch.float)[:, None, None, None],
+                       retain_y=ry, num_classes=10, input_shape=(1, 1, 1), augment=NoAugment(),
+                       scenario=Scenario("class", (0,)), seed=0, device=torch.device("cpu"), recipe=Recipe(),
+                       build_model=lambda: None, prepare=lambda x: x)
+
+
+def test_scrub_defaults_are_the_reference_loaders_on_a_cifar_sized_task():
+    """SPEC §3: forget batches of 512, retain batches of 256, no augmentation. CIFAR-10 class
+    forgetting (5,000 forget / 45,000 retain): 10 max-steps and 176 min-steps per max epoch."""
+    method = METHODS.get("scrub")()
+    task = _sized_task(5000, 45000)
+    batches = list(method.batches(task, 0, task.generator()))  # NoAugment raises if augmented
+    forget = [b for b in batches if b.part == "forget"]
+    assert len(forget) == math.ceil(5000 / 512) == 10
+    assert len(batches) - len(forget) == math.ceil(45000 / 256)
+    assert len(list(method.batches(task, method.params.msteps, task.generator()))) == 176  # min-steps only
+    augmented = METHODS.get("scrub")(METHODS.get("scrub").params_from({"augment": "true"}))
+    with pytest.raises(AssertionError, match="augmented"):
+        list(augmented.batches(task, 0, task.generator()))
+
+
 def test_scrub_max_steps_only_in_the_first_msteps_epochs(make_task, class0_split):
     cls = METHODS.get("scrub")
     method = cls(cls.params_from({"msteps": 2, "batch_size": 100, "forget_batch_size": 50}))
@@ -101,6 +138,34 @@ def test_dampening_by_hand():
     w = [torch.full((4,), 2.0)]
     assert dampen_(w, [torch.zeros(4)], [torch.zeros(4)], alpha=10, lam=1) == 0  # 0 > 0 is false
     assert w[0].tolist() == [2.0] * 4
+
+
+def test_ssd_full_importance_follows_the_stored_class_sorted_order(monkeypatch):
+    """SPEC §3: I_D runs over retain then forget, each class by class (stable), unshuffled."""
+    import mubench.methods.ssd as ssd
+
+    retain_y, forget_y = torch.tensor([2, 0, 1, 0, 2, 1]), torch.tensor([3, 3, 3])
+    task = _sized_task(3, 6, forget_y=forget_y, retain_y=retain_y)
+    batches = list(ssd.class_sorted_batches(task, 4))
+    assert [b.y.tolist() for b in batches] == [[0, 0, 1, 1], [2, 2], [3, 3, 3]]
+    # Stable within a class: the stored order of the retain samples of class 0 is kept (x = -index-1).
+    assert batches[0].x.flatten().tolist() == [-2.0, -4.0, -3.0, -6.0]
+    # And SSD computes I_D over exactly those batches by default (shuffled on request).
+    seen = []
+    real = ssd.fisher_diagonal
+
+    def spy(model, batches):
+        batches = list(batches)
+        seen.append([b.y.tolist() for b in batches])
+        return real(model, batches)
+
+    monkeypatch.setattr(ssd, "fisher_diagonal", spy)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 4))
+    task = dataclasses.replace(task, original=model)
+    ssd.SSD(ssd.SSDParams(batch_size=4)).unlearn(task)
+    assert seen[1] == [[0, 0, 1, 1], [2, 2], [3, 3, 3]]
+    ssd.SSD(ssd.SSDParams(batch_size=4, full_order="shuffled")).unlearn(task)
+    assert sorted(sum(seen[3], [])) == sorted(retain_y.tolist() + forget_y.tolist()) and seen[3] != seen[1]
 
 
 def test_ssd_forgets_the_class_touching_few_weights(make_task, class0_split):

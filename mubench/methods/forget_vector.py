@@ -17,8 +17,10 @@ evaluated input.
 
 Defaults (SPEC §4): α = 1, λ = 1, τ = 1, SGD lr 0.2, momentum 0.9, weight decay 5e-4 on δ,
 lr × 0.9 after every epoch, batch 256, augmentation on, 100 epochs (the step size is below
-1e-5 after 100). β is per scenario kind: 5 here (the paper tuned β per class in 3–10 for
-class-wise forgetting); random forgetting needs β far smaller, which the presets set.
+1e-5 after 100). β is per scenario kind, resolved by the method for every dataset
+(`beta=None`, BETA_BY_KIND): 5 for class / classes forgetting (the paper tuned β per class in
+3–10), 0.2 for random / subset forgetting (SPEC §4: a universal δ cannot tell forget samples
+from retain samples of the same class, so a large β destroys RA); `info["beta"]` records it.
 
 Epoch selection (the paper picked an epoch per class and did not say how): `select="last"`
 (default) returns δ after the last epoch run. `select="best"` holds out a `holdout` fraction of
@@ -29,8 +31,7 @@ augmentation, no norm penalty) on that slice.
 
 Convergence stop: with `tol > 0` (default 1e-3), training stops after the first epoch in which
 ‖δ_e − δ_{e−1}‖₂ / ‖δ_{e−1}‖₂ < tol (for every learned vector); `info["epochs_run"]` records
-how many epochs ran. On digits class:0 a 100-epoch budget stops after 72-79 epochs with the
-same UA/RA/TA to 0.1 (the lr is then below 3e-4); `tol=0` always runs `epochs`.
+how many epochs ran (measured effect: docs/forget-vectors.md); `tol=0` always runs `epochs`.
 
 `learn_perturbation` below is the shared learner: forget-vector arithmetic (fv_arithmetic)
 reuses it with δ = Σ_k w_k δ_k, and the class-wise bank (mubench/fv_bank.py) stacks several
@@ -59,8 +60,10 @@ class PerturbationParams:
     """The loss and optimisation of a learned input perturbation (shared with fv_arithmetic)."""
 
     alpha: float = param(1.0, Interval(0, None), "weight of the retain cross-entropy term")
-    beta: float = param(5.0, Interval(0, None), "weight of the forget margin term (paper: 3-10 class-wise)")
-    lam: float = param(1.0, Interval(0, None), "weight of the l2 norm penalty (divided by |B|)")
+    beta: float | None = param(None, Interval(0, None),
+                               "weight of the forget margin term; None: by scenario kind (class/classes 5, "
+                               "random/subset 0.2)")
+    lam: float = param(1.0, Interval(0, None), "weight of the l2 norm penalty")
     tau: float = param(1.0, Interval(0, None), "margin at which the forget term stops pushing")
     lr: float = param(0.2, Interval(0, None, "neither"), "SGD learning rate of the first epoch")
     epochs: int = param(100, Interval(1, None), "maximum number of epochs")
@@ -80,6 +83,18 @@ class ForgetVectorParams(PerturbationParams):
     init_std: float = param(0.01, Interval(0, None), "standard deviation of the gaussian init")
 
 
+# β when `beta` is None (SPEC §4): the paper's class-wise range 3-10, and a small β where a
+# universal δ must leave same-class retain samples alone.
+BETA_BY_KIND = {"class": 5.0, "classes": 5.0, "random": 0.2, "subset": 0.2}
+
+
+def resolve_beta(p: PerturbationParams, scenario_kind: str) -> PerturbationParams:
+    """`p` with β set: the user's value, else BETA_BY_KIND of the scenario kind."""
+    if p.beta is not None:
+        return p
+    return dataclasses.replace(p, beta=BETA_BY_KIND[scenario_kind])
+
+
 def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """z_y − max_{k≠y} z_k per sample: positive while the true class still wins."""
     true = logits.gather(1, y[:, None]).squeeze(1)
@@ -88,12 +103,13 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def forget_vector_loss(logits: torch.Tensor, y: torch.Tensor, forget: torch.Tensor, norm: torch.Tensor,
-                       p: PerturbationParams, batch_size: int | None = None) -> torch.Tensor:
+                       p: PerturbationParams, batch_size: int | None = None,
+                       divide_norm: bool = True) -> torch.Tensor:
     """L(δ) of the module docstring for one batch; `norm` is ‖δ‖₂ (or ‖w‖₂ for arithmetic).
 
     batch_size: |B|, default len(y). Several problems stacked along the batch (the bank's
     batched mode) pass the size of one batch and the sum of their norms, so the result is the
-    sum of the problems' losses.
+    sum of the problems' losses. divide_norm=False adds λ·norm undivided (arithmetic, SPEC §4).
     """
     n = len(y) if batch_size is None else batch_size
     logits = logits.float()
@@ -101,7 +117,7 @@ def forget_vector_loss(logits: torch.Tensor, y: torch.Tensor, forget: torch.Tens
     margin = cw_margin(logits, y).clamp_min(-p.tau)
     retain_term = torch.where(forget, 0.0, ce).sum() / n
     forget_term = torch.where(forget, margin, 0.0).sum() / n
-    return p.alpha * retain_term + p.beta * forget_term + p.lam * norm / n
+    return p.alpha * retain_term + p.beta * forget_term + p.lam * (norm / n if divide_norm else norm)
 
 
 @contextlib.contextmanager
@@ -121,7 +137,8 @@ def frozen_weights(model: nn.Module):
 class Learned:
     theta: torch.Tensor  # the learned tensor of the selected epoch (δ, the stacked δs, or w)
     epochs_run: int
-    selected_epoch: int  # 1-based; with P > 1 problems: the last epoch in which any of them improved
+    selected_epoch: int  # 1-based; with P > 1 problems: the latest of selected_epochs
+    selected_epochs: list[int]  # 1-based, the epoch returned for each of the P problems
     final_loss: float
     seconds: float
 
@@ -144,13 +161,16 @@ def split_holdout(task: UnlearnTask, fraction: float, generator: torch.Generator
 def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Tensor,
                        to_delta: Callable[[torch.Tensor], torch.Tensor],
                        norms: Callable[[torch.Tensor], torch.Tensor],
-                       flags: Callable[[Batch], torch.Tensor] | None = None, desc: str = "forget_vector") -> Learned:
+                       flags: Callable[[Batch], torch.Tensor] | None = None, desc: str = "forget_vector",
+                       divide_norm: bool = True) -> Learned:
     """Learn `theta` so that the P perturbations `to_delta(theta)` (P, C, H, W) minimise L.
 
     norms(theta) → (P,) penalty norms; flags(batch) → (P, B) forget flags of each problem
     (default: the batch's own flags, P = 1). With select="best" and P > 1, theta's first
-    dimension must index the problems (each keeps its own best epoch).
+    dimension must index the problems (each keeps its own best epoch). β None is resolved from
+    the task's scenario kind; divide_norm: see forget_vector_loss.
     """
+    p = resolve_beta(p, task.scenario.kind)
     model = task.original.eval()
     flags = flags or (lambda b: b.forget[None])
     holdout = None
@@ -166,7 +186,7 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
         deltas = to_delta(theta)
         logits = net(perturb(batch.x, deltas))
         return forget_vector_loss(logits, batch.y.repeat(len(deltas)), flags(batch).flatten(),
-                                  norms(theta).sum(), p, batch_size=len(batch.y))
+                                  norms(theta).sum(), p, batch_size=len(batch.y), divide_norm=divide_norm)
 
     @torch.no_grad()
     def heldout_objective() -> torch.Tensor:
@@ -184,8 +204,9 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
             sums = sums + torch.stack([(ce * (1 - f)).sum(1), (1 - f).sum(1), (margin * f).sum(1), f.sum(1)])
         return p.alpha * sums[0] / sums[1].clamp_min(1) + p.beta * sums[2] / sums[3].clamp_min(1)
 
+    n_problems = len(to_delta(theta))
     state = {"prev": to_delta(theta).detach().clone(), "best": None, "best_theta": theta.detach().clone(),
-             "best_epoch": 0}
+             "best_epochs": torch.zeros(n_problems, dtype=torch.long)}
 
     def after_epoch(epoch: int, stats: dict) -> bool:
         delta = to_delta(theta).detach()
@@ -195,12 +216,12 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
             obj = heldout_objective()
             better = obj < state["best"] if state["best"] is not None else torch.ones_like(obj, dtype=torch.bool)
             state["best"] = obj if state["best"] is None else torch.where(better, obj, state["best"])
-            if len(obj) == 1:
+            if n_problems == 1:  # theta need not index the problem (arithmetic's w)
                 if better.item():
-                    state["best_theta"], state["best_epoch"] = theta.detach().clone(), epoch + 1
+                    state["best_theta"] = theta.detach().clone()
             else:
                 state["best_theta"][better] = theta.detach()[better]
-                state["best_epoch"] = epoch + 1
+            state["best_epochs"][better.cpu()] = epoch + 1
         return p.tol > 0 and bool((change < p.tol).all())  # NaN (from a zero δ) never stops
 
     generator = task.generator()
@@ -211,10 +232,10 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
                        loss_fn=loss_fn, optim=optim, device=task.device, precision=task.precision, params=[theta],
                        after_epoch=after_epoch, train_mode=False, progress=task.progress, desc=desc)
     if holdout is None:
-        final, selected = theta.detach(), result.epochs_run
+        final, selected = theta.detach(), [result.epochs_run] * n_problems
     else:
-        final, selected = state["best_theta"], state["best_epoch"]
-    return Learned(final, result.epochs_run, selected, result.last_loss, result.seconds)
+        final, selected = state["best_theta"], [int(e) for e in state["best_epochs"]]
+    return Learned(final, result.epochs_run, max(selected), selected, result.last_loss, result.seconds)
 
 
 @register_method("forget_vector")
@@ -224,11 +245,10 @@ class ForgetVector(Method):
 
     Params = ForgetVectorParams
     label, color, rank = "FV", "#d62728", 80
-    presets = {"digits": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"beta": 0.2, "tol": 1e-2},
-                          "subset": {"beta": 0.2}},
-               "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128}, "random": {"beta": 0.2, "tol": 1e-2},
-                                 "subset": {"beta": 0.2}}}  # why: docs/adding-a-method.md
-    version = "1"
+    presets = {"digits": {"*": {"epochs": 60, "tol": 3e-3}, "random": {"tol": 1e-2}},
+               "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128, "tol": 3e-3},
+                                 "random": {"tol": 1e-2}}}  # why: docs/adding-a-method.md
+    version = "2"  # 2: β resolved by scenario kind
 
     def unlearn(self, task: UnlearnTask) -> Predictor:
         p = self.params
@@ -238,5 +258,6 @@ class ForgetVector(Method):
         learned = learn_perturbation(task, p, delta0, to_delta=lambda d: d[None], norms=lambda d: d.norm()[None])
         delta = learned.theta.float().cpu()
         info = {"epochs_run": learned.epochs_run, "selected_epoch": learned.selected_epoch,
-                "final_loss": learned.final_loss, "delta_norm": float(delta.norm())}
+                "final_loss": learned.final_loss, "delta_norm": float(delta.norm()),
+                "beta": resolve_beta(p, task.scenario.kind).beta}
         return Predictor(task.original, delta=delta, clamp=p.clamp, params_changed=delta.numel(), info=info)

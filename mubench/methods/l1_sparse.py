@@ -3,7 +3,8 @@
 Source: Jia et al., "Model Sparsity Can Simplify Machine Unlearning" (NeurIPS 2023), the OPTML
 sparse-unlearning code. Loss: CE on retain batches + γ_t·‖θ‖₁ over all parameters (BatchNorm
 affine parameters and biases included, as in the reference), with γ_t = γ·(1 − t/T) for epoch
-t of T: the penalty sparsifies early and vanishes by the end, so the last epochs are plain FT.
+t = 0 … T−1 of T: the penalty sparsifies early and shrinks every epoch, but never reaches 0
+inside the run — the last epoch still uses γ·(1 − (T−1)/T) = γ/T (0.1γ at T = 10).
 Defaults (SPEC §3, CIFAR-10): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, 10
 epochs, γ = 1e-4 (the paper tunes γ per scenario), training augmentation on.
 """
@@ -24,7 +25,7 @@ from mubench.unlearning import EpochMethod, EpochParams, register_method
 class L1SparseParams(EpochParams):
     """FT's SGD defaults plus the initial strength of the ℓ1 penalty."""
 
-    gamma: float = param(1e-4, Interval(0, None), "initial l1 weight, decayed linearly to 0 over the epochs")
+    gamma: float = param(1e-4, Interval(0, None), "initial l1 weight; epoch t of T uses gamma x (1 - t/T)")
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -33,7 +34,7 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 
 @register_method("l1_sparse")
 class L1Sparse(EpochMethod):
-    """Fine-tune with an ℓ1 penalty γ_t·‖θ‖₁ whose weight decays linearly from γ to 0."""
+    """Fine-tune with an ℓ1 penalty γ_t·‖θ‖₁, γ_t = γ·(1 − t/T): linear from γ down to γ/T."""
 
     Params = L1SparseParams
     label, color, rank = "l1-sparse", "#9467bd", 40

@@ -7,14 +7,15 @@ fraction is updated, the rest is frozen. Then RL (mubench/methods/random_label.p
 Defaults (SPEC §3, CIFAR-10): lr 0.013, 10 epochs, sparsity 0.5, SGD momentum 0.9, weight decay
 5e-4, batch 256, training augmentation on.
 
-Where we differ from the reference code:
+What mubench does (stated as such: the reference code changed in Feb 2026 and mubench has
+not verified its current masking or saliency reduction):
 - `mask_mode="hard"` (default) truly freezes unmasked weights: after every step they are put
-  back to their original values, so weight decay and momentum cannot move them (the reference
-  multiplies gradients by the mask, and SGD's weight decay and momentum still drift the frozen
-  weights; that behaviour is `mask_mode="grad"`). BatchNorm running statistics are buffers,
-  not parameters, and are updated by training in both modes, as in the reference.
+  back to their original values, so weight decay and momentum cannot move them (SPEC §3).
+  `mask_mode="grad"` only multiplies gradients by the mask, so SGD's weight decay and momentum
+  still drift the unmasked weights. BatchNorm running statistics are buffers, not parameters,
+  and are updated by training in both modes.
 - The saliency pass sums per-sample losses over un-augmented forget images, so the ranking
-  equals that of the mean loss over the whole forget set (the reference sums batch means).
+  equals that of the mean loss over the whole forget set.
 - Ties in the ranking are broken by parameter order (stable sort), so masks are reproducible.
 """
 

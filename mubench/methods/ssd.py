@@ -14,34 +14,29 @@ parameters, biases); BatchNorm running statistics are buffers and stay as they a
 
 Defaults: α = 10, λ = 1, batch 64 — the paper's values for every ResNet-18 / CIFAR task (found
 by a TPE search over α ∈ [0.1, 100], λ ∈ [0.1, 5]; ViT used α = 5 class-wise, PinsFaceRecognition
-α = 50, λ = 0.1). Smaller datasets override them in mubench/presets.py.
+α = 50, λ = 0.1). Smaller datasets may override them in the class's `presets`.
 
-Where we differ from the reference code: both passes use seeded, shuffled batches of
-un-augmented images (the reference also reads its training data without augmentation, but
-unshuffled: the full set as retain then forget, in its class-by-class order). As in the
-reference, an importance is the squared gradient of a batch-mean loss, averaged over batches —
-not per-sample squared gradients — so it depends on the batch size and on which samples share
-a batch: gradients of a fitted model partly cancel within a mixed batch and not within a
-one-class forget batch, which is why class forgetting on Fashion-MNIST needs α = 100.
-(Per-sample squared gradients were tried and are no steadier: with them I_f/I_D cannot exceed
-|D|/|D_f|, 10 for one class of ten, so α = 10 selects nothing at all there.)
-
-α is fragile on small, fully fitted models. Digits class:0 with the paper's values: seeds 1 and
-2 dampen 1.3% of the parameters (UA 100, RA 99.9 / 99.8, gap 0.39 / 0.23); seed 0 dampens none
-(UA 0, gap 50.3), because that original barely has a loss on class 0. Random forgetting barely
-selects anything (gap 0.85-1.19, the untouched original's). 0.2-0.6 s per job. Details and the
-Fashion-MNIST numbers: the presets' comments in mubench/presets.py.
+Batch order (SPEC §3): as in the reference, I_D is computed over the training data in its
+stored order, retain then forget, each class by class (stable within a class), unshuffled and
+un-augmented, so almost every batch holds one class (`full_order="sorted"`). An importance is
+the squared gradient of a batch-mean loss, averaged over batches — not per-sample squared
+gradients — so it depends on which samples share a batch: gradients of a fitted model partly
+cancel within a mixed-class batch, which shrinks I_D and makes α = 10 dampen far more weights;
+`full_order="shuffled"` gives those seeded mixed batches. The forget pass is shuffled (one
+class for class forgetting either way). Measured numbers: docs/adding-a-method.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from mubench.params import Interval, param
+from mubench.params import Interval, Options, param
 from mubench.predictor import Predictor, frozen_copy
+from mubench.training import Batch
 from mubench.unlearning import Method, UnlearnTask, register_method
 
 
@@ -54,10 +49,20 @@ class SSDParams:
     lam: float = param(1.0, Interval(0, None, "neither"),
                        "dampening: weight x min(lam x full / forget importance, 1)")
     batch_size: int = param(64, Interval(1, None), "mini-batch size of both importance passes")
+    full_order: str = param("sorted", Options(("sorted", "shuffled")),
+                            "full-data batches: stored class-sorted order (reference) or shuffled")
 
 
-def fisher_diagonal(model: nn.Module, task: UnlearnTask, part: str, batch_size: int,
-                    generator: torch.Generator) -> list[torch.Tensor]:
+def class_sorted_batches(task: UnlearnTask, batch_size: int) -> Iterable[Batch]:
+    """Unshuffled, un-augmented batches of retain then forget, each sorted by class (stable)."""
+    for x, y in ((task.retain_x, task.retain_y), (task.forget_x, task.forget_y)):
+        order = torch.sort(y, stable=True).indices
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield Batch(task.prepare(x[idx]), y[idx], None, "union")
+
+
+def fisher_diagonal(model: nn.Module, batches: Iterable[Batch]) -> list[torch.Tensor]:
     """Mean over mini-batches of the squared gradient of the batch's mean CE, per parameter.
 
     One pass, batched. The model must be in eval mode: BatchNorm then uses the original's
@@ -68,7 +73,7 @@ def fisher_diagonal(model: nn.Module, task: UnlearnTask, part: str, batch_size: 
     params = list(model.parameters())
     importance = [torch.zeros_like(p) for p in params]
     n_batches = 0
-    for batch in task.batches(part, batch_size, generator, augment=False):
+    for batch in batches:
         loss = nn.functional.cross_entropy(model(batch.x), batch.y)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for imp, g in zip(importance, grads, strict=True):
@@ -95,6 +100,7 @@ class SSD(Method):
     """Selective Synaptic Dampening: scale down parameters far more important to the forget set."""
 
     Params = SSDParams
+    version = "2"  # 2: I_D over class-sorted batches by default
     label, color, rank = "SSD", "#b8860b", 70
     presets = {"fashion-mnist": {"class": {"alpha": 100.0}}}  # why: docs/adding-a-method.md
     test_params = {"batch_size": 128}
@@ -103,8 +109,12 @@ class SSD(Method):
         p = self.params
         model = frozen_copy(task.original).to(task.device).eval()
         params = [w.requires_grad_(True) for w in model.parameters()]
-        forget = fisher_diagonal(model, task, "forget", p.batch_size, task.generator(1))
-        full = fisher_diagonal(model, task, "union", p.batch_size, task.generator(2))
+        forget = fisher_diagonal(model, task.batches("forget", p.batch_size, task.generator(1), augment=False))
+        if p.full_order == "sorted":
+            full_batches = class_sorted_batches(task, p.batch_size)
+        else:
+            full_batches = task.batches("union", p.batch_size, task.generator(2), augment=False)
+        full = fisher_diagonal(model, full_batches)
         selected = dampen_(params, full, forget, p.alpha, p.lam)
         for w in params:
             w.requires_grad_(False)
