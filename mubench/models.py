@@ -206,16 +206,25 @@ def resnet18(spec: ModelSpec) -> nn.Module:
     return net
 
 
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
 @MODELS.register("vgg16_bn", description="VGG-16 conv stack with BN, adaptive 2x2 pool, MLP head 2048-256-256-K (SPEC §1)",
                  min_size=32)  # five 2x2 max-pools
 def vgg16_bn(spec: ModelSpec) -> nn.Module:
-    from torchvision.models import vgg16_bn as tv_vgg16_bn
-
-    features = tv_vgg16_bn().features
-    if spec.in_channels != 3:
-        features[0] = nn.Conv2d(spec.in_channels, 64, 3, 1, 1)
-    return nn.Sequential(
-        features,
+    """The OPTML code's VGG-16-BN (its models/VGG.py): bias-free 3x3 convolutions (torchvision's
+    have biases, which BN cancels but `params changed` counts), with its initialisation:
+    He-normal (fan-out) convolutions, N(0, 0.01) linear weights, zero biases, BN at (1, 0)."""
+    layers: list[nn.Module] = []
+    cin = spec.in_channels
+    for v in VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+            cin = v
+    net = nn.Sequential(
+        nn.Sequential(*layers),
         nn.AdaptiveAvgPool2d(2),
         nn.Flatten(),
         nn.Linear(512 * 2 * 2, 256),
@@ -224,6 +233,13 @@ def vgg16_bn(spec: ModelSpec) -> nn.Module:
         nn.ReLU(inplace=True),
         nn.Linear(256, spec.num_classes),
     )
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+    return net
 
 
 def _timm_vit(name: str, spec: ModelSpec) -> nn.Module:

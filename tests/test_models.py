@@ -119,6 +119,18 @@ def test_vgg16_bn_head_matches_spec(model_of):
     assert sum(isinstance(m, nn.BatchNorm2d) for m in body.modules()) == 13
 
 
+def test_vgg16_bn_parameter_count_matches_the_reference():
+    """The OPTML VGG-16-BN has bias-free convolutions (torchvision's add 4,224 biases)."""
+    widths = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+              (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    convs = sum(9 * cin * cout for cin, cout in widths)  # 14,710,464
+    bns = sum(2 * cout for _, cout in widths)  # 8,448 (gamma, beta)
+    head = (2048 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10)  # 592,906
+    model = build_model("vgg16_bn", ModelSpec(10, 3, 32, (0.5,) * 3, (0.25,) * 3))
+    assert count_parameters(model) == convs + bns + head == 15_311_818
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
 def test_vgg16_bn_rejects_too_small_images():
     with pytest.raises(ConfigError, match="vgg16_bn.*at least 32 px; got 28"):
         build_model("vgg16_bn", _spec(28, 1))
