@@ -1,4 +1,4 @@
-"""The class-wise bank (stored, reloaded, stacked learning = per-class gradients) and
+"""The class-wise bank (stacked learning = per-class gradients) and
 forget-vector arithmetic (learned weights vs zero-shot sum/mean) on digits / small_cnn.
 
 The bank here is cheap on purpose (3 epochs, batch 128, stacked): it is a fixture, not a
@@ -11,22 +11,22 @@ import dataclasses
 
 import pytest
 import torch
-from mubench.fv_bank import bank_key, get_bank
 
 from mubench.errors import ConfigError
 from mubench.methods.forget_vector import ForgetVectorParams, forget_vector_loss
 from mubench.methods.fv_arithmetic import FVArithmetic, FVArithmeticParams
-from mubench.store import Store
+from mubench.methods.fv_bank import learn_vectors
 
 BANK_PARAMS = ForgetVectorParams(batch_size=128, epochs=3, tol=0.0)
 
 
 @pytest.fixture(scope="module")
-def bank_store(tmp_path_factory, digits, digits_original, cpu):
-    store = Store(tmp_path_factory.mktemp("fv_bank"))
-    bank = get_bank(store, digits, digits_original, "original-key", 0, cpu, BANK_PARAMS, batched=True,
-                    precision="fp32")  # as every fixture: the same numbers on CPUs with and without AMX
-    return store, bank
+def bank(digits, digits_original, cpu):
+    """The class-wise vectors, stacked (fp32, as every fixture: the same numbers on CPUs with and
+    without AMX). Storing, reloading and keying the bank are tested in tests/test_fv_bank.py."""
+    vectors, epochs, seconds = learn_vectors(None, digits, digits_original, 0, cpu, BANK_PARAMS, True, "fp32")
+    assert epochs == [BANK_PARAMS.epochs] * 10 and seconds > 0
+    return vectors
 
 
 def _objective(task, predictor, params, norm) -> float:
@@ -38,31 +38,12 @@ def _objective(task, predictor, params, norm) -> float:
         return float(forget_vector_loss(predictor(x), y, forget, torch.as_tensor(norm), params, divide_norm=False))
 
 
-def test_bank_is_stored_and_reloaded(bank_store, digits, digits_original, cpu):
-    store, bank = bank_store
-    assert tuple(bank.vectors.shape) == (10, *digits.input_shape)
-    assert not bank.loaded and bank.seconds > 0
-    again = get_bank(store, digits, digits_original, "original-key", 0, cpu, BANK_PARAMS, batched=True,
-                     precision="fp32")
-    assert again.loaded and again.key == bank.key
-    assert torch.equal(again.vectors, bank.vectors)
-    assert again.seconds == pytest.approx(bank.seconds)
-    # Any change to what determines the vectors gives another key.
-    same = bank_key(digits, "original-key", 0, BANK_PARAMS, True, "fp32")
-    assert same == bank.key
-    assert bank_key(digits, "original-key", 0, dataclasses.replace(BANK_PARAMS, beta=3.0), True, "fp32") != same
-    assert bank_key(digits, "other-original", 0, BANK_PARAMS, True, "fp32") != same
-    assert bank_key(digits, "original-key", 0, BANK_PARAMS, False, "fp32") != same
-    assert bank_key(digits, "original-key", 0, BANK_PARAMS, True, "bf16") != same
-
-
-def test_bank_vector_forgets_its_class(bank_store, make_task, digits):
+def test_bank_vector_forgets_its_class(bank, make_task, digits):
     from mubench.pipeline import get_split
     from mubench.predictor import Predictor
 
-    _, bank = bank_store
     task = make_task(get_split(None, digits, "class:3", 0))
-    pred = Predictor(task.original, delta=bank.vectors[3])
+    pred = Predictor(task.original, delta=bank[3])
     forget_acc = (pred.logits(task.forget_x, task.device, prepare=task.prepare).argmax(1) == task.forget_y).float()
     retain_acc = (pred.logits(task.retain_x, task.device, prepare=task.prepare).argmax(1) == task.retain_y).float()
     assert forget_acc.mean() < 0.2  # measured 0.015 after 3 epochs (original: ~1.0)
@@ -88,23 +69,21 @@ def test_stacked_gradient_equals_per_class_gradients(make_task, class0_split, di
         torch.testing.assert_close(grad[i], g, rtol=1e-4, atol=1e-6)
 
 
-def test_zero_shot_sum_and_mean_use_the_scenario_classes(bank_store, make_task, digits):
+def test_zero_shot_sum_and_mean_use_the_scenario_classes(bank, make_task, digits):
     from mubench.pipeline import get_split
 
-    _, bank = bank_store
-    task = make_task(get_split(None, digits, "classes:2,5", 0), resources={"fv_bank": bank.vectors})
+    task = make_task(get_split(None, digits, "classes:2,5", 0), resources={"fv_bank": bank})
     summed = FVArithmetic(FVArithmeticParams(weights="sum")).unlearn(task)
     mean = FVArithmetic(FVArithmeticParams(weights="mean")).unlearn(task)
     assert summed.info["weights"] == [0, 0, 1, 0, 0, 1, 0, 0, 0, 0]
     assert mean.info["weights"] == [0, 0, 0.5, 0, 0, 0.5, 0, 0, 0, 0]
-    torch.testing.assert_close(summed.delta, bank.vectors[2] + bank.vectors[5])
+    torch.testing.assert_close(summed.delta, bank[2] + bank[5])
     assert summed.storage() == (10, 40)  # K scalars, not C·H·W values
     assert summed.model is task.original
 
 
-def test_learned_weights_beat_zero_shot_sum_on_random(bank_store, make_task, random10_split):
-    _, bank = bank_store
-    task = make_task(random10_split, resources={"fv_bank": bank.vectors})
+def test_learned_weights_beat_zero_shot_sum_on_random(bank, make_task, random10_split):
+    task = make_task(random10_split, resources={"fv_bank": bank})
     p = FVArithmeticParams(beta=0.2, batch_size=128, epochs=3, tol=0.0)
     learned = FVArithmetic(p).unlearn(task)
     summed = FVArithmetic(dataclasses.replace(p, weights="sum")).unlearn(task)
@@ -150,11 +129,10 @@ def test_arithmetic_penalty_is_not_divided_by_the_batch(monkeypatch, make_task, 
     assert seen.get("divide_norm") is False
 
 
-def test_learned_delta_does_not_depend_on_the_bank_vectors_scale(bank_store, make_task, random10_split):
+def test_learned_delta_does_not_depend_on_the_bank_vectors_scale(bank, make_task, random10_split):
     """Steps in normalised directions: scaling every bank vector by 30 leaves δ unchanged
     (without the norm penalty, which is on w). With steps on w itself, δ's step grows 900x."""
-    _, bank = bank_store
     p = FVArithmeticParams(batch_size=256, epochs=2, tol=0.0, lam=0.0)
-    deltas = [FVArithmetic(p).unlearn(make_task(random10_split, resources={"fv_bank": bank.vectors * c})).delta
+    deltas = [FVArithmetic(p).unlearn(make_task(random10_split, resources={"fv_bank": bank * c})).delta
               for c in (1.0, 30.0)]
     torch.testing.assert_close(deltas[0], deltas[1], rtol=1e-3, atol=1e-5)

@@ -21,7 +21,7 @@ def test_stacked_groups_shrink_with_the_image_size():
 def test_bank_settings_are_class_wise_and_read_only_the_bank_table():
     cpu = torch.device("cpu")
     plain = bank_settings("cifar10", {}, cpu, "fp32")
-    assert plain["params"]["beta"] == 5.0 and plain["batched"] is False
+    assert plain["params"]["beta"] == 5.0 and plain["batched"] is False  # class-wise beta, resolved
     assert bank_settings("cifar10", {"beta": 3.0}, cpu, "fp32")["params"]["beta"] == 3.0
     assert bank_settings("cifar10", {}, torch.device("cuda"), "bf16")["batched"] is True
 

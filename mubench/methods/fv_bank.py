@@ -47,7 +47,7 @@ from mubench.resources import ResourceContext, register_resource
 from mubench.store import Store
 from mubench.training import Recipe, synchronize
 
-from .forget_vector import ForgetVector, ForgetVectorParams, learn_perturbation
+from .forget_vector import ForgetVector, ForgetVectorParams, learn_perturbation, resolve_beta
 
 DEFAULT_BATCHED = {"cpu": False, "cuda": True}  # CPU measured, CUDA expected: module docstring
 MAX_STACK_VALUES = 4096 * 3 * 32 * 32  # input values of one stacked forward (16 CIFAR batches of 256)
@@ -67,6 +67,7 @@ def bank_settings(dataset: str, overrides: dict, device: torch.device, precision
     preset = ForgetVector.dataset_defaults(dataset, "class")
     params = apply_overrides(apply_overrides(ForgetVectorParams(), preset, f"forget-vector bank preset for {dataset}"),
                              dict(overrides), "[bank]")
+    params = resolve_beta(params, "class")  # every vector of the bank solves a class:k problem
     return {"params": dataclasses.asdict(params), "batched": DEFAULT_BATCHED.get(device.type, False),
             "precision": precision, "method_version": ForgetVector.version}
 
