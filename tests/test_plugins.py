@@ -238,10 +238,6 @@ def test_entry_points_of_every_group_are_loaded(monkeypatch, isolated_registries
     assert "ep_digits" in DATASETS
 
 
-NEW_CORE = (Path(plugins.__file__).parent / "planner.py").is_file()  # every job loads plugins there
-
-
-@pytest.mark.skipif(not NEW_CORE, reason="the staged runner loads plugins only in method jobs")
 def test_a_plugin_dataset_and_model_run_in_fresh_loky_workers(tmp_path):
     path = _write(tmp_path, "everything", EVERYTHING.format(prefix="e2e"))
     out = subprocess.run([sys.executable, "-m", "mubench", "run", "--plugin", str(path), "--datasets", "e2e_digits",

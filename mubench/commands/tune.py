@@ -34,15 +34,15 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from mubench import tune_output, tuning
     from mubench.commands.run import config_from_args, parse_seeds
-    from mubench.config import parse_set_options
+    from mubench.config import SET_TABLES, parse_set_options
     from mubench.runner import describe_plan, execute
     from mubench.store import Store
 
     # --seeds here are the tuning seeds; the config keeps its own (reporting) seeds.
     config = config_from_args(argparse.Namespace(**{**vars(args), "seeds": None}))
     seeds = parse_seeds(args.seeds) or config.tune.seeds
-    sets = parse_set_options(args.set)
-    sets.pop("recipe", None)
+    sets = {owner: values for owner, values in parse_set_options(args.set).items()
+            if owner not in SET_TABLES}  # config tables ([recipe], [bank]) are not methods to tune
     tp = tuning.plan_tune(config, seeds, tuning.parse_grid_options(args.grid), sets)
     for method, words in tp.grids.items():
         print(f"{method}: {words}")
