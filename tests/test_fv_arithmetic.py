@@ -1,7 +1,7 @@
 """The class-wise bank (stacked learning = per-class gradients) and
 forget-vector arithmetic (learned weights vs zero-shot sum/mean) on digits / small_cnn.
 
-The bank here is cheap on purpose (3 epochs, batch 128, stacked): it is a fixture, not a
+The bank here is cheap on purpose (6 epochs, batch 128, stacked): it is a fixture, not a
 benchmark. Full-length numbers are in docs/forget-vectors.md.
 """
 
@@ -17,7 +17,7 @@ from mubench.methods.forget_vector import ForgetVectorParams, forget_vector_loss
 from mubench.methods.fv_arithmetic import FVArithmetic, FVArithmeticParams
 from mubench.methods.fv_bank import learn_vectors
 
-BANK_PARAMS = ForgetVectorParams(batch_size=128, epochs=3, tol=0.0)
+BANK_PARAMS = ForgetVectorParams(batch_size=128, epochs=6, tol=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,10 @@ def test_bank_vector_forgets_its_class(bank, make_task, digits):
     pred = Predictor(task.original, delta=bank[3])
     forget_acc = (pred.logits(task.forget_x, task.device, prepare=task.prepare).argmax(1) == task.forget_y).float()
     retain_acc = (pred.logits(task.retain_x, task.device, prepare=task.prepare).argmax(1) == task.retain_y).float()
-    assert forget_acc.mean() < 0.2  # measured 0.015 after 3 epochs (original: ~1.0)
-    assert retain_acc.mean() > 0.5  # measured 0.67: 3 epochs at lr 0.2 have not settled (chance: 0.11)
+    # 3 epochs sat on a knife-edge: forget accuracy 0.015 on an Intel Xeon, 0.41 on an AMD EPYC,
+    # whose original differs; 6 epochs give 0.0 (retain 0.89) there. Original: ~1.0, chance 0.11.
+    assert forget_acc.mean() < 0.2
+    assert retain_acc.mean() > 0.5
 
 
 def test_stacked_gradient_equals_per_class_gradients(make_task, class0_split, digits_original):
