@@ -123,6 +123,16 @@ def watch_parent(parent: int, poll: float = PARENT_POLL_S) -> threading.Thread:
 
 
 def _loky_initializer(parent: int) -> None:
+    """Watch the process that opened the backend; if loky started this worker from another
+    process, watch that one, unless `parent` is already gone (then exit at once)."""
+    if os.getppid() != parent:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGKILL)
+        except PermissionError:
+            pass
+        parent = os.getppid()
     watch_parent(parent)
 
 

@@ -107,8 +107,17 @@ def _alive(pid: int) -> bool:
 
 
 def _is_loky_worker(pid: int) -> bool:
+    """A loky worker process (not loky's resource tracker, which exits on its own)."""
     try:
-        return b"loky" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _in_a_job(pid: int) -> bool:
+    """The worker runs a job: it has loaded scikit-learn, which only a job imports (digits)."""
+    try:
+        return "/sklearn/" in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
 
@@ -127,15 +136,15 @@ def test_killed_run_leaves_no_worker_computing(tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline and parent.poll() is None:
             found = [p for p in _proc_children(parent.pid) if _is_loky_worker(p)]
-            if len(found) >= 2:
+            if len(found) >= 2 and all(_in_a_job(p) for p in found):
                 break
             time.sleep(0.2)
         assert len(found) >= 2, f"no two loky workers appeared (rc {parent.poll()}): {parent.stderr.read()[-2000:]}"
         assert all(os.getpgid(p) == os.getpgid(parent.pid) for p in found)  # killpg reaches them too
-        time.sleep(1.0)  # past their start-up: they are training now
+        time.sleep(2.0)  # past loading the data: they are training now
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.time() + 15
+        deadline = time.time() + 30  # < 1 s on an idle machine; imports finish slowly under load
         while time.time() < deadline and any(_alive(p) for p in found):
             time.sleep(0.2)
         left = [p for p in found if _alive(p)]
