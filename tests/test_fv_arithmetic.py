@@ -56,7 +56,7 @@ def test_stacked_gradient_equals_per_class_gradients(make_task, class0_split, di
     # The batched bank's premise: d(Σ_k L_k)/dδ_k is class k's own gradient.
     task = make_task(class0_split)
     batch = next(iter(task.batches("union", 64, torch.Generator().manual_seed(0), augment=False)))
-    p = ForgetVectorParams()
+    p = ForgetVectorParams(beta=5.0)  # the loss takes a resolved β (learn_perturbation resolves None)
     deltas = (torch.randn(3, *task.input_shape, generator=torch.Generator().manual_seed(1)) * 0.1).requires_grad_()
     classes = torch.tensor([0, 4, 7])
     x = (batch.x[None] + deltas[:, None]).flatten(0, 1)
@@ -93,7 +93,7 @@ def test_learned_weights_beat_zero_shot_sum_on_random(bank, make_task, random10_
     assert summed.info["weights"] == [1.0] * 10  # a random 10% touches every digit class
     objective = {name: _objective(task, pred, p, torch.tensor(pred.info["weights"]).norm())
                  for name, pred in (("learned", learned), ("sum", summed))}
-    assert objective["learned"] < objective["sum"] - 1.0, objective  # measured 9.56 vs 12.53
+    assert objective["learned"] < objective["sum"] - 1.0, objective  # measured 0.18 vs 18.27
 
 
 def test_missing_or_mismatched_bank_is_a_config_error(make_task, class0_split):
