@@ -258,3 +258,20 @@ for _feature, _name, _text in (("entropy", "mia_entropy", "the softmax entropy")
                 description=f"MIA-Efficacy with {_text} as the attack feature (%)")
 
 MIA_EXTRAS = tuple(e.name for e in METRICS.entries() if not e.meta["default"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The MIA's extrapolation check (SPEC §5, known weakness): every record says whether its
+# MIA-Efficacy rests on data or on where the SVC's fit ends up without any (mubench/mia.py).
+
+
+@register_metric("mia_support", requires=("mia_efficacy",),
+                 description="non-members the MIA was fit on at or below the forget samples' median confidence (count)")
+def mia_support(ctx: MetricContext, **deps: Any) -> float | None:
+    return deps["mia_efficacy"].support
+
+
+@register_metric("mia_extrapolates", requires=("mia_efficacy",),
+                 description="true when mia_support < max(5, 1% of n): MIA-Efficacy is the SVC's extrapolation")
+def mia_extrapolates(ctx: MetricContext, **deps: Any) -> bool:
+    return deps["mia_efficacy"].extrapolates

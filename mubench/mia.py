@@ -11,12 +11,21 @@ non-members: higher means more forgotten; the target is Retrain's value.
 The OPTML code takes the first n retain / test samples in index order instead of a random
 subset; `MIAConfig(legacy_first_n=True)` reproduces that.
 
+Known weakness (SPEC §5): a 1-D RBF SVC extrapolates where it saw no training points. On data
+with very high test accuracy (digits) few non-members have low confidence, so forget samples
+with near-zero confidence fall where only the fit's intercept and the members' kernel tails
+decide, and a plainly forgotten input (UA 100) can score MIA-Efficacy 0. `MIAResult.support`
+counts the non-members the attack was fit on that are at least as unconfident as the forget
+samples' median (for the confidence feature: at or below it); `MIAResult.extrapolates` flags
+the number when that support is below `min_support(n)`.
+
 Everything here works on logits already computed by `evaluation.forward_split`: the attack
 never runs a model.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +35,10 @@ import torch
 from .errors import ConfigError
 
 SVC_C = 3.0  # SPEC §5: SVC(kernel="rbf", C=3, gamma="auto")
+# Extrapolation flag: fewer non-members than this many, or than this fraction of n, at least as
+# unconfident as the forget samples' median (see min_support).
+MIN_SUPPORT = 5
+MIN_SUPPORT_FRACTION = 0.01
 LOG_FLOOR = 1e-30  # m-entropy: log(1 - p) is floored here when p rounds to 1 in float64
 
 
@@ -106,6 +119,8 @@ FEATURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "entropy": entropy,
     "m_entropy": m_entropy,
 }
+# The sign of "less confident" per feature: +1 where unconfident samples have higher values.
+UNCONFIDENT_SIGN = {"confidence": -1, "correctness": -1, "entropy": 1, "m_entropy": 1}
 
 
 def feature_values(logits: torch.Tensor, labels: torch.Tensor, feature: str = "confidence") -> np.ndarray:
@@ -128,6 +143,8 @@ class MIAResult:
     n: int  # samples per side the attack was fit on
     member_idx: np.ndarray  # positions in the retain part used as members
     nonmember_idx: np.ndarray  # positions in the test part used as non-members
+    support: int | None = None  # non-members at least as unconfident as the forget median (None: no forget set)
+    extrapolates: bool = False  # support < min_support(n): the verdicts rest on the SVC's extrapolation
 
     @property
     def value(self) -> float:
@@ -149,6 +166,27 @@ def attack_indices(n_retain: int, n_test: int, config: MIAConfig) -> tuple[np.nd
     members = np.sort(rng.choice(n_retain, size=n, replace=False))
     nonmembers = np.sort(rng.choice(n_test, size=n, replace=False))
     return members, nonmembers
+
+
+def min_support(n: int) -> int:
+    """The smallest support that does not flag extrapolation: max(5, ⌈1% of n⌉).
+
+    With gamma="auto" on one feature the RBF kernel has unit width, wider than the whole
+    confidence range, so the C = 3 fit follows wherever most of its points lie; a handful of
+    non-members in the forget samples' region cannot move the boundary there, and then the
+    verdicts come from the members' side of the fit and its intercept, not from data. Five
+    points is the floor below which no region is "seen"; the 1% keeps the bar proportional
+    when n is in the thousands (CIFAR-10: n = 5,000 → 50).
+    """
+    return max(MIN_SUPPORT, math.ceil(MIN_SUPPORT_FRACTION * n))
+
+
+def attack_support(nonmember_features: np.ndarray, forget_features: np.ndarray, feature: str = "confidence") -> int:
+    """Non-members at least as unconfident as the forget samples' median (SPEC §5's count:
+    for the confidence feature, those at or below the median confidence)."""
+    sign = UNCONFIDENT_SIGN[feature]
+    median = float(np.median(forget_features))
+    return int((sign * nonmember_features >= sign * median).sum())
 
 
 def fit_attack(member_features: np.ndarray, nonmember_features: np.ndarray):
@@ -173,9 +211,11 @@ def mia_efficacy(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Te
     f_forget = feature_values(forget[0], forget[1], config.feature)
     if len(f_forget) == 0:
         verdict = np.zeros(0, dtype=bool)
-        efficacy = float("nan")
+        efficacy, support = float("nan"), None
     else:
         attack = fit_attack(f_member, f_nonmember)
         verdict = attack.predict(f_forget.reshape(-1, 1)) == 0
         efficacy = 100.0 * float(verdict.mean())
-    return MIAResult(efficacy, verdict, len(members), members, nonmembers)
+        support = attack_support(f_nonmember, f_forget, config.feature)
+    extrapolates = support is not None and support < min_support(len(members))
+    return MIAResult(efficacy, verdict, len(members), members, nonmembers, support, extrapolates)

@@ -48,11 +48,11 @@ class _Fp32Input:
     fp32 nothing changes.
     """
 
+    base_name = ""  # the torch class this one stands in for
+
     def forward(self, x):
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x.to(self.weight.dtype))
-
-    base_name = ""
 
     def _get_name(self):
         return self.base_name
@@ -103,7 +103,7 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         with torch.autocast(x.device.type, enabled=False):
-            x = self.normalize(x.float())
+            x = self.normalize(x.to(self.normalize.mean.dtype))  # fp32 unless the model was cast
         return self.body(x)
 
 

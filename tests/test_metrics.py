@@ -116,7 +116,7 @@ def test_dependencies_are_computed_once_and_passed_by_name():
 def test_selection_follows_the_context():
     outputs = SplitOutputs()
     plain = select_metrics(MetricContext(outputs))
-    assert set(plain) == {"ua", "ra", "ta", "ta_forgotten", "mia_efficacy"}
+    assert set(plain) == {"ua", "ra", "ta", "ta_forgotten", "mia_efficacy", "mia_support", "mia_extrapolates"}
     with_ref = select_metrics(MetricContext(outputs, reference={}, reference_outputs=outputs, storage=(1, 4)))
     assert {"avg_gap", "kl_forget", "kl_test", "params_changed", "bytes"} <= set(with_ref)
     assert not any(n.endswith(("_noise", "_bypass")) for n in with_ref)  # controls need δ outputs

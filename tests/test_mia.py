@@ -17,6 +17,7 @@ from mubench.mia import (
     entropy,
     m_entropy,
     mia_efficacy,
+    min_support,
 )
 
 
@@ -122,3 +123,51 @@ def test_bad_config_is_one_clear_error():
     empty = (torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64))
     with pytest.raises(ConfigError, match="retain"):
         mia_efficacy(empty, NONMEMBERS, NONMEMBERS)
+
+
+def test_extrapolation_is_flagged_where_no_nonmember_is_as_unconfident_as_the_forget_set():
+    """digits class:3's failure, constructed: the test part is classified almost perfectly, so no
+    non-member sits near the forget samples' zero confidence and the SVC's verdict there is not
+    backed by data (SPEC §5)."""
+    members = with_confidence(spread(0.995, 200, 11, width=0.004))
+    nonmembers = with_confidence(spread(0.97, 150, 12))  # all confident
+    forgotten = with_confidence(spread(0.005, 60, 13, width=0.004))  # UA 100: plainly forgotten
+    result = mia_efficacy(members, nonmembers, forgotten)
+    assert result.support == 0 and result.extrapolates
+    for feature in ("m_entropy", "correctness"):  # the same region for the label-aware features
+        assert mia_efficacy(members, nonmembers, forgotten, MIAConfig(feature=feature)).extrapolates
+    # the plain entropy is label-blind: confidently wrong looks confident, among the non-members
+    assert not mia_efficacy(members, nonmembers, forgotten, MIAConfig(feature="entropy")).extrapolates
+
+
+def test_supported_attack_is_not_flagged():
+    forget_low = with_confidence(spread(0.3, 60, 3))  # among the non-members
+    result = mia_efficacy(MEMBERS, NONMEMBERS, forget_low)
+    assert 50 < result.support < 100 and not result.extrapolates  # about half of the 150 lie below
+    looks_trained = mia_efficacy(MEMBERS, NONMEMBERS, with_confidence(spread(0.98, 60, 4)))
+    assert looks_trained.support == 150 and not looks_trained.extrapolates  # every non-member is below
+
+
+def test_support_threshold():
+    assert [min_support(n) for n in (10, 450, 500, 501, 5000)] == [5, 5, 5, 6, 50]
+    # 4 non-members in the forget samples' region of n = 150: flagged; 5: not
+    for k, flagged in ((4, True), (5, False)):
+        nonmembers = with_confidence(np.r_[spread(0.003, k, 14, width=0.002), spread(0.97, 150 - k, 15)])
+        result = mia_efficacy(MEMBERS, nonmembers, with_confidence(spread(0.02, 40, 16, width=0.005)))
+        assert result.n == 150 and result.support == k and result.extrapolates is flagged
+
+
+def test_records_carry_the_support_and_the_flag():
+    from mubench.evaluation import PartOutputs, SplitOutputs
+    from mubench.metrics import MetricContext, compute_metrics, select_metrics
+
+    members = with_confidence(spread(0.995, 200, 11, width=0.004))
+    nonmembers = with_confidence(spread(0.97, 150, 12))
+    forgotten = with_confidence(spread(0.005, 60, 13, width=0.004))
+    outputs = SplitOutputs(*(PartOutputs(*part) for part in (forgotten, members, nonmembers)),
+                           PartOutputs(torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64)))
+    ctx = MetricContext(outputs)
+    names = select_metrics(ctx)
+    assert {"mia_support", "mia_extrapolates"} <= set(names)
+    got = compute_metrics(ctx, names)
+    assert got["mia_support"] == 0 and got["mia_extrapolates"] is True

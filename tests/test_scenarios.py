@@ -97,10 +97,42 @@ def test_state_round_trip_through_torch_save(tmp_path):
         assert getattr(back, name).dtype == np.int64
 
 
+def test_restricted_subset_runs_inside_the_listed_classes():
+    """The paper's subset task: pool, retain and test limited to the listed classes (SPEC §2)."""
+    full = make_split(LABELS, TEST_LABELS, "subset:2,5:20", seed=0)
+    split = make_split(LABELS, TEST_LABELS, "subset:2, 5:20:restricted", seed=0)
+    assert split.scenario == "subset:2,5:20:restricted" and split.form == "restricted" and full.form == "full"
+    assert np.array_equal(split.forget, full.forget)  # the same forget set as the full form
+    listed = np.flatnonzero(np.isin(LABELS, (2, 5)))
+    assert len(np.intersect1d(split.forget, split.retain)) == 0
+    assert np.array_equal(np.union1d(split.forget, split.retain), listed)  # retain: the rest of the pool
+    assert len(split.retain) == 8000 and set(LABELS[split.retain]) == {2, 5}
+    assert len(split.test) == 2000 and set(TEST_LABELS[split.test]) == {2, 5}
+    assert len(split.test_forgotten) == 0 and split.forgotten_classes == ()
+    assert split.hash != full.hash
+    back = Split.from_state(split.to_state())
+    assert back.form == "restricted" and back.hash == split.hash
+    old = {k: v for k, v in full.to_state().items() if k != "form"}  # stored before the form existed
+    assert Split.from_state(old).form == "full" and Split.from_state(old).hash == full.hash
+
+
+def test_restricted_subset_errors():
+    with pytest.raises(ConfigError, match="nothing would remain"):
+        make_split(np.array([0, 0, 1, 1]), np.array([0, 1]), "subset:0:80:restricted", seed=0)  # 1.6 rounds to both
+    with pytest.raises(ConfigError, match="no test images"):
+        make_split(np.array([0, 0, 0, 1]), np.array([1, 1]), "subset:0:50:restricted", seed=0)
+    with pytest.raises(ConfigError, match="no restricted form"):
+        parse_scenario(Scenario("random", (), 10.0, True))
+
+
 def test_parse_canonical_spec():
     assert parse_scenario(" random:10.0 ").spec == "random:10"
     assert parse_scenario("random:2.5").percent == 2.5
     assert parse_scenario("subset:3,1:50") == Scenario("subset", (3, 1), 50.0)
+    restricted = parse_scenario(" subset:3,1:50.0:restricted ")
+    assert restricted == Scenario("subset", (3, 1), 50.0, True) and restricted.form == "restricted"
+    assert restricted.spec == "subset:3,1:50:restricted" and parse_scenario(restricted.spec) == restricted
+    assert not restricted.is_classwise and parse_scenario("subset:3,1:50").form == "full"
     assert parse_scenario("class:4").is_classwise and not parse_scenario("random:5").is_classwise
     assert str(parse_scenario("classes:0,9")) == "classes:0,9"
     sc = parse_scenario("class:2")
@@ -124,6 +156,9 @@ def test_parse_canonical_spec():
     ("classes:1,,2", "malformed"),
     ("random:ten", "malformed"),
     ("subset:1,2", "subset needs a percentage after the class list"),
+    ("subset:1,2:restricted", "subset needs a percentage after the class list"),
+    ("subset:1,2:50:restrict", "malformed"),
+    ("random:10:restricted", "malformed"),
     ("class:1,2", "several classes"),
     ("classes:3,3", "repeats a class"),
     ("classes:0,1,2,3,4,5,6,7,8,9", "nothing would remain"),
@@ -137,7 +172,7 @@ def test_invalid_scenarios_are_config_errors(text, fragment):
 
 
 def test_malformed_message_lists_accepted_forms():
-    with pytest.raises(ConfigError, match=r"expected class:C, classes:C1,C2, random:P or subset:C1,C2:P"):
+    with pytest.raises(ConfigError, match=r"expected class:C, classes:C1,C2, random:P or subset:C1,C2:P\[:restricted\]"):
         parse_scenario("klass:1")
 
 
