@@ -18,96 +18,48 @@ too. Methods (STYLE lesson 15):
   come from `task.generator()` / `task.seed`); the original model's state_dict is unchanged;
   the task carries no test split, and loading a dataset during `unlearn` fails the check.
 
-Speed: runs use the class's `test_params` (small overrides, e.g. one epoch); a method without
-them runs with `epochs=1` when it has an `epochs` field. Methods that declare
-`requires = ("fv_bank",)` get a synthetic bank (K small random vectors of the input's shape),
-enough to exercise the contract; other unknown requirements must be supplied in
-`task.resources`, else `missing_resources` names them (our tests skip such methods).
-
-Metrics, datasets and models: see `check_metric`, `check_dataset` and `check_model` below.
+Speed and resources (test_params, a synthetic fv_bank): mubench/_kit_fixtures.py. Metrics,
+datasets and models: see `check_metric`, `check_dataset` and `check_model` below.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import hashlib
 import typing
-import warnings
 from unittest import mock
 
 import torch
 
+from ._kit_fixtures import (
+    RESOURCE_BUILDERS,
+    TINY_EPOCHS,
+    missing_resources,
+    params_for_tests,
+    state_hash,
+    synthetic_context,
+    synthetic_fv_bank,
+    synthetic_outputs,
+    tensors_hash,
+    tiny_task,
+    with_resources,
+)
 from .errors import ConfigError
 from .params import Interval, Options
 from .predictor import Predictor
 from .unlearning import UnlearnTask
 
-TINY_EPOCHS = 8  # the kit's own original model: enough for digits to reach ~97% train accuracy
-
-
-# ---------------------------------------------------------------------------------------------
-# A tiny task (for plugin authors without the test suite's fixtures)
-
-
-@functools.lru_cache(maxsize=2)
-def _tiny_original(seed: int):
-    from mubench.pipeline import cached_dataset, get_original
-    from mubench.presets import preset_for
-
-    data = cached_dataset("digits")
-    recipe = dataclasses.replace(preset_for("digits").recipe, epochs=TINY_EPOCHS, precision="fp32")
-    with warnings.catch_warnings():  # short on purpose: the contract needs a model, not a fit one
-        warnings.filterwarnings("ignore", message=".*under-fits its training set")
-        original = get_original(None, data, "small_cnn", recipe, seed, torch.device("cpu"), progress=False)
-    return data, recipe, original.model
-
-
-def tiny_task(seed: int = 0, scenario: str = "class:0", resources: dict | None = None) -> UnlearnTask:
-    """A digits task on CPU with a small CNN trained for a few epochs (seconds, cached)."""
-    from mubench.pipeline import build_task, get_split
-
-    data, recipe, original = _tiny_original(seed)
-    split = get_split(None, data, scenario, seed)
-    return build_task(data, split, original, "small_cnn", recipe, seed, torch.device("cpu"),
-                      precision="fp32", resources=resources, progress=False)
-
-
-def synthetic_fv_bank(task: UnlearnTask, scale: float = 0.05) -> torch.Tensor:
-    """K random class-wise vectors (K, C, H, W): shape-correct, seeded, meaningless."""
-    g = torch.Generator().manual_seed(task.seed + 17)
-    return torch.randn((task.num_classes, *task.input_shape), generator=g).to(task.device) * scale
-
-
-RESOURCE_BUILDERS = {"fv_bank": synthetic_fv_bank}
-
-
-def missing_resources(method_cls, task: UnlearnTask) -> list[str]:
-    """Required resources the task lacks and the kit cannot build."""
-    return [r for r in getattr(method_cls, "requires", ()) if r not in task.resources
-            and r not in RESOURCE_BUILDERS]
-
-
-def with_resources(method_cls, task: UnlearnTask) -> UnlearnTask:
-    """The task with the method's required resources, synthesised where the kit knows how."""
-    resources = dict(task.resources)
-    for r in getattr(method_cls, "requires", ()):
-        if r not in resources and r in RESOURCE_BUILDERS:
-            resources[r] = RESOURCE_BUILDERS[r](task)
-    return dataclasses.replace(task, resources=resources)
+__all__ = [  # the checks, the pieces they run, and the fixtures they run on (mubench/_kit_fixtures.py)
+    "check_method", "check_metric", "check_dataset", "check_model",
+    "check_params_class", "check_rejects_bad_values", "check_unlearn", "check_task_has_no_test_split",
+    "bad_value", "state_hash", "no_dataset_access", "task_logits",
+    "tiny_task", "synthetic_fv_bank", "RESOURCE_BUILDERS", "missing_resources", "with_resources",
+    "params_for_tests", "synthetic_outputs", "synthetic_context", "TINY_EPOCHS",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Params
-
-
-def params_for_tests(method_cls, overrides: dict | None = None):
-    """The method's Params with its `test_params` (or epochs=1) and then `overrides` applied."""
-    base = dict(getattr(method_cls, "test_params", {}) or {})
-    if not base and "epochs" in {f.name for f in dataclasses.fields(method_cls.Params)}:
-        base = {"epochs": 1}
-    return method_cls.params_from({**base, **(overrides or {})})
 
 
 def check_params_class(method_cls) -> None:
@@ -162,14 +114,6 @@ def check_rejects_bad_values(method_cls) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Behaviour on a tiny task
-
-
-def state_hash(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for key, value in model.state_dict().items():
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _refuse_dataset_loads(*args, **kwargs):
@@ -231,61 +175,9 @@ def check_method(method_cls, task: UnlearnTask | None = None, params=None) -> Pr
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics: a synthetic context (no model, no data) and the checks
+# Metrics (on `synthetic_context()` unless given one)
 
 
-def synthetic_outputs(seed: int = 0, num_classes: int = 10, n: int = 120):
-    """Seeded logits that favour the true label (accuracies strictly between 0 and 100) for a
-    class-wise split: forget and test_forgotten are class 0, retain and test the other classes."""
-    try:
-        from .outputs import PartOutputs, SplitOutputs
-    except ImportError:  # before outputs.py split off evaluation.py
-        from .evaluation import PartOutputs, SplitOutputs
-
-    g = torch.Generator().manual_seed(seed)
-
-    def part(labels: torch.Tensor) -> PartOutputs:
-        logits = torch.randn(len(labels), num_classes, generator=g)
-        logits[torch.arange(len(labels)), labels] += 2.0
-        return PartOutputs(logits, labels)
-
-    others = lambda m: 1 + torch.arange(m) % (num_classes - 1)  # noqa: E731
-    zeros = lambda m: torch.zeros(m, dtype=torch.int64)  # noqa: E731
-    return SplitOutputs(forget=part(zeros(n // 4)), retain=part(others(n)), test=part(others(n // 2)),
-                        test_forgotten=part(zeros(n // 4)))
-
-
-def synthetic_context(seed: int = 0):
-    """A MetricContext with every field the kit knows filled: Retrain's default metrics and
-    outputs as the reference, bypass and noise controls, a storage cost."""
-    import types
-
-    from .metrics import METRICS, MetricContext, applies, compute_metrics
-
-    ref_outputs = synthetic_outputs(seed + 1)
-    plain = MetricContext(outputs=ref_outputs)
-    defaults = [e.name for e in METRICS.entries() if e.meta.get("default", True) and applies(e.name, plain)]
-    bypass, noise = synthetic_outputs(seed + 2), synthetic_outputs(seed + 3)
-    known = {"reference": compute_metrics(plain, defaults), "reference_outputs": ref_outputs,
-             "bypass": bypass, "noise": noise, "controls": types.SimpleNamespace(bypass=bypass, noise=noise),
-             "storage": (1000, 4000)}
-    fields = {f.name for f in dataclasses.fields(MetricContext)}
-    return MetricContext(outputs=synthetic_outputs(seed), **{k: v for k, v in known.items() if k in fields})
-
-
-def _tensors_hash(obj) -> str:
-    """A hash of every tensor reachable through dataclass fields (to catch in-place edits)."""
-    h = hashlib.sha256()
-
-    def visit(o):
-        if isinstance(o, torch.Tensor):
-            h.update(o.detach().cpu().contiguous().numpy().tobytes())
-        elif dataclasses.is_dataclass(o) and not isinstance(o, type):
-            for f in dataclasses.fields(o):
-                visit(getattr(o, f.name))
-
-    visit(obj)
-    return h.hexdigest()
 
 
 def check_metric(name: str, ctx=None):
@@ -307,7 +199,7 @@ def check_metric(name: str, ctx=None):
         assert need in fields, f"metric {name!r} needs {need!r}, which is not a MetricContext field ({', '.join(sorted(fields))})"
     ctx = ctx if ctx is not None else synthetic_context()
     assert applies(name, ctx), f"metric {name!r}: the context lacks {needs}; pass a ctx that has them"
-    before = _tensors_hash(ctx)
+    before = tensors_hash(ctx)
     values, result = [], None
     for global_seed in (1234, 4321):
         torch.manual_seed(global_seed)
@@ -317,7 +209,7 @@ def check_metric(name: str, ctx=None):
             f"metric {name!r} returned {value!r}; return a finite float, None where undefined, or a result with .value"
         values.append(value)
     assert values[0] == values[1], f"metric {name!r} differs between two calls ({values}); seed its randomness"
-    assert _tensors_hash(ctx) == before, f"metric {name!r} changed its inputs in place"
+    assert tensors_hash(ctx) == before, f"metric {name!r} changed its inputs in place"
     for need in needs:
         assert not applies(name, dataclasses.replace(ctx, **{need: None})), \
             f"metric {name!r} should not apply without {need!r}"

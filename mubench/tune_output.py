@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import ExperimentConfig, TuneConfig, config_to_toml
+from .config import ExperimentConfig, TuneConfig
+from .config_toml import config_to_toml
 from .params import apply_overrides
 from .report import format_number, markdown_table
 from .store import write_json_atomic

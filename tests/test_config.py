@@ -2,13 +2,8 @@
 
 import pytest
 
-from mubench.config import (
-    ExperimentConfig,
-    config_from_dict,
-    load_config,
-    parse_set_options,
-    with_overrides,
-)
+from mubench.config import ExperimentConfig, parse_set_options, with_overrides
+from mubench.config_toml import config_from_dict, load_config
 from mubench.errors import ConfigError
 
 

@@ -13,13 +13,8 @@ import pytest
 
 from mubench.cli import build_parser, main
 from mubench.commands.run import config_from_args
-from mubench.config import (
-    ExperimentConfig,
-    config_from_dict,
-    config_to_toml,
-    load_config,
-    tomllib,
-)
+from mubench.config import ExperimentConfig
+from mubench.config_toml import config_from_dict, config_to_toml, load_config, tomllib
 from mubench.errors import ConfigError
 from mubench.runner import build_plan
 from mubench.store import Store

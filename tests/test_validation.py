@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mubench.cli import main
-from mubench.config import ExperimentConfig, config_from_dict, config_to_toml, split_scenarios
+from mubench.config import ExperimentConfig, split_scenarios
+from mubench.config_toml import config_from_dict, config_to_toml
 from mubench.errors import ConfigError
 from mubench.validate import check_device, validate_config
 
@@ -204,7 +205,7 @@ def test_the_default_config_is_valid():
 # -- [bank] ----------------------------------------------------------------------------------------
 def test_bank_table_is_read_written_back_and_set_from_the_command_line(tmp_path):
     from mubench.commands.run import config_from_args
-    from mubench.config import load_config
+    from mubench.config_toml import load_config
 
     doc = {"bank": {"epochs": 30, "lr": 0.2}, "methods": {"forget_vector": {"beta": 5.0}}}
     config = config_from_dict(doc, "x.toml")

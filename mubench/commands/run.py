@@ -69,12 +69,12 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
 def config_from_args(args: argparse.Namespace):
     from mubench.config import (
         ExperimentConfig,
-        load_config,
         parse_set_options,
         split_scenarios,
         with_overrides,
         with_set_options,
     )
+    from mubench.config_toml import load_config
 
     config = load_config(args.config) if args.config else ExperimentConfig()
     # --set beats [recipe], [bank], [methods.NAME] and its scenario tables

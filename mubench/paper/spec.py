@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import report
-from ..config import ExperimentConfig, config_from_dict
+from ..config import ExperimentConfig
+from ..config_toml import config_from_dict
 from ..errors import ConfigError, MubenchError
 from ..store import Store
 

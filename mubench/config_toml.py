@@ -1,0 +1,248 @@
+"""The TOML form of an ExperimentConfig, both ways (the keys are in mubench/config.py).
+
+Reading (`load_config`, `config_from_dict`) checks each value's type and says in one sentence
+which key of which file is wrong; writing (`config_to_toml`) gives back TOML that reads to an
+equal config, which is what `mubench tune` hands to `mubench run --config`. Both live here so
+the round trip is one module's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    TUNING_SEEDS,
+    EvaluationConfig,
+    ExecutionConfig,
+    ExperimentConfig,
+    TuneConfig,
+    split_scenarios,
+)
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+# -- reading a config (a TOML file, or the dict it parses to) ----------------------------------
+_EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {
+    "recipe", "method_params", "scenario_params", "tuned", "bank", "tune", "evaluation", "execution", "source"}
+_TOP_KEYS = {"experiment", "recipe", "methods", "tuned", "bank", "tune", "evaluation", "execution"}
+
+
+def _strict_int(value) -> int:
+    """int() that refuses what is not already an integer (1.5, True, "1.5")."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(value)
+    return int(value)
+
+
+def _as_tuple(value, key: str, source: str, item_type=str) -> tuple:
+    if isinstance(value, str):
+        parts = split_scenarios(value) if key == "scenarios" else value.split(",")
+        value = [v.strip() for v in parts if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: {key!r} must be a list; got {value!r}")
+    convert = _strict_int if item_type is int else item_type
+    try:
+        return tuple(convert(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key!r} must be a list of {item_type.__name__}; got {value!r}") from None
+
+
+def _sub_config(cls, table: dict, source: str, section: str):
+    valid = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in valid:
+            raise ConfigError(f"{source} [{section}]: unknown key {key!r}; valid: {', '.join(valid)}")
+        default = valid[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{source} [{section}]: {key!r} must be true or false; got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{source} [{section}]: {key!r} must be an integer; got {value!r}")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{source} [{section}]: {key!r} must be a string; got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown section [{sorted(unknown)[0]}]; valid: {', '.join(sorted(_TOP_KEYS))}")
+    exp = dict(doc.get("experiment", {}))
+    bad = set(exp) - _EXPERIMENT_KEYS
+    if bad:
+        raise ConfigError(f"{source} [experiment]: unknown key {sorted(bad)[0]!r}; valid: {', '.join(sorted(_EXPERIMENT_KEYS))}")
+    kwargs: dict[str, Any] = {}
+    for key in ("datasets", "models", "scenarios", "methods", "plugins"):
+        if key in exp:
+            kwargs[key] = _as_tuple(exp[key], key, source)
+    if "seeds" in exp:
+        kwargs["seeds"] = _as_tuple(exp["seeds"], "seeds", source, int)
+    for key in ("out", "data_root", "precision"):
+        if key in exp:
+            kwargs[key] = str(exp[key])
+    if "download" in exp:
+        kwargs["download"] = bool(exp["download"])
+    if "train_subset" in exp:
+        if isinstance(exp["train_subset"], bool) or not isinstance(exp["train_subset"], int) or exp["train_subset"] < 0:
+            raise ConfigError(f"{source} [experiment]: 'train_subset' must be a non-negative integer; got {exp['train_subset']!r}")
+        kwargs["train_subset"] = exp["train_subset"]
+    bank = doc.get("bank", {})
+    if not isinstance(bank, dict):
+        raise ConfigError(f"{source}: [bank] must be a table of the forget-vector bank's settings; got {bank!r}")
+    methods = doc.get("methods", {})
+    if not isinstance(methods, dict) or any(not isinstance(v, dict) for v in methods.values()):
+        raise ConfigError(f"{source}: [methods.NAME] tables must map hyper-parameter names to values")
+    method_params, scenario_params = _method_tables(methods, source)
+    return ExperimentConfig(
+        **kwargs,
+        recipe=dict(doc.get("recipe", {})),
+        method_params=method_params,
+        scenario_params=scenario_params,
+        tuned=_tuned_table(doc.get("tuned", {}), scenario_params, source),
+        bank=dict(bank),
+        tune=_tune_table(doc.get("tune", {}), source),
+        evaluation=_sub_config(EvaluationConfig, doc.get("evaluation", {}), source, "evaluation"),
+        execution=_sub_config(ExecutionConfig, doc.get("execution", {}), source, "execution"),
+        source=source,
+    )
+
+
+def _scenario_spec(text, where: str) -> str:
+    """Canonical scenario text ("random:10.0" → "random:10"), so tables match the runner's cells."""
+    from .scenarios import parse_scenario
+
+    try:
+        return parse_scenario(text).spec
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _method_tables(methods: dict, source: str) -> tuple[dict, dict]:
+    """[methods.NAME] → (all-scenario values, {scenario: values}); a sub-table is a scenario."""
+    method_params, scenario_params = {}, {}
+    for method, table in methods.items():
+        method_params[method] = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        for key, sub in table.items():
+            if not isinstance(sub, dict):
+                continue
+            where = f"{source} [methods.{method}.{json.dumps(key)}]"
+            spec = _scenario_spec(key, f"{where} (a sub-table of [methods.{method}] names a scenario, "
+                                       f"e.g. [methods.{method}.\"class:0\"])")
+            if spec in scenario_params.get(method, {}):
+                raise ConfigError(f"{where}: scenario {spec!r} has two tables; merge them")
+            if any(isinstance(v, dict) for v in sub.values()):
+                raise ConfigError(f"{where}: a scenario table holds hyper-parameter values, not tables")
+            scenario_params.setdefault(method, {})[spec] = dict(sub)
+    return method_params, scenario_params
+
+
+def _tuned_table(table: dict, scenario_params: dict, source: str) -> dict:
+    """[tuned] NAME = ["class:0", ...]: each entry must name a [methods.NAME."SCENARIO"] table."""
+    tuned = {}
+    for method, scenarios in table.items():
+        if method == "retrain":
+            raise ConfigError(f"{source} [tuned]: 'retrain' is the reference of every gap and is never tuned")
+        if isinstance(scenarios, str):
+            scenarios = list(split_scenarios(scenarios))
+        specs = tuple(_scenario_spec(s, f"{source} [tuned] {method}")
+                      for s in _as_tuple(scenarios, method, f"{source} [tuned]"))
+        for spec in specs:
+            if spec not in scenario_params.get(method, {}):
+                raise ConfigError(f"{source} [tuned]: {method} {spec!r} has no [methods.{method}.\"{spec}\"] "
+                                  "table holding the tuned values")
+        tuned[method] = specs
+    return tuned
+
+
+def _tune_table(table: dict, source: str) -> TuneConfig:
+    bad = set(table) - {"seeds", "grid"}
+    if bad:
+        raise ConfigError(f"{source} [tune]: unknown key {sorted(bad)[0]!r}; valid: grid, seeds")
+    seeds = _as_tuple(table["seeds"], "seeds", f"{source} [tune]", int) if "seeds" in table else TUNING_SEEDS
+    grid = table.get("grid", {})
+    for method, fields in grid.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{source} [tune.grid]: expected [tune.grid.{method}] with FIELD = [values]")
+        for name, values in fields.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{source} [tune.grid.{method}]: {name!r} must be a non-empty list of "
+                                  f"candidate values; got {values!r}")
+    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()})
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path}: invalid TOML ({err})") from None
+    return config_from_dict(doc, source=str(path))
+
+
+# -- writing a config back (what `mubench tune` hands to `mubench run --config`) --------------
+_EXPERIMENT_ORDER = ("datasets", "models", "scenarios", "seeds", "methods", "out", "data_root",
+                     "download", "train_subset", "precision", "plugins")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # 0.1, 1e-05, inf, -inf and nan are all TOML floats
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid TOML basic strings
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def _toml_table(name: str, values: dict) -> list[str]:
+    return [f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()] + [""]
+
+
+def config_to_toml(config: ExperimentConfig) -> str:
+    """The config as TOML that `load_config` reads back to an equal config (source aside)."""
+    out = _toml_table("experiment", {k: getattr(config, k) for k in _EXPERIMENT_ORDER})
+    if config.recipe:
+        out += _toml_table("recipe", config.recipe)
+    for method in sorted(set(config.method_params) | set(config.scenario_params)):
+        if config.method_params.get(method) or not config.scenario_params.get(method):
+            out += _toml_table(f"methods.{_toml_key(method)}", config.method_params.get(method, {}))
+        for spec, table in config.scenario_params.get(method, {}).items():
+            out += _toml_table(f"methods.{_toml_key(method)}.{json.dumps(spec)}", table)
+    if config.tuned:
+        out += _toml_table("tuned", {m: list(v) for m, v in config.tuned.items()})
+    if config.bank:
+        out += _toml_table("bank", config.bank)
+    out += _toml_table("evaluation", dataclasses.asdict(config.evaluation))
+    execution = dataclasses.asdict(config.execution)
+    slurm = execution.pop("slurm")
+    out += _toml_table("execution", execution)
+    if slurm:
+        out += _toml_table("execution.slurm", slurm)
+    if config.tune != TuneConfig():
+        out += _toml_table("tune", {"seeds": list(config.tune.seeds)})
+        for method, fields in config.tune.grid.items():
+            out += _toml_table(f"tune.grid.{_toml_key(method)}", fields)
+    return "\n".join(out)
