@@ -212,16 +212,18 @@ def _cell_stats(store: Store, groups: list[dict[int, str]]) -> list[dict]:
 
     from .report import records_frame, with_gaps
 
-    rows, placeholders = [], []
+    rows, placeholders, group_of = [], [], {}
     for i, keys in enumerate(groups):
         for key in keys.values():
             record = store.read_record("method", key)
             if record is None:
                 placeholders.append({"group": i, "status": "missing"})
             else:
-                rows.append({**record, "_group": i})
-    frame = with_gaps(records_frame(rows)) if rows else pd.DataFrame(columns=["_group", "status"])
-    frame = pd.concat([frame.rename(columns={"_group": "group"}), pd.DataFrame(placeholders)], ignore_index=True)
+                rows.append(record)
+                group_of[key] = i
+    frame = with_gaps(records_frame(rows)) if rows else pd.DataFrame(columns=["key", "status"])
+    frame = frame.assign(group=frame["key"].map(group_of))
+    frame = pd.concat([frame, pd.DataFrame(placeholders, columns=["group", "status"])], ignore_index=True)
     stats = aggregate(frame, ["group"], METRICS)
     out = []
     for i in range(len(groups)):

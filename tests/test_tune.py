@@ -96,7 +96,7 @@ def test_scenario_tables_are_canonical_and_validated(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[methods.finetune."class:5"]\nlrr = 0.1\n')
     args = build_parser().parse_args(["run", "--config", str(bad), "--out", str(tmp_path / "r")])
-    with pytest.raises(ConfigError, match=r"\[methods.finetune.\"class:5\"\]: unknown hyper-parameter 'lrr'; did you mean 'lr'"):
+    with pytest.raises(ConfigError, match=r"\[methods.finetune.\"class:5\"\]\)?: unknown hyper-parameter 'lrr'; did you mean 'lr'"):
         build_plan(config_from_args(args), Store(tmp_path / "r"))
 
 
@@ -151,18 +151,31 @@ def test_default_grid_is_the_default_lr_times_a_third_one_three():
 
 # -- selection --------------------------------------------------------------------------------
 def _selected(tmp_path, gaps: list[list[float | None]], defaults: list[bool]) -> int | None:
-    """Which candidate wins, given each candidate's gap per seed (None = a failed job)."""
+    """Which candidate wins, given each candidate's gap per seed (None = a failed job). Gaps are
+    recomputed from the records against the Retrain each names (as reports do): a candidate
+    whose UA is 50 + 4g against Retrain's 50 (RA, TA, MIA equal) sits at Avg. Gap g."""
     store = Store(tmp_path)
-    store.write_record("method", "r0", {"status": "ok", "avg_gap": 0.0})
+    cell_fields = {"dataset": "digits", "model": "small_cnn", "scenario": "class:0", "finished": "2026-01-01"}
+    metrics = {"ua": 50.0, "ra": 50.0, "ta": 50.0, "mia_efficacy": 50.0}
+    retrain = {}
+    for seed in range(max(len(g) for g in gaps)):
+        retrain[seed] = f"r{seed}"
+        store.write_record("method", f"r{seed}", {**cell_fields, **metrics, "key": f"r{seed}", "seed": seed,
+                                                  "status": "ok", "method": "retrain", "display_name": "retrain"})
     cell = Cell("digits", "small_cnn", "class:0", "finetune",
-                [Candidate({"lr": 0.1 * (i + 1)}, d) for i, d in enumerate(defaults)], retrain={0: "r0"})
+                [Candidate({"lr": 0.1 * (i + 1)}, d) for i, d in enumerate(defaults)], retrain=retrain)
     for i, per_seed in enumerate(gaps):
         cell.keys.append({})
         for seed, gap in enumerate(per_seed):
             key = f"c{i}s{seed}"
             cell.keys[i][seed] = key
-            record = {"status": "failed"} if gap is None else {"status": "ok", "avg_gap": gap}
-            store.write_record("method", key, {**record, "ua": 1.0, "ra": 1.0, "ta": 1.0, "mia_efficacy": 1.0})
+            record = {**cell_fields, "key": key, "seed": seed, "method": "finetune", "retrain_key": f"r{seed}",
+                      "display_name": f"finetune[lr={0.1 * (i + 1):g}]"}
+            if gap is None:
+                record["status"] = "failed"
+            else:
+                record.update(metrics, status="ok", ua=50.0 + 4 * gap, avg_gap=-1.0)  # stored gap ignored
+            store.write_record("method", key, record)
     tp = TunePlan(ExperimentConfig(out=str(tmp_path)), None, [cell], {})
     return select(tp)[0].winner
 
@@ -226,14 +239,14 @@ def test_tuned_config_makes_run_use_the_chosen_value(tuned):
 def test_second_tune_is_fully_cached(tuned):
     root, _ = tuned
     proc = mubench(*TUNE, "--out", str(root))
-    assert "0 jobs run, 4 cached, 0 failed" in proc.stdout
+    assert "0 jobs run, 8 cached, 0 failed" in proc.stdout  # original, split, 3 x (Unlearn, Evaluate)
     assert (root / "tune" / "tuned-digits-small_cnn.toml").is_file()
 
 
 def test_dry_run_lists_the_candidates_without_running(tmp_path):
     proc = mubench(*TUNE, "--out", str(tmp_path), "--dry-run")
     assert "2 candidates in 1 (dataset, model, scenario, method) cells, seeds 100" in proc.stdout
-    assert "stage 3 (methods): 2 jobs, 0 cached, 2 to run" in proc.stdout
+    assert "Unlearn: 3 jobs, 0 cached, 3 to run" in proc.stdout  # Retrain and the 2 candidates
     assert not Path(tmp_path / "tune" / "records").exists()
 
 
