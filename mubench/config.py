@@ -9,6 +9,8 @@
     out       = "results"
     data_root = ""                    # "" → $MUBENCH_DATA or ~/.cache/mubench/data
     train_subset = 0                  # >0: fixed stratified subset of the training set
+    validation = 0.0                  # >0: this fraction of the training set replaces the test set (tuning)
+    tuned     = "auto"                # tuned settings: auto (shipped mubench/tuned/*.toml) | none | PATH
     precision = "auto"                # auto | fp32 | bf16
     plugins   = []
 
@@ -20,12 +22,10 @@
     [methods.salun."class:0"]         # ... for one scenario only (beats [methods.salun])
     lr = 0.05
 
-    [tuned]                           # which per-scenario tables `mubench tune` chose (marker)
-    salun = ["class:0"]
-
-    [tune]                            # read by `mubench tune` only
-    seeds = [100, 101]                # tuning seeds, disjoint from the reporting seeds
-    [tune.grid.salun]                 # candidates per field (grid = their product)
+    [tune]                            # read by `mubench tune` only (docs/tuning.md)
+    seeds = [100, 101, 102]           # tuning seeds, disjoint from the reporting seeds
+    budget = 8                        # candidates per method and scenario kind, drawn from Params.SEARCH
+    [tune.grid.salun]                 # optional: explicit candidates instead of the drawn ones
     lr = [0.02, 0.05, 0.1]
 
     [bank]                            # the forget-vector bank's own settings (its plugin checks them)
@@ -43,9 +43,11 @@
     [execution.slurm]                 # dask_jobqueue.SLURMCluster(**this) when present
     cores = 4
 
-Method hyper-parameters resolve in five layers, each beating the one before: Params defaults <
-dataset preset (mubench/presets.py, per scenario kind) < [methods.NAME] < [methods.NAME."SCENARIO"]
-< --set (`method_overrides` merges the two file layers; `with_set_params` applies --set).
+Method hyper-parameters resolve in six layers, each beating the one before: Params defaults <
+the method's sizing preset (`Method.presets`: batch sizes, epoch caps; never a searched field) <
+tuned settings (mubench/tuned.py: the file's table for the method and scenario kind) <
+[methods.NAME] < [methods.NAME."SCENARIO"] < --set (`method_overrides` merges the two file
+layers; `with_set_params` applies --set).
 
 Scenario lists given as one string split only before a scenario kind (`split_scenarios`), so
 `class:0,classes:1,2,subset:1,2:50` is three scenarios. The TOML form, both ways, is
@@ -82,13 +84,19 @@ class EvaluationConfig:
     mia_legacy_first_n: bool = False  # OPTML's first-n shadow sets instead of seeded random ones
 
 
-TUNING_SEEDS = (100, 101)  # disjoint from the reporting seeds 0, 1, 2 (docs/tuning.md)
+TUNING_SEEDS = (100, 101, 102)  # disjoint from the reporting seeds 0, 1, 2 (docs/tuning.md)
+PROTOCOLS = ("heldout", "test")  # selection on a validation split held out of train | on the test set
+CRITERIA = ("mean+std", "mean")  # of the Avg. Gap over the tuning seeds
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     seeds: tuple[int, ...] = TUNING_SEEDS  # seeds the search runs on (not the reporting seeds)
-    grid: dict = field(default_factory=dict)  # method → {field: [candidate values]}
+    grid: dict = field(default_factory=dict)  # method → {field: [candidate values]} (replaces the draw)
+    budget: int = 8  # candidates per (method, scenario kind), drawn from the method's Params.SEARCH
+    protocol: str = "heldout"  # heldout (SPEC §3) | test (the references' protocol, labelled so)
+    validation: float = 0.1  # fraction of the training set held out as the tuning cells' test split
+    criterion: str = "mean+std"  # how a candidate's Avg. Gaps over the tuning seeds are scored
 
 
 @dataclass(frozen=True)
@@ -102,12 +110,13 @@ class ExperimentConfig:
     data_root: str = ""
     download: bool = False
     train_subset: int = 0  # >0: a fixed stratified subset of the training set (CPU-sized grids)
+    validation: float = 0.0  # >0: a held-out fraction of the training set is the test split (tuning cells)
+    tuned: str = "auto"  # tuned settings: "auto" (shipped file for the dataset and model), "none", or a path
     precision: str = "auto"
     plugins: tuple[str, ...] = ()
     recipe: dict = field(default_factory=dict)  # overrides of the preset recipe (and recipe.optim)
     method_params: dict = field(default_factory=dict)  # method → {field: value} (all scenarios)
     scenario_params: dict = field(default_factory=dict)  # method → {scenario: {field: value}}
-    tuned: dict = field(default_factory=dict)  # method → scenarios whose table `tune` chose
     bank: dict = field(default_factory=dict)  # [bank]: the forget-vector bank's settings (its plugin validates)
     tune: TuneConfig = field(default_factory=TuneConfig)  # the search of `mubench tune`
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -126,34 +135,29 @@ def split_scenarios(text: str) -> tuple[str, ...]:
     return tuple(p for p in parts if p)
 
 
-def method_overrides(config: ExperimentConfig, method: str, scenario: str) -> tuple[dict, bool]:
+def method_overrides(config: ExperimentConfig, method: str, scenario: str) -> dict:
     """The file layers of one method in one scenario (canonical text): [methods.NAME] with
-    [methods.NAME."SCENARIO"] on top, and whether the config marks that table as tuned."""
+    [methods.NAME."SCENARIO"] on top."""
     table = config.scenario_params.get(method, {}).get(scenario, {})
-    return {**config.method_params.get(method, {}), **table}, scenario in config.tuned.get(method, ())
+    return {**config.method_params.get(method, {}), **table}
 
 
 def with_set_params(config: ExperimentConfig, sets: dict[str, dict]) -> ExperimentConfig:
     """The command-line layer: `--set METHOD.FIELD=VALUE` beats both file layers.
 
-    A value set here replaces that field in every scenario table of the method; a tuned table
-    that loses a field is no longer marked tuned (its numbers no longer come from the search).
+    A value set here replaces that field in every scenario table of the method.
     """
     method_params = {m: dict(v) for m, v in config.method_params.items()}
     scenario_params = {m: {s: dict(t) for s, t in tables.items()} for m, tables in config.scenario_params.items()}
-    tuned = {m: list(v) for m, v in config.tuned.items()}
     for method, values in sets.items():
         method_params[method] = {**method_params.get(method, {}), **values}
-        for spec, table in scenario_params.get(method, {}).items():
+        for _spec, table in scenario_params.get(method, {}).items():
             if set(values) & set(table):
                 for name in values:
                     table.pop(name, None)
-                if spec in tuned.get(method, ()):
-                    tuned[method].remove(spec)
         if method in scenario_params:
             scenario_params[method] = {s: t for s, t in scenario_params[method].items() if t}
-    return dataclasses.replace(config, method_params=method_params, scenario_params=scenario_params,
-                               tuned={m: tuple(v) for m, v in tuned.items() if v})
+    return dataclasses.replace(config, method_params=method_params, scenario_params=scenario_params)
 
 
 SET_TABLES = ("recipe", "bank")  # `--set OWNER.FIELD=VALUE` owners that are config tables, not methods

@@ -33,8 +33,8 @@ else:  # pragma: no cover
 
 # -- reading a config (a TOML file, or the dict it parses to) ----------------------------------
 _EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {
-    "recipe", "method_params", "scenario_params", "tuned", "bank", "tune", "evaluation", "execution", "source"}
-_TOP_KEYS = {"experiment", "recipe", "methods", "tuned", "bank", "tune", "evaluation", "execution"}
+    "recipe", "method_params", "scenario_params", "bank", "tune", "evaluation", "execution", "source"}
+_TOP_KEYS = {"experiment", "recipe", "methods", "bank", "tune", "evaluation", "execution"}
 
 
 def _strict_int(value) -> int:
@@ -75,6 +75,9 @@ def _sub_config(cls, table: dict, source: str, section: str):
 
 
 def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
+    if "tuned" in doc:
+        raise ConfigError(f"{source}: the [tuned] table is gone; tuned settings are files written by "
+                          "`mubench tune`, read with [experiment] tuned = \"PATH\" (docs/tuning.md)")
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{source}: unknown section [{sorted(unknown)[0]}]; valid: {', '.join(sorted(_TOP_KEYS))}")
@@ -88,7 +91,7 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
             kwargs[key] = _as_tuple(exp[key], key, source)
     if "seeds" in exp:
         kwargs["seeds"] = _as_tuple(exp["seeds"], "seeds", source, int)
-    for key in ("out", "data_root", "precision"):
+    for key in ("out", "data_root", "precision", "tuned"):
         if key in exp:
             kwargs[key] = str(exp[key])
     if "download" in exp:
@@ -97,6 +100,11 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
         if isinstance(exp["train_subset"], bool) or not isinstance(exp["train_subset"], int) or exp["train_subset"] < 0:
             raise ConfigError(f"{source} [experiment]: 'train_subset' must be a non-negative integer; got {exp['train_subset']!r}")
         kwargs["train_subset"] = exp["train_subset"]
+    if "validation" in exp:
+        value = exp["validation"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ConfigError(f"{source} [experiment]: 'validation' must be a fraction in [0, 1); got {value!r}")
+        kwargs["validation"] = float(value)
     bank = doc.get("bank", {})
     if not isinstance(bank, dict):
         raise ConfigError(f"{source}: [bank] must be a table of the forget-vector bank's settings; got {bank!r}")
@@ -109,7 +117,6 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
         recipe=dict(doc.get("recipe", {})),
         method_params=method_params,
         scenario_params=scenario_params,
-        tuned=_tuned_table(doc.get("tuned", {}), scenario_params, source),
         bank=dict(bank),
         tune=_tune_table(doc.get("tune", {}), source),
         evaluation=_sub_config(EvaluationConfig, doc.get("evaluation", {}), source, "evaluation"),
@@ -147,29 +154,21 @@ def _method_tables(methods: dict, source: str) -> tuple[dict, dict]:
     return method_params, scenario_params
 
 
-def _tuned_table(table: dict, scenario_params: dict, source: str) -> dict:
-    """[tuned] NAME = ["class:0", ...]: each entry must name a [methods.NAME."SCENARIO"] table."""
-    tuned = {}
-    for method, scenarios in table.items():
-        if method == "retrain":
-            raise ConfigError(f"{source} [tuned]: 'retrain' is the reference of every gap and is never tuned")
-        if isinstance(scenarios, str):
-            scenarios = list(split_scenarios(scenarios))
-        specs = tuple(_scenario_spec(s, f"{source} [tuned] {method}")
-                      for s in _as_tuple(scenarios, method, f"{source} [tuned]"))
-        for spec in specs:
-            if spec not in scenario_params.get(method, {}):
-                raise ConfigError(f"{source} [tuned]: {method} {spec!r} has no [methods.{method}.\"{spec}\"] "
-                                  "table holding the tuned values")
-        tuned[method] = specs
-    return tuned
-
-
 def _tune_table(table: dict, source: str) -> TuneConfig:
-    bad = set(table) - {"seeds", "grid"}
+    scalars = {f.name: f.default for f in dataclasses.fields(TuneConfig) if f.name not in ("seeds", "grid")}
+    bad = set(table) - {"seeds", "grid", *scalars}
     if bad:
-        raise ConfigError(f"{source} [tune]: unknown key {sorted(bad)[0]!r}; valid: grid, seeds")
+        raise ConfigError(f"{source} [tune]: unknown key {sorted(bad)[0]!r}; valid: {', '.join(['grid', 'seeds', *scalars])}")
     seeds = _as_tuple(table["seeds"], "seeds", f"{source} [tune]", int) if "seeds" in table else TUNING_SEEDS
+    values = {}
+    for key, default in scalars.items():
+        if key in table:
+            value = table[key]
+            ok = isinstance(value, type(default)) and not isinstance(value, bool) or (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                raise ConfigError(f"{source} [tune]: {key!r} must be a {type(default).__name__}; got {value!r}")
+            values[key] = type(default)(value)
     grid = table.get("grid", {})
     for method, fields in grid.items():
         if not isinstance(fields, dict):
@@ -178,7 +177,7 @@ def _tune_table(table: dict, source: str) -> TuneConfig:
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{source} [tune.grid.{method}]: {name!r} must be a non-empty list of "
                                   f"candidate values; got {values!r}")
-    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()})
+    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()}, **values)
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -194,7 +193,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 # -- writing a config back (what `mubench tune` hands to `mubench run --config`) --------------
 _EXPERIMENT_ORDER = ("datasets", "models", "scenarios", "seeds", "methods", "out", "data_root",
-                     "download", "train_subset", "precision", "plugins")
+                     "download", "train_subset", "validation", "tuned", "precision", "plugins")
 
 
 def _toml_key(key: str) -> str:
@@ -231,8 +230,6 @@ def config_to_toml(config: ExperimentConfig) -> str:
             out += _toml_table(f"methods.{_toml_key(method)}", config.method_params.get(method, {}))
         for spec, table in config.scenario_params.get(method, {}).items():
             out += _toml_table(f"methods.{_toml_key(method)}.{json.dumps(spec)}", table)
-    if config.tuned:
-        out += _toml_table("tuned", {m: list(v) for m, v in config.tuned.items()})
     if config.bank:
         out += _toml_table("bank", config.bank)
     out += _toml_table("evaluation", dataclasses.asdict(config.evaluation))
@@ -242,7 +239,8 @@ def config_to_toml(config: ExperimentConfig) -> str:
     if slurm:
         out += _toml_table("execution.slurm", slurm)
     if config.tune != TuneConfig():
-        out += _toml_table("tune", {"seeds": list(config.tune.seeds)})
+        out += _toml_table("tune", {k: (list(v) if k == "seeds" else v)
+                                    for k, v in dataclasses.asdict(config.tune).items() if k != "grid"})
         for method, fields in config.tune.grid.items():
             out += _toml_table(f"tune.grid.{_toml_key(method)}", fields)
     return "\n".join(out)

@@ -137,6 +137,7 @@ class LoadOptions:
     download: bool = False  # fetch from the internet when missing (torchvision's downloaders)
     split_seed: int = 0  # digits: seed of the fixed stratified 75/25 split; seed of train_subset
     train_subset: int = 0  # >0: keep a fixed stratified subset of this many training images (CPU presets)
+    validation: float = 0.0  # >0: hold this fraction of the training set out as the test split (tuning)
 
 
 def load_dataset(name: str, options: LoadOptions | None = None) -> ImageData:
@@ -147,7 +148,30 @@ def load_dataset(name: str, options: LoadOptions | None = None) -> ImageData:
     else:
         loader: Callable[[LoadOptions], ImageData] = DATASETS.get(name)
         data = loader(options)
-    return subsample_train(data, options.train_subset, options.split_seed) if options.train_subset else data
+    data = subsample_train(data, options.train_subset, options.split_seed) if options.train_subset else data
+    return hold_out_validation(data, options.validation, options.split_seed) if options.validation else data
+
+
+def hold_out_validation(data: ImageData, fraction: float, seed: int) -> ImageData:
+    """The tuning view of a dataset (SPEC §3): a stratified, seeded `fraction` of the training
+    set becomes its test split and the rest its training set, so a search that reads "test"
+    numbers (TA, the MIA's non-members) reads held-out training images, never the test set.
+
+    The name gets a `{val}` suffix and the channel statistics are those of what remains, so
+    every original, Retrain and method run of a tuning cell is its own job, trained without
+    the held-out images.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < fraction < 1:
+        raise MubenchError(f"validation must be a fraction in (0, 1); got {fraction}")
+    keep, held = train_test_split(np.arange(len(data.train_y)), test_size=fraction,
+                                  stratify=data.train_y.numpy(), random_state=seed)
+    keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+    mean, std = channel_stats(data.train_x[keep])
+    return dataclasses.replace(data, name=f"{data.name}{{val{fraction:g}}}", train_x=data.train_x[keep].contiguous(),
+                               train_y=data.train_y[keep], test_x=data.train_x[held].contiguous(), test_y=data.train_y[held],
+                               mean=mean, std=std)
 
 
 def subsample_train(data: ImageData, n: int, seed: int) -> ImageData:

@@ -110,13 +110,13 @@ class Evaluate(Job):
     unlearn: Unlearn
     reference: Evaluate | None  # Retrain's Evaluate of the same cell (None: this is Retrain's)
     settings: dict  # config.EvaluationConfig fields
-    tuned: bool = False  # the method's params come from a `mubench tune` search
+    tuned: dict = field(default_factory=dict)  # tuned.TunedSettings.stamp() when the params come from a search
     IGNORE: ClassVar[tuple[str, ...]] = ("tuned",)
 
     def key_fields(self) -> dict:
         fields = super().key_fields()
         if self.tuned:  # a tuned row is its own record (reports mark it), the predictor is shared
-            fields["tuned"] = True
+            fields["tuned"] = self.tuned
         return fields
 
     @property
@@ -198,7 +198,7 @@ class Evaluate(Job):
         record = {**self.identity(), **metrics, **{k: unlearned[k] for k in keep if k in unlearned},
                   **{k: v for k, v in unlearned.items() if k.endswith("_s") and k not in ("rte_s", "wall_s")},
                   "dataset": data.name,  # carries a [n] suffix when a training subset is used
-                  "status": "ok", "tuned": self.tuned, "split_hash": split.hash, "split_form": split.form,
+                  "status": "ok", "tuned": bool(self.tuned), "tuned_from": self.tuned or None, "split_hash": split.hash, "split_form": split.form,
                   "unlearn_key": self.unlearn.key, "original_key": original.key, "retrain_key": self.retrain_key,
                   "original_train_acc": original.info.get("train_acc"),
                   "original_test_acc": original.info.get("test_acc"), "versions": versions(),

@@ -3,7 +3,8 @@
 Per (dataset, model, seed): one `Original`, and one `Resource` per resource a selected method
 requires (settings from the resource's own config table). Per scenario of that seed: one
 `Split`, Retrain's `Unlearn` and `Evaluate`, and an `Unlearn` + `Evaluate` per other method,
-whose Evaluate reads Retrain's as its reference. The whole config is validated before any job
+whose Evaluate reads Retrain's as its reference. A method's values come from the tuned settings
+that match (dataset, subset, model) beneath the user's (mubench/tuned.py). The whole config is validated before any job
 runs. Jobs shared by several configs (paper passes, tuning candidates) merge by key.
 """
 
@@ -24,6 +25,7 @@ from .presets import preset_for
 from .scenarios import parse_scenario
 from .store import Store
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
+from .tuned import TunedSettings, tuned_for, tuned_layer
 
 JOB_TYPES = (Original, Split, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
 
@@ -76,14 +78,17 @@ def recipe_for(dataset: str, overrides: dict) -> Recipe:
     return apply_overrides(dataclasses.replace(base, optim=optim), rest, "[recipe]")
 
 
-def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict):
-    """Params() defaults < the method's dataset preset (per scenario kind) < the user's
-    overrides ([methods.NAME] < [methods.NAME."SCENARIO"] < --set, merged by `method_overrides`)."""
+def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict, tuned_values: dict | None = None):
+    """Params() defaults < the method's sizing preset (per scenario kind) < tuned settings (the
+    file's table for this method and kind, mubench/tuned.py) < the user's overrides
+    ([methods.NAME] < [methods.NAME."SCENARIO"] < --set, merged by `method_overrides`)."""
     from .unlearning import METHODS
 
     cls = METHODS.get(method)
     owner = f"method {method!r}"
     params = apply_overrides(cls.Params(), cls.dataset_defaults(dataset, scenario_kind), f"{owner} preset for {dataset}")
+    if tuned_values:
+        params = apply_overrides(params, tuned_values, f"{owner} tuned settings")
     return apply_overrides(params, user, owner)
 
 
@@ -117,26 +122,28 @@ def _resource_jobs(config: ExperimentConfig, methods: list[str], original: Origi
 
 
 def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original, split: Split, kind: str,
-               resources: dict[str, Resource], precision: str, evaluation: dict) -> list[Job]:
+               resources: dict[str, Resource], precision: str, evaluation: dict,
+               tuned: TunedSettings | None) -> list[Job]:
     from .unlearning import METHODS
 
-    def unlearn(method: str, user: dict, method_precision: str) -> Unlearn:
+    def unlearn(method: str, user: dict, method_precision: str, tuned_values: dict | None = None) -> Unlearn:
         cls = METHODS.get(method)
-        params = resolve_params(method, original.dataset, kind, user)
+        params = resolve_params(method, original.dataset, kind, user, tuned_values)
         return Unlearn(method=method, method_version=cls.version, params=dataclasses.asdict(params),
                        precision=method_precision, original=original, split=split,
                        resources=tuple(resources[r] for r in getattr(cls, "requires", ())), user_params=user)
 
-    ruser, _ = method_overrides(config, "retrain", split.scenario)
+    ruser = method_overrides(config, "retrain", split.scenario)
     retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
     reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
     jobs: list[Job] = [retrain, reference]
     for method in methods:
         if method == "retrain":
             continue
-        user, tuned = method_overrides(config, method, split.scenario)
-        job = unlearn(method, user, precision)
-        jobs += [job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=tuned)]
+        user = method_overrides(config, method, split.scenario)
+        values, stamp = tuned_layer(tuned, method, kind, user)
+        job = unlearn(method, user, precision, values)
+        jobs += [job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp)]
     return jobs
 
 
@@ -151,7 +158,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     device = resolve_device(config.execution.device)
     precision = resolve_precision(config.precision, device)
     options = LoadOptions(data_root=config.data_root or None, download=config.download,
-                          train_subset=config.train_subset)
+                          train_subset=config.train_subset, validation=config.validation)
     evaluation = evaluation_settings(config)
     jobs: dict[str, Job] = {}
 
@@ -162,6 +169,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
         data = cached_dataset(dataset, options)
         scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
         for model in config.models or (preset_for(dataset).model,):
+            tuned = tuned_for(config.tuned, dataset, config.train_subset, model)
             for seed in config.seeds:
                 original = original_job(dataset, options, model, config.recipe, config.precision, seed, device)
                 add(original)
@@ -172,7 +180,8 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                     split = Split(dataset=dataset, data=original.data, scenario=sc.spec, seed=seed,
                                   data_options=original.data_options)
                     add(split)
-                    for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision, evaluation):
+                    for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision,
+                                          evaluation, tuned):
                         add(job)
     return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
 

@@ -1,22 +1,28 @@
-"""`mubench tune`: the references' per-scenario hyper-parameter search (SPEC §3), as runner jobs.
+"""`mubench tune`: the fair search of SPEC §3 ("Hyper-parameter selection"), as runner jobs.
 
-Every candidate of a method's grid becomes an ordinary config whose per-scenario table
-([methods.NAME."SCENARIO"]) holds the candidate's values; `runner.build_plan` expands each into
-jobs and the plans are merged by job key, so candidates are cached, run in parallel (--jobs),
-resume after a kill and record their failures exactly like `mubench run`'s jobs.
+Equal budget: per (dataset, model, scenario kind) every method gets `budget` candidates (8 by
+default), drawn from the search space its Params declare (`SEARCH`, mubench/search.py) by a
+Latin hypercube seeded with the method and kind; `--grid` replaces a method's draw with explicit
+values (the outputs then say the budgets differ). Every candidate becomes an ordinary config
+whose per-scenario tables hold its values; `build_plan` expands each into jobs and the plans
+merge by key, so candidates are cached, parallel, resumable and failure-recording like `run`.
 
-Selection, per (dataset, model, scenario) and method: the candidate with the smallest mean Avg.
-Gap to Retrain over the tuning seeds (the references' criterion). A candidate with a failed or
-missing seed cannot win. Ties go to the default value (what `run` uses untuned: Params <
-preset < config), then to the candidate listed first. Avg. Gap includes TA, so the criterion
-reads the test set as the references' search does; tuning on seeds disjoint from the reporting
-seeds (100, 101 by default) keeps the reported runs (their splits, originals, Retrains and
-method runs) out of the selection, not the test images.
+Never the reported numbers: tuning cells run on the tuning seeds (100-102; `tune` refuses
+reporting seeds among them) and, under the default `heldout` protocol, on the dataset's tuning
+view (`data.hold_out_validation`): a stratified 10% of the training set is the test split, and
+originals and Retrains are trained without it, so the test set is never read. `--protocol test`
+is the references' protocol (select on the test set), and every output says which ran.
 
-Outputs, under <out>/tune/: `tune.md` (every candidate, mean ± std, the winner marked),
-`tune.json` (the same as data, with job keys) and one `tuned-<dataset>-<model>.toml` per
-(dataset, model) that `mubench run --config` reads: the input config with the chosen values as
-per-scenario tables, listed in [tuned] so records and reports say they are tuned.
+Stable, not lucky: a candidate's score is the mean + std of its Avg. Gaps to Retrain over the
+scenarios of the kind × tuning seeds (recomputed against each record's Retrain by the one
+aggregation reports use); `--criterion mean` is the references' criterion. Ties go to the
+candidate drawn first; a candidate with a failed or missing run cannot win.
+
+Outputs, under <out>/tune/: `tune.md` (every candidate, both criteria, the winner marked),
+`tune.json` (the same as data, with job keys) and one tuned settings file
+`tuned-<dataset>-<model>.toml` per (dataset, model) (format: mubench/tuned.py), which
+`mubench run --tuned FILE` reads; `--write PATH` writes it there too (how the shipped files in
+mubench/tuned/ are made).
 """
 
 from __future__ import annotations
@@ -29,65 +35,83 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .aggregate import aggregate
-from .config import ExperimentConfig, TuneConfig, method_overrides
+from .config import ExperimentConfig, TuneConfig
 from .errors import ConfigError
 from .params import apply_overrides
-from .runner import Plan, build_plan, merge_plans, resolve_params
+from .runner import Plan, build_plan, merge_plans
 from .scenarios import parse_scenario
-from .store import Store
+from .search import describe, draw, search_space
+from .store import Store, stable_hash
 
-DEFAULT_FACTORS = (1 / 3, 1.0, 3.0)  # no grid given: lr × these, around the default lr
 METRICS = ("avg_gap", "ua", "ra", "ta", "mia_efficacy")
 LABELS = {"avg_gap": "Avg. Gap", "ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy"}
-CRITERION = ("smallest mean Avg. Gap to Retrain over the tuning seeds; ties → the default value, "
-             "then the first candidate listed; a candidate with a failed seed cannot win")
+CRITERION_WORDS = {
+    "mean+std": "the smallest mean + std of the Avg. Gap to Retrain over the tuning seeds (a setting that "
+                "flips between forgetting and not across seeds pays for its spread)",
+    "mean": "the smallest mean Avg. Gap to Retrain over the tuning seeds (the references' criterion)",
+}
+PROTOCOL_WORDS = {
+    "heldout": "selection on a stratified {pct} validation split held out of the training set, which takes the "
+               "test set's role (TA, MIA non-members) in tuning cells whose originals and Retrains never saw "
+               "it; the test set is not read",
+    "test": "selection on the test set (the references' protocol): TA and the MIA's non-members of tuning "
+            "cells are the test images that reports also use",
+}
 
 
 @dataclass(frozen=True)
 class Candidate:
     overrides: dict  # field → value this candidate sets (typed)
-    default: bool  # equals what `run` uses untuned in this cell
 
     @property
     def label(self) -> str:
-        text = ", ".join(f"{k}={_fmt(v)}" for k, v in self.overrides.items())
-        return f"{text} (default)" if self.default else text
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.overrides.items())
 
 
 @dataclass
 class Cell:
-    """One selection: a method in one (dataset, model, scenario), its candidates and their jobs."""
+    """One selection: a method in one (dataset, model, scenario kind), its candidates and jobs."""
 
     dataset: str
     model: str
-    scenario: str
+    kind: str
     method: str
     candidates: list[Candidate]
-    keys: list[dict[int, str]] = field(default_factory=list)  # per candidate: seed → job key
-    retrain: dict[int, str] = field(default_factory=dict)  # seed → Retrain key
+    scenarios: list[str] = field(default_factory=list)  # the kind's scenarios searched on
+    keys: list[dict] = field(default_factory=list)  # per candidate: (scenario, seed) → job key
+    retrain: dict = field(default_factory=dict)  # (scenario, seed) → Retrain key
 
 
 @dataclass
 class TunePlan:
-    config: ExperimentConfig  # the tuning config: tuning seeds, out = <out>/tune
+    config: ExperimentConfig  # the tuning config: tuning seeds, tuning data view, out = <out>/tune
     plan: Plan  # every candidate's jobs, merged by key
     cells: list[Cell]
-    grids: dict[str, str]  # method → the grid searched, in words
+    spaces: dict[str, str]  # method → what was searched, in words
+    search: TuneConfig  # budget, protocol, validation, criterion, seeds
+
+    @property
+    def equal_budget(self) -> bool:
+        return len({len(c.candidates) for c in self.cells}) <= 1
 
 
 @dataclass
 class Outcome:
     cell: Cell
-    stats: list[dict]  # per candidate: metric → (mean, std), plus n_ok / n_failed / n
+    stats: list[dict]  # per candidate: metric → (mean, std), the scores, n_ok / n_failed / n
     retrain: dict
-    winner: int | None  # index into cell.candidates; None when no candidate has every seed ok
+    winner: int | None  # index into cell.candidates; None when no candidate has every run ok
 
 
 def _fmt(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# -- the grid ---------------------------------------------------------------------------------
+def protocol_words(search: TuneConfig) -> str:
+    return PROTOCOL_WORDS[search.protocol].format(pct=f"{search.validation:.0%}")
+
+
+# -- the candidates ----------------------------------------------------------------------------
 def parse_grid_options(items: Sequence[str]) -> dict[str, dict[str, list[str]]]:
     """`--grid finetune.lr=0.01,0.03` → {"finetune": {"lr": ["0.01", "0.03"]}} (a later flag for
     the same field replaces an earlier one, as --set does)."""
@@ -133,79 +157,101 @@ def check_grid(config: ExperimentConfig, cli_grid: dict, methods: Sequence[str],
     return grid
 
 
-def cell_candidates(config: ExperimentConfig, method: str, dataset: str, scenario, grid: dict | None) -> list[Candidate]:
-    """The candidates of one method in one scenario: the grid's product, or (no grid) the cell's
-    default lr × 1/3, 1, 3 (rounded to 3 significant digits; the default itself exactly)."""
-    user, _ = method_overrides(config, method, scenario.spec)
-    base = resolve_params(method, dataset, scenario.kind, user)
+def draw_seed(method: str, kind: str) -> int:
+    """The sampler's seed: fixed per (method, kind), so a rerun draws the same candidates."""
+    return int(stable_hash({"tune-draw": method, "kind": kind})[:8], 16)
+
+
+def kind_candidates(method: str, kind: str, budget: int, grid: dict | None, sets: dict) -> list[Candidate]:
+    """The candidates of one method for one scenario kind: the explicit grid's product, or
+    `budget` draws from the method's search space (fields fixed with --set are left out)."""
+    from .unlearning import METHODS
+
     if grid:
-        names, combos = list(grid), itertools.product(*grid.values())
-    else:
-        if not hasattr(base, "lr"):
-            raise ConfigError(f"method {method!r} has no 'lr' to search by default; give its grid with "
-                              f"--grid {method}.FIELD=V1,V2 or a [tune.grid.{method}] table")
-        names = ["lr"]
-        combos = [(base.lr if f == 1 else float(f"{base.lr * f:.3g}"),) for f in DEFAULT_FACTORS]
-    out = []
-    for values in combos:
-        overrides = dict(zip(names, values, strict=True))
-        out.append(Candidate(overrides, all(getattr(base, k) == v for k, v in overrides.items())))
-    return out
+        names = list(grid)
+        return [Candidate(dict(zip(names, values, strict=True))) for values in itertools.product(*grid.values())]
+    space = {k: v for k, v in search_space(METHODS.get(method).Params).items() if k not in sets}
+    return [Candidate(values) for values in draw(space, budget, draw_seed(method, kind))]
+
+
+def tuning_config(config: ExperimentConfig, search: TuneConfig) -> ExperimentConfig:
+    """The config every tuning cell runs under: tuning seeds, the tuning view of the data
+    (heldout protocol), no tuned settings underneath, its own results root."""
+    return dataclasses.replace(
+        config, seeds=tuple(search.seeds), out=str(Path(config.out) / "tune"), tune=TuneConfig(), tuned="none",
+        validation=search.validation if search.protocol == "heldout" else 0.0)
 
 
 # -- planning: one ordinary config per candidate, merged into one plan ------------------------
-def plan_tune(config: ExperimentConfig, seeds: Sequence[int], cli_grid: dict, sets: dict) -> TunePlan:
+def _methods_to_tune(config: ExperimentConfig, grid: dict, sets: dict) -> tuple[list[str], dict[str, str]]:
+    from .unlearning import METHODS
+
+    methods = [m for m in METHODS.select(config.methods) if m != "retrain"]
+    if not methods:
+        raise ConfigError("nothing to tune: select at least one method besides retrain with --methods")
+    skipped = {m: "not searched: its Params declare no SEARCH space and no grid was given "
+                  f"(--grid {m}.FIELD=V1,V2)" for m in methods
+               if m not in grid and not set(search_space(METHODS.get(m).Params)) - set(sets.get(m, {}))}
+    kept = [m for m in methods if m not in skipped]
+    if not kept:
+        raise ConfigError(f"nothing to tune: {', '.join(skipped)} declare(s) no search space; give a grid "
+                          "with --grid METHOD.FIELD=V1,V2")
+    return kept, skipped
+
+
+def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets: dict) -> TunePlan:
     """Validate the search and expand every candidate into runner jobs (nothing runs here)."""
     from .plugins import load_methods
     from .unlearning import METHODS
 
     load_methods(config.plugins, strict_plugins=True)
-    methods = [m for m in METHODS.select(config.methods) if m != "retrain"]
-    if not methods:
-        raise ConfigError("nothing to tune: select at least one method besides retrain with --methods")
-    grid = check_grid(config, cli_grid, methods, sets)
-    no_lr = [m for m in methods if m not in grid and "lr" not in {f.name for f in dataclasses.fields(METHODS.get(m).Params)}]
-    skipped = {m: f"not searched: no 'lr' to search by default and no grid given (--grid {m}.FIELD=V1,V2)" for m in no_lr}
-    methods = [m for m in methods if m not in skipped]
-    if not methods:
-        raise ConfigError(f"nothing to tune: {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} no 'lr' "
-                          "to search by default; give a grid with --grid METHOD.FIELD=V1,V2")
-    root = Path(config.out) / "tune"
-    base = dataclasses.replace(config, seeds=tuple(seeds), out=str(root), tune=TuneConfig())
-    store = Store(root)
+    overlap = sorted(set(search.seeds) & set(config.seeds))
+    if overlap:
+        raise ConfigError(f"tuning seeds {', '.join(map(str, overlap))} are also reporting seeds; selection must "
+                          "never see reported runs (SPEC §3): choose --seeds disjoint from the config's seeds")
+    grid = check_grid(config, cli_grid, [m for m in METHODS.select(config.methods) if m != "retrain"], sets)
+    methods, skipped = _methods_to_tune(config, grid, sets)
+    base = tuning_config(config, search)
+    store = Store(base.out)
     scenarios = [parse_scenario(s) for s in config.scenarios]
+    kinds = list(dict.fromkeys(sc.kind for sc in scenarios))
     plans, cells = [], {}
     for dataset in config.datasets:
         for method in methods:
-            per_scenario = {sc.spec: cell_candidates(base, method, dataset, sc, grid.get(method)) for sc in scenarios}
-            for i in range(len(next(iter(per_scenario.values())))):
+            per_kind = {k: kind_candidates(method, k, search.budget, grid.get(method), sets.get(method, {}))
+                        for k in kinds}
+            for i in range(max(len(c) for c in per_kind.values())):
                 tables = {s: dict(t) for s, t in base.scenario_params.get(method, {}).items()}
-                for spec, cands in per_scenario.items():
-                    tables[spec] = {**tables.get(spec, {}), **cands[i].overrides}
+                for sc in scenarios:
+                    tables[sc.spec] = {**tables.get(sc.spec, {}), **per_kind[sc.kind][i].overrides}
                 candidate_config = dataclasses.replace(
                     base, datasets=(dataset,), methods=(method,),
-                    scenario_params={**base.scenario_params, method: tables},
-                    tuned={m: v for m, v in base.tuned.items() if m != method})  # candidates are not tuned
+                    scenario_params={**base.scenario_params, method: tables})
                 plan = build_plan(candidate_config, store)
                 plans.append(plan)
                 for job in plan.evaluations():
                     if job.method == "retrain":
                         continue
-                    cell = cells.setdefault((dataset, job.model, job.scenario, method), Cell(
-                        dataset, job.model, job.scenario, method, per_scenario[job.scenario]))
+                    kind = job.scenario.split(":")[0]
+                    cell = cells.setdefault((dataset, job.model, kind, method), Cell(
+                        dataset, job.model, kind, method, per_kind[kind]))
+                    if job.scenario not in cell.scenarios:
+                        cell.scenarios.append(job.scenario)
                     while len(cell.keys) <= i:
                         cell.keys.append({})
-                    cell.keys[i][job.seed] = job.key
-                    cell.retrain[job.seed] = job.retrain_key
-    words = {m: ("; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vals)}}}" for k, vals in grid[m].items())
-                 if m in grid else "no grid given: lr × {1/3, 1, 3} around the default lr of each scenario")
-             for m in methods} | skipped
-    return TunePlan(base, merge_plans(plans), list(cells.values()), words)
+                    cell.keys[i][(job.scenario, job.seed)] = job.key
+                    cell.retrain[(job.scenario, job.seed)] = job.retrain_key
+    spaces = {m: (("explicit grid: " + "; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vals)}}}"
+                                               for k, vals in grid[m].items())) if m in grid else
+                  f"{search.budget} draws from " + describe({k: v for k, v in search_space(METHODS.get(m).Params).items()
+                                                             if k not in sets.get(m, {})}))
+              for m in methods} | skipped
+    return TunePlan(base, merge_plans(plans), list(cells.values()), spaces, search)
 
 
 # -- selection --------------------------------------------------------------------------------
-def _cell_stats(store: Store, groups: list[dict[int, str]]) -> list[dict]:
-    """Per group of record keys (one per seed): job counts and (mean, std) of each of METRICS,
+def _cell_stats(store: Store, groups: list[dict]) -> list[dict]:
+    """Per group of record keys (one per run): job counts and (mean, std) of each of METRICS,
     from the one aggregation the reports use, with Avg. Gap recomputed against the Retrain each
     record names (never the value stored at job time). The last group is the cell's Retrain."""
     import pandas as pd
@@ -236,15 +282,25 @@ def _cell_stats(store: Store, groups: list[dict[int, str]]) -> list[dict]:
     return out
 
 
-def select(tp: TunePlan) -> list[Outcome]:
+def score(stats: dict, criterion: str) -> float:
+    """A candidate's score under a criterion (smaller is better); nan when it has no gap."""
+    mean, std = stats["avg_gap"]
+    if criterion == "mean":
+        return mean
+    return mean + (0.0 if math.isnan(std) else std)  # one run has no spread to count
+
+
+def select(tp: TunePlan, criterion: str | None = None) -> list[Outcome]:
     """Read every candidate's records and choose per cell (see the module docstring)."""
+    criterion = criterion or tp.search.criterion
     store = Store(tp.config.out)
     outcomes = []
     for cell in tp.cells:
         *stats, retrain = _cell_stats(store, [*cell.keys, cell.retrain])
-        eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"] and not math.isnan(s["avg_gap"][0])]
-        winner = min(eligible, key=lambda i: (round(stats[i]["avg_gap"][0], 9), not cell.candidates[i].default, i),
-                     default=None)
+        for s in stats:
+            s["scores"] = {c: score(s, c) for c in CRITERION_WORDS}
+        eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"] and not math.isnan(s["scores"][criterion])]
+        winner = min(eligible, key=lambda i: (round(stats[i]["scores"][criterion], 9), i), default=None)
         outcomes.append(Outcome(cell, stats, retrain, winner))
     return outcomes
 
@@ -260,4 +316,3 @@ def _edge_note(outcome: Outcome) -> str | None:
             end = "smallest" if value == seen[0] else "largest"
             return f"the chosen {name}={_fmt(value)} is the {end} value searched: the best may lie beyond it"
     return None
-

@@ -23,6 +23,7 @@ from .params import Interval, Options, apply_overrides, check_params, param
 from .predictor import Predictor, frozen_copy
 from .registry import Registry
 from .scenarios import Scenario
+from .search import Choice, LogUniform
 from .training import SCHEDULES, Batch, OptimSpec, Recipe, make_generator, tensor_batches, train
 
 METHODS = Registry("method")
@@ -154,6 +155,9 @@ def epochs_param(default: int, what: str = "passes over the method's data"):
 @dataclass(frozen=True)
 class EpochParams:
     """Hyper-parameters shared by the SGD-based baselines (SPEC §3 defaults for CIFAR-10)."""
+
+    # What `mubench tune` searches (SPEC §3): lr on a log range, the epoch budget from a short list.
+    SEARCH: ClassVar[dict] = {"lr": LogUniform(1e-3, 0.3), "epochs": Choice((3, 5, 10))}
 
     lr: float = lr_param(0.01)
     epochs: int = epochs_param(10)

@@ -46,6 +46,12 @@ def validate_config(config: ExperimentConfig) -> None:
     check_recipe(config.recipe, _label(config, "--set recipe", "[recipe]"))
     check_precision(config.precision, _label(config, "--precision", "precision"))
     check_execution(config.execution, config)
+    from .tuned import check_tuned_option
+
+    try:
+        check_tuned_option(config.tuned)
+    except ConfigError as err:
+        raise ConfigError(f"{_label(config, '--tuned', 'tuned')}: {err}") from None
     if isinstance(config.train_subset, bool) or not isinstance(config.train_subset, int) or config.train_subset < 0:
         raise ConfigError(f"{_label(config, '--train-subset', 'train_subset')}: must be 0 (the whole "
                           f"training set) or a positive number of images; got {config.train_subset!r}")
@@ -72,7 +78,7 @@ def check_methods(config: ExperimentConfig) -> list[str]:
         raise ConfigError(f"{_label(config, '--methods', 'methods')}: no methods selected; give names or "
                           "patterns, or 'all' (python -m mubench list methods)")
     methods = METHODS.select(config.methods)  # unknown names: a close-match suggestion
-    for m in sorted(set(config.method_params) | set(config.scenario_params) | set(config.tuned)):
+    for m in sorted(set(config.method_params) | set(config.scenario_params)):
         METHODS.get(m)  # an override for a method that does not exist is a typo, not a no-op
         owner = f"method {m!r}" + ("" if config.source == "defaults" else f" (--set / {config.source} [methods.{m}])")
         apply_overrides(METHODS.get(m).Params(), config.method_params.get(m, {}), owner)
@@ -85,9 +91,19 @@ def check_methods(config: ExperimentConfig) -> list[str]:
 def check_tune(config: ExperimentConfig) -> None:
     """[tune]: its seeds, and a grid whose methods and fields exist (each candidate is converted
     and range-checked by `tuning.check_grid` when `mubench tune` runs)."""
+    from .config import CRITERIA, PROTOCOLS
     from .unlearning import METHODS
 
     check_seeds(config.tune.seeds, f"{config.source} [tune] seeds")
+    t, where = config.tune, f"--budget/--protocol/--criterion / {config.source} [tune]"
+    if t.budget < 1:
+        raise ConfigError(f"{where}: budget must be at least 1 candidate per method and scenario kind; got {t.budget}")
+    if t.protocol not in PROTOCOLS:
+        raise ConfigError(f"{where}: protocol must be one of {', '.join(PROTOCOLS)}; got {t.protocol!r}")
+    if t.criterion not in CRITERIA:
+        raise ConfigError(f"{where}: criterion must be one of {', '.join(CRITERIA)}; got {t.criterion!r}")
+    if not 0 < t.validation < 1:
+        raise ConfigError(f"{where}: validation must be a fraction in (0, 1); got {t.validation!r}")
     for method, fields in config.tune.grid.items():
         valid = {f.name for f in dataclasses.fields(METHODS.get(method).Params)}
         for name in fields:

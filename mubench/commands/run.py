@@ -31,6 +31,9 @@ def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (defaul
     what.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                       help="override a hyper-parameter in every scenario (beats the config's tables), "
                       "e.g. --set salun.lr=0.02, --set recipe.epochs=5 or --set bank.epochs=30 (repeatable)")
+    what.add_argument("--tuned", metavar="auto|none|FILE",
+                      help="tuned hyper-parameters: auto (the shipped mubench/tuned/ file matching each dataset, "
+                      "subset and model; default), none (method defaults), or a file written by `mubench tune`")
     what.add_argument("--plugin", action="append", default=None, metavar="PATH",
                       help="load methods, datasets, models or metrics from this file (repeatable)")
     where = p.add_argument_group("data and results")
@@ -85,7 +88,7 @@ def config_from_args(args: argparse.Namespace):
         scenarios=None if args.scenarios is None else split_scenarios(args.scenarios),
         seeds=parse_seeds(args.seeds), out=args.out, data_root=args.data_root,
         download=args.download, precision=args.precision, train_subset=args.train_subset,
-        plugins=tuple(args.plugin) if args.plugin is not None else None,
+        plugins=tuple(args.plugin) if args.plugin is not None else None, tuned=getattr(args, "tuned", None),
         execution_jobs=args.jobs, execution_backend=args.backend, execution_scheduler=args.scheduler,
         execution_device=args.device,
     )

@@ -28,8 +28,7 @@ class Finetune(EpochMethod):
 
     Params = FinetuneParams
     label, color, rank = "FT", "#1f77b4", 10
-    presets = {"digits": {"*": {"lr": 0.1, "epochs": 5, "batch_size": 32}},
-               "fashion-mnist": {"*": {"lr": 0.1, "epochs": 5, "batch_size": 64}}}  # why: docs/adding-a-method.md
+    presets = {"digits": {"*": {"batch_size": 32}}, "fashion-mnist": {"*": {"batch_size": 64}}}
     test_params = {"epochs": 1, "batch_size": 128}
 
     def loss(self, model: nn.Module, batch: Batch, epoch: int):

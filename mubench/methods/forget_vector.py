@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,7 @@ from torch import nn
 
 from mubench.params import Interval, Options, param
 from mubench.predictor import Predictor
+from mubench.search import LogUniform
 from mubench.training import Batch, OptimSpec, train
 from mubench.unlearning import Method, UnlearnTask, register_method
 
@@ -58,6 +60,9 @@ from mubench.unlearning import Method, UnlearnTask, register_method
 @dataclass(frozen=True)
 class PerturbationParams:
     """The loss and optimisation of a learned input perturbation (shared with fv_arithmetic)."""
+
+    # What `mubench tune` searches (SPEC §3): β (its range spans both kinds' defaults) and the first lr.
+    SEARCH: ClassVar[dict] = {"beta": LogUniform(0.05, 10.0), "lr": LogUniform(0.05, 1.0)}
 
     alpha: float = param(1.0, Interval(0, None), "weight of the retain cross-entropy term")
     beta: float | None = param(None, Interval(0, None),

@@ -11,9 +11,11 @@ the reference code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
+from mubench.search import Choice, LogUniform
 from mubench.training import Batch
 from mubench.unlearning import EpochMethod, EpochParams, epochs_param, lr_param, register_method
 
@@ -21,6 +23,8 @@ from mubench.unlearning import EpochMethod, EpochParams, epochs_param, lr_param,
 @dataclass(frozen=True)
 class GradAscentParams(EpochParams):
     """GA: a small lr and few epochs, because the loss is unbounded."""
+
+    SEARCH: ClassVar[dict] = {"lr": LogUniform(1e-5, 1e-2), "epochs": Choice((3, 5, 10))}
 
     lr: float = lr_param(1e-4)
     epochs: int = epochs_param(5, "passes over the forget set")
@@ -32,8 +36,7 @@ class GradAscent(EpochMethod):
 
     Params = GradAscentParams
     label, color, rank = "GA", "#ff7f0e", 20
-    presets = {"digits": {"*": {"lr": 1e-3, "epochs": 5, "batch_size": 64}},
-               "fashion-mnist": {"*": {"lr": 1e-3, "epochs": 5, "batch_size": 64}}}  # why: docs/adding-a-method.md
+    presets = {"digits": {"*": {"batch_size": 64}}, "fashion-mnist": {"*": {"batch_size": 64}}}
     test_params = {"epochs": 2, "batch_size": 64, "lr": 1e-3}
 
     def batches(self, task, epoch, generator):

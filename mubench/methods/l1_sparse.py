@@ -12,11 +12,13 @@ epochs, γ = 1e-4 (the paper tunes γ per scenario), training augmentation on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from mubench.params import Interval, param
+from mubench.search import LogUniform
 from mubench.training import Batch
 from mubench.unlearning import EpochMethod, EpochParams, register_method
 
@@ -24,6 +26,8 @@ from mubench.unlearning import EpochMethod, EpochParams, register_method
 @dataclass(frozen=True)
 class L1SparseParams(EpochParams):
     """FT's SGD defaults plus the initial strength of the ℓ1 penalty."""
+
+    SEARCH: ClassVar[dict] = {**EpochParams.SEARCH, "gamma": LogUniform(1e-5, 1e-3)}
 
     gamma: float = param(1e-4, Interval(0, None), "initial l1 weight; epoch t of T uses gamma x (1 - t/T)")
 
@@ -38,8 +42,7 @@ class L1Sparse(EpochMethod):
 
     Params = L1SparseParams
     label, color, rank = "l1-sparse", "#9467bd", 40
-    presets = {"digits": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32, "gamma": 5e-4}},
-               "fashion-mnist": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 64, "gamma": 5e-4}}}  # why: docs/adding-a-method.md
+    presets = {"digits": {"*": {"batch_size": 32}}, "fashion-mnist": {"*": {"batch_size": 64}}}
     test_params = {"epochs": 1, "batch_size": 128}
 
     def gamma_at(self, epoch: int) -> float:

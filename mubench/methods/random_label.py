@@ -52,8 +52,7 @@ class RandomLabel(EpochMethod):
 
     Params = RandomLabelParams
     label, color, rank = "RL", "#2ca02c", 30
-    presets = {"digits": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32}},
-               "fashion-mnist": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 64}}}  # why: docs/adding-a-method.md
+    presets = {"digits": {"*": {"batch_size": 32}}, "fashion-mnist": {"*": {"batch_size": 64}}}
     test_params = {"epochs": 1, "batch_size": 128}
 
     def batches(self, task: UnlearnTask, epoch: int, generator: torch.Generator):

@@ -72,8 +72,7 @@ class SalUn(RandomLabel):
 
     Params = SalUnParams
     label, color, rank = "SalUn", "#8c564b", 50
-    presets = {"digits": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 32}},
-               "fashion-mnist": {"*": {"lr": 0.05, "epochs": 5, "batch_size": 64}}}  # why: docs/adding-a-method.md
+    presets = {"digits": {"*": {"batch_size": 32}}, "fashion-mnist": {"*": {"batch_size": 64}}}
     test_params = {"epochs": 1, "batch_size": 128}
 
     def setup(self, task: UnlearnTask, model: nn.Module) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,7 @@ from torch import nn
 
 from mubench.params import Interval, param
 from mubench.predictor import frozen_copy
+from mubench.search import Choice, LogUniform
 from mubench.training import Batch
 from mubench.unlearning import (
     EpochMethod,
@@ -52,6 +54,8 @@ from mubench.unlearning import (
 @dataclass(frozen=True)
 class ScrubParams(EpochParams):
     """The reference's CIFAR-10 settings: SGD shared with the baselines, plus the distillation terms."""
+
+    SEARCH: ClassVar[dict] = {"lr": LogUniform(1e-4, 3e-2), "epochs": Choice((3, 5, 8))}
 
     lr: float = lr_param(5e-4)
     epochs: int = epochs_param(3, "epochs: a forget max-pass (first msteps epochs only), then a retain min-pass")
@@ -81,8 +85,8 @@ class Scrub(EpochMethod):
     Params = ScrubParams
     version = "2"  # 2: the reference loaders' batch sizes and no augmentation
     label, color, rank = "SCRUB", "#006d77", 60
-    presets = {"digits": {"*": {"lr": 0.005, "epochs": 5, "batch_size": 64, "forget_batch_size": 32}},
-               "fashion-mnist": {"*": {"lr": 0.002, "epochs": 8, "batch_size": 64, "forget_batch_size": 32}}}  # why: docs/adding-a-method.md
+    presets = {"digits": {"*": {"batch_size": 64, "forget_batch_size": 32}},
+               "fashion-mnist": {"*": {"batch_size": 64, "forget_batch_size": 32}}}
     test_params = {"epochs": 1, "msteps": 1, "batch_size": 128, "forget_batch_size": 64}
 
     def setup(self, task: UnlearnTask, model: nn.Module) -> None:

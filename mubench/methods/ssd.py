@@ -30,12 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from mubench.params import Interval, Options, param
 from mubench.predictor import Predictor, frozen_copy
+from mubench.search import LogUniform
 from mubench.training import Batch
 from mubench.unlearning import Method, UnlearnTask, register_method
 
@@ -43,6 +45,8 @@ from mubench.unlearning import Method, UnlearnTask, register_method
 @dataclass(frozen=True)
 class SSDParams:
     """The paper's ResNet-18 / CIFAR values (α = 10, λ = 1) and its loaders' batch size."""
+
+    SEARCH: ClassVar[dict] = {"alpha": LogUniform(1.0, 100.0), "lam": LogUniform(0.1, 10.0)}
 
     alpha: float = param(10.0, Interval(0, None, "neither"),
                          "selection: dampen where forget importance > alpha x full-data importance")
@@ -102,7 +106,6 @@ class SSD(Method):
     Params = SSDParams
     version = "2"  # 2: I_D over class-sorted batches by default
     label, color, rank = "SSD", "#b8860b", 70
-    presets = {"fashion-mnist": {"class": {"alpha": 100.0}}}  # why: docs/adding-a-method.md
     test_params = {"batch_size": 128}
 
     def unlearn(self, task: UnlearnTask) -> Predictor:

@@ -1,0 +1,122 @@
+"""Tuned settings files: what `mubench tune` writes and what `mubench run` reads by default.
+
+One file per (dataset, training subset, model) holds, per method and scenario kind, the values
+the search chose, and says how (protocol, criterion, budget, tuning seeds, the command), with
+every candidate's scores:
+
+    [tuned]
+    dataset = "digits"
+    train_subset = 0
+    model = "small_cnn"
+    protocol = "heldout"           # selection on a validation split held out of the training set
+    ...
+    [methods.finetune.class]
+    lr = 0.0404
+    epochs = 3
+    [[candidates]]                 # one per candidate: method, kind, values, scores, chosen
+
+The shipped files live in `mubench/tuned/` (package data). `[experiment] tuned = "auto"` (the
+default) applies the shipped file that matches a run's dataset, subset and model; "none" turns
+tuned settings off; a path reads that file. In the layers of a method's hyper-parameters the
+file's table sits above the method's sizing preset and below every user layer; a record is
+marked tuned (with the file and its protocol) when the table applied and no user value
+replaced one of its fields.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SHIPPED_DIR = Path(__file__).parent / "tuned"
+_META = ("dataset", "train_subset", "model", "protocol", "criterion", "budget", "seeds", "command")
+
+
+@dataclass(frozen=True)
+class TunedSettings:
+    path: str  # as records name it: "mubench/tuned/digits.toml" for a shipped file
+    dataset: str
+    train_subset: int
+    model: str
+    protocol: str  # heldout | test
+    criterion: str
+    budget: int
+    seeds: tuple[int, ...]  # the tuning seeds
+    command: str
+    tables: dict = field(default_factory=dict)  # method → scenario kind → {field: value}
+    candidates: tuple = ()  # every candidate's row (method, kind, values, scores, chosen)
+
+    def table(self, method: str, kind: str) -> dict:
+        return dict(self.tables.get(method, {}).get(kind, {}))
+
+    def matches(self, dataset: str, train_subset: int, model: str) -> bool:
+        return (self.dataset, self.train_subset, self.model) == (dataset, train_subset, model)
+
+    def stamp(self) -> dict:
+        """What a tuned record carries about where its values came from."""
+        return {"file": self.path, "protocol": self.protocol, "criterion": self.criterion,
+                "budget": self.budget, "seeds": list(self.seeds)}
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(Path("mubench") / path.resolve().relative_to(Path(__file__).parent.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def read_tuned(path: str | Path) -> TunedSettings:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"tuned settings file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"tuned settings file {path}: invalid TOML ({err})") from None
+    meta = doc.get("tuned")
+    if not isinstance(meta, dict) or set(_META) - set(meta):
+        missing = sorted(set(_META) - set(meta or {}))
+        raise ConfigError(f"{path} is not a tuned settings file (its [tuned] table lacks {', '.join(missing)}); "
+                          "write one with `mubench tune`")
+    methods = doc.get("methods", {})
+    return TunedSettings(path=_display(path), **{k: meta[k] for k in _META if k != "seeds"},
+                         seeds=tuple(meta["seeds"]), tables=methods, candidates=tuple(doc.get("candidates", ())))
+
+
+def shipped() -> list[TunedSettings]:
+    return [read_tuned(p) for p in sorted(SHIPPED_DIR.glob("*.toml"))]
+
+
+def check_tuned_option(value: str) -> None:
+    """`tuned` is auto, none, or a readable tuned settings file (one sentence otherwise)."""
+    if value not in ("auto", "none"):
+        read_tuned(value)
+
+
+def tuned_for(value: str, dataset: str, train_subset: int, model: str) -> TunedSettings | None:
+    """The settings that apply to (dataset, subset, model) under the `tuned` option, if any."""
+    if value == "none":
+        return None
+    candidates = shipped() if value == "auto" else [read_tuned(value)]
+    return next((t for t in candidates if t.matches(dataset, train_subset, model)), None)
+
+
+def tuned_layer(settings: TunedSettings | None, method: str, kind: str, user: dict) -> tuple[dict, dict]:
+    """(values the file sets for this method and kind, the record's stamp — {} when untuned).
+
+    A user value for a field the file sets means the row's setting no longer comes from the
+    search, so it is not marked tuned (the file's other values still apply beneath it)."""
+    if settings is None or method == "retrain":
+        return {}, {}
+    values = settings.table(method, kind)
+    if not values:
+        return {}, {}
+    return values, ({} if set(user) & set(values) else settings.stamp())
