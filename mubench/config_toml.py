@@ -160,7 +160,7 @@ def _tune_table(table: dict, source: str) -> TuneConfig:
     if bad:
         raise ConfigError(f"{source} [tune]: unknown key {sorted(bad)[0]!r}; valid: {', '.join(['grid', 'seeds', *scalars])}")
     seeds = _as_tuple(table["seeds"], "seeds", f"{source} [tune]", int) if "seeds" in table else TUNING_SEEDS
-    values = {}
+    settings = {}
     for key, default in scalars.items():
         if key in table:
             value = table[key]
@@ -168,7 +168,7 @@ def _tune_table(table: dict, source: str) -> TuneConfig:
                 isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
                 raise ConfigError(f"{source} [tune]: {key!r} must be a {type(default).__name__}; got {value!r}")
-            values[key] = type(default)(value)
+            settings[key] = type(default)(value)
     grid = table.get("grid", {})
     for method, fields in grid.items():
         if not isinstance(fields, dict):
@@ -177,7 +177,7 @@ def _tune_table(table: dict, source: str) -> TuneConfig:
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{source} [tune.grid.{method}]: {name!r} must be a non-empty list of "
                                   f"candidate values; got {values!r}")
-    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()}, **values)
+    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()}, **settings)
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -198,6 +198,7 @@ class Evaluate(Job):
         record = {**self.identity(), **metrics, **{k: unlearned[k] for k in keep if k in unlearned},
                   **{k: v for k, v in unlearned.items() if k.endswith("_s") and k not in ("rte_s", "wall_s")},
                   "dataset": data.name,  # carries a [n] suffix when a training subset is used
+                  "n_forget": len(split.forget), "n_retain": len(split.retain), "n_test": len(split.test) + len(split.test_forgotten),
                   "status": "ok", "tuned": bool(self.tuned), "tuned_from": self.tuned or None, "split_hash": split.hash, "split_form": split.form,
                   "unlearn_key": self.unlearn.key, "original_key": original.key, "retrain_key": self.retrain_key,
                   "original_train_acc": original.info.get("train_acc"),

@@ -92,7 +92,7 @@ class TunePlan:
 
     @property
     def equal_budget(self) -> bool:
-        return len({len(c.candidates) for c in self.cells}) <= 1
+        return all(len(c.candidates) == self.search.budget for c in self.cells)
 
 
 @dataclass

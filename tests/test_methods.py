@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import HAND_VALUES
 
 from mubench import testing as kit
 from mubench.errors import ConfigError
@@ -83,9 +84,11 @@ def test_overrides_convert_strings_by_annotation():
 # Each baseline moves its metric (digits class:0, digits preset values)
 
 
+
+
 def _run(name, task, **changes):
     cls = METHODS.get(name)
-    params = cls.params_from({**cls.dataset_defaults("digits", "class"), **changes})
+    params = cls.params_from({**cls.dataset_defaults("digits", "class"), **HAND_VALUES.get(name, {}), **changes})
     return cls(params).unlearn(task)
 
 

@@ -15,6 +15,7 @@ import math
 
 import pytest
 import torch
+from conftest import HAND_VALUES
 
 from mubench.plugins import load_methods
 from mubench.unlearning import METHODS
@@ -30,9 +31,12 @@ def _ua_ra(predictor, task) -> tuple[float, float]:
     return 100.0 - acc(task.forget_x, task.forget_y), acc(task.retain_x, task.retain_y)
 
 
+
+
 def _run(name, task, **changes):
     cls = METHODS.get(name)
-    return cls(cls.params_from({**cls.dataset_defaults("digits", "class"), **changes})).unlearn(task)
+    values = {**cls.dataset_defaults("digits", "class"), **HAND_VALUES.get(name, {}), **changes}
+    return cls(cls.params_from(values)).unlearn(task)
 
 
 def test_both_are_registered_with_report_labels():

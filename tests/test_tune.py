@@ -1,6 +1,7 @@
-"""`mubench tune` and the per-scenario config layer it writes: grid parsing and validation,
-the precedence of hyper-parameter layers, the tuned marker, selection rules, and one real
-search on digits whose chosen value `mubench run --config` then uses."""
+"""`mubench tune` (SPEC §3): equal budgets drawn from each method's search space, selection that
+never reads the test set or the reported seeds, a criterion that counts the spread, the tuned
+settings files it writes and the layer they form under the user's values, and the shipped
+digits file that the default run uses."""
 
 from __future__ import annotations
 
@@ -13,120 +14,164 @@ import pytest
 
 from mubench.cli import build_parser, main
 from mubench.commands.run import config_from_args
-from mubench.config import ExperimentConfig
-from mubench.config_toml import config_from_dict, config_to_toml, load_config, tomllib
+from mubench.config import ExperimentConfig, TuneConfig
+from mubench.config_toml import config_from_dict, config_to_toml, tomllib
 from mubench.errors import ConfigError
-from mubench.runner import build_plan
+from mubench.params import check_params
+from mubench.planner import build_plan
+from mubench.plugins import load_methods
+from mubench.search import Choice, LogUniform, draw, search_space
 from mubench.store import Store
-from mubench.tuning import Candidate, Cell, TunePlan, cell_candidates, parse_grid_options, select
+from mubench.tuned import SHIPPED_DIR, read_tuned, shipped
+from mubench.tuning import Candidate, Cell, TunePlan, kind_candidates, parse_grid_options, select
+from mubench.unlearning import METHODS
 
 
-def mubench(*args, check=True, timeout=600):
+def mubench(*args, check=True, timeout=900):
     proc = subprocess.run([sys.executable, "-m", "mubench", *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"mubench {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-# -- the per-scenario layer and its precedence -------------------------------------------------
+def _tuned_file(path: Path, tables: str, **meta) -> Path:
+    fields = {"dataset": "digits", "train_subset": 0, "model": "small_cnn", "protocol": "heldout",
+              "criterion": "mean+std", "budget": 8, "seeds": [100, 101, 102], "command": "written by a test", **meta}
+    head = "\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items())
+    path.write_text(f"[tuned]\n{head}\n{tables}")
+    return path
+
+
+# -- the layers: Params < sizing preset < tuned file < [methods] < scenario table < --set -------
 LAYERED = """
 [experiment]
 datasets = ["digits"]
 scenarios = ["class:0", "random:10"]
 seeds = [0]
 methods = ["finetune"]
+tuned = "{tuned}"
 
-[methods.finetune]            # all scenarios
-lr = 0.05
-epochs = 7
-
-[methods.finetune."class:0"]  # this scenario only
+[methods.finetune."random:10"]
 lr = 0.2
-
-[tuned]
-finetune = ["class:0"]
 """
 
 
 def _jobs(tmp_path, *flags) -> dict:
-    """The planned finetune jobs (nothing runs) of LAYERED with command-line flags, by scenario."""
+    """The planned finetune Evaluate jobs (nothing runs) by scenario."""
+    tuned = _tuned_file(tmp_path / "t.toml", "[methods.finetune.class]\nlr = 0.0404\nepochs = 3\n"
+                                             "[methods.finetune.random]\nlr = 0.011\nepochs = 5\n")
     path = tmp_path / "layered.toml"
-    path.write_text(LAYERED)
+    path.write_text(LAYERED.format(tuned=tuned))
     args = build_parser().parse_args(["run", "--config", str(path), "--out", str(tmp_path / "r"), *flags])
     plan = build_plan(config_from_args(args), Store(tmp_path / "r"))
     return {j.scenario: j for j in plan.evaluations() if j.method != "retrain"}
 
 
-def test_precedence_defaults_preset_config_scenario_set(tmp_path):
+def test_tuned_values_sit_between_the_sizing_preset_and_the_user(tmp_path):
     jobs = _jobs(tmp_path)
-    # Params default (momentum) < digits preset (batch 32) < [methods.finetune] (lr, epochs) < class:0 table (lr)
-    p = jobs["class:0"].params
-    assert (p["momentum"], p["batch_size"], p["epochs"], p["lr"]) == (0.9, 32, 7, 0.2)
-    assert (jobs["random:10"].params["lr"], jobs["random:10"].params["epochs"]) == (0.05, 7)
-    # --set beats both file layers, the scenario table included
-    jobs = _jobs(tmp_path, "--set", "finetune.lr=0.3", "--set", "finetune.epochs=9")
-    assert (jobs["class:0"].params["lr"], jobs["class:0"].params["epochs"]) == (0.3, 9)
-    assert jobs["random:10"].params["lr"] == 0.3
+    c, r = jobs["class:0"], jobs["random:10"]
+    # Params (momentum) < digits sizing preset (batch 32) < tuned file (lr, epochs per kind)
+    assert (c.params["momentum"], c.params["batch_size"], c.params["lr"], c.params["epochs"]) == (0.9, 32, 0.0404, 3)
+    assert c.tuned["file"].endswith("t.toml") and c.tuned["protocol"] == "heldout"
+    # the scenario table beats the file: that row's lr is the user's, so it is not marked tuned
+    assert (r.params["lr"], r.params["epochs"]) == (0.2, 5) and r.tuned == {}
+    # --set beats everything and unmarks the rows whose tuned field it replaces
+    jobs = _jobs(tmp_path, "--set", "finetune.epochs=9")
+    assert jobs["class:0"].params["epochs"] == 9 and jobs["class:0"].tuned == {}
+    # the display name holds the user's values only, so tuned rows keep the method's name
+    assert _jobs(tmp_path)["class:0"].unlearn.user_params == {}
 
 
-def test_tuned_marker_reaches_the_job_and_its_key(tmp_path):
-    jobs = _jobs(tmp_path)
-    assert jobs["class:0"].tuned and not jobs["random:10"].tuned
-    # the same params without the marker is another job: a record never claims the wrong provenance
-    untuned = _jobs(tmp_path, "--set", "finetune.lr=0.2")  # --set replaces the tuned value: not tuned
-    assert not untuned["class:0"].tuned
-    assert untuned["class:0"].params == jobs["class:0"].params
-    assert untuned["class:0"].key != jobs["class:0"].key
-    # a --set on another field leaves the tuned value (and the marker) in place
-    assert _jobs(tmp_path, "--set", "finetune.epochs=3")["class:0"].tuned
+def test_a_tuned_row_and_the_same_values_set_by_hand_are_different_records(tmp_path):
+    tuned = _jobs(tmp_path)["class:0"]
+    by_hand = _jobs(tmp_path, "--tuned", "none", "--set", "finetune.lr=0.0404", "--set", "finetune.epochs=3")["class:0"]
+    assert by_hand.params == tuned.params and by_hand.unlearn.key == tuned.unlearn.key  # one predictor
+    assert by_hand.key != tuned.key and by_hand.tuned == {}  # a record never claims the wrong provenance
 
 
-def test_scenario_tables_are_canonical_and_validated(tmp_path):
-    c = config_from_dict({"methods": {"finetune": {"random:10.0": {"lr": 0.1}}}}, "x.toml")
-    assert c.scenario_params == {"finetune": {"random:10": {"lr": 0.1}}}
-    with pytest.raises(ConfigError, match=r"x.toml \[methods.finetune.\"bogus\"\].*names a scenario"):
-        config_from_dict({"methods": {"finetune": {"bogus": {"lr": 0.1}}}}, "x.toml")
-    with pytest.raises(ConfigError, match=r"\[tuned\].*no \[methods.finetune.\"class:1\"\] table"):
-        config_from_dict({"tuned": {"finetune": ["class:1"]}}, "x.toml")
-    with pytest.raises(ConfigError, match="never tuned"):
-        config_from_dict({"methods": {"retrain": {"class:0": {"epochs": 2}}}, "tuned": {"retrain": ["class:0"]}}, "x")
-    with pytest.raises(ConfigError, match=r"\[tune\]: unknown key 'grids'"):
-        config_from_dict({"tune": {"grids": {}}}, "x.toml")
-    # a bad field in a scenario table is caught at planning, even for a scenario not run now
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[methods.finetune."class:5"]\nlrr = 0.1\n')
-    args = build_parser().parse_args(["run", "--config", str(bad), "--out", str(tmp_path / "r")])
-    with pytest.raises(ConfigError, match=r"\[methods.finetune.\"class:5\"\]\)?: unknown hyper-parameter 'lrr'; did you mean 'lr'"):
-        build_plan(config_from_args(args), Store(tmp_path / "r"))
+def test_tuned_none_and_files_for_other_data_apply_nothing(tmp_path):
+    assert _jobs(tmp_path, "--tuned", "none")["class:0"].params["lr"] == 0.01  # the Params default
+    other = _tuned_file(tmp_path / "o.toml", "[methods.finetune.class]\nlr = 0.3\n", train_subset=500)
+    assert _jobs(tmp_path, "--tuned", str(other))["class:0"].params["lr"] == 0.01
+
+
+def test_bad_tuned_option_and_the_old_tuned_table_are_one_line_errors(tmp_path, capsys):
+    assert main(["run", "--tuned", str(tmp_path / "nope.toml"), "--dry-run", "--out", str(tmp_path)]) == 2
+    assert "--tuned: tuned settings file" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text("[methods.finetune.class]\nlr = 0.1\n")
+    assert main(["run", "--tuned", str(tmp_path / "bad.toml"), "--dry-run", "--out", str(tmp_path)]) == 2
+    assert "is not a tuned settings file" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"the \[tuned\] table is gone"):
+        config_from_dict({"tuned": {"finetune": ["class:0"]}}, "x.toml")
 
 
 def test_config_to_toml_round_trips():
-    doc = tomllib.loads(LAYERED + '[recipe]\nepochs = 10\nmilestones = [2, 4]\n[tune]\nseeds = [7]\n'
-                        '[tune.grid.finetune]\nlr = [1e-05, 0.1]\n[execution.slurm]\ncores = 4\nname = "a \\"b\\""\n')
+    doc = tomllib.loads(LAYERED.format(tuned="none") + '[recipe]\nepochs = 10\nmilestones = [2, 4]\n'
+                        '[tune]\nseeds = [7, 8, 9]\nbudget = 4\nprotocol = "test"\n'
+                        '[tune.grid.finetune]\nlr = [1e-05, 0.1]\n[execution.slurm]\ncores = 4\n')
     config = config_from_dict(doc, "x.toml")
+    assert config.tune.budget == 4 and config.tune.protocol == "test" and config.tuned == "none"
     assert config_from_dict(tomllib.loads(config_to_toml(config)), "x.toml") == config
 
 
-# -- the grid ---------------------------------------------------------------------------------
-def test_grid_options_parse():
-    assert parse_grid_options(["finetune.lr=0.01, 0.1", "finetune.epochs=5,10", "finetune.lr=0.3"]) == {
-        "finetune": {"lr": ["0.3"], "epochs": ["5", "10"]}}
+# -- search spaces and the equal budget ---------------------------------------------------------
+def test_draws_cover_each_axis_and_are_reproducible():
+    space = {"lr": LogUniform(1e-3, 1e-1), "epochs": Choice((3, 5, 10, 20))}
+    a = draw(space, 8, seed=1)
+    assert a == draw(space, 8, seed=1) and a != draw(space, 8, seed=2)
+    # a Latin hypercube puts one candidate in each eighth of the (log) lr range ...
+    import math
+    eighths = sorted(int((math.log10(c["lr"]) + 3) / 2 * 8 - 1e-9) for c in a)
+    assert eighths == list(range(8))
+    # ... and each choice of 4 exactly twice
+    assert sorted(c["epochs"] for c in a) == [3, 3, 5, 5, 10, 10, 20, 20]
+
+
+def test_every_builtin_method_declares_a_space_its_params_accept():
+    load_methods(())
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        space = search_space(cls.Params)
+        if name == "retrain":
+            assert space == {}  # the reference is never tuned
+            continue
+        assert space, f"{name} declares no search space"
+        for values in draw(space, 8, seed=0):
+            check_params(cls.Params(**{k: v for k, v in values.items()}), f"method {name!r}")
+        # hand-set numbers may size a method (batch sizes, epoch caps), never set what is searched
+        for table in getattr(cls, "presets", {}).values():
+            for kind_table in table.values():
+                assert not set(kind_table) & set(space), f"{name}'s preset sets a searched field"
+
+
+def test_every_method_gets_the_same_number_of_candidates(tmp_path, capsys):
+    assert main(["tune", "--methods", "all", "--scenarios", "class:0,random:10", "--budget", "3",
+                 "--out", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    n_methods = len(METHODS.names()) - 1
+    assert f"{n_methods * 2 * 3} candidates in {n_methods * 2} (dataset, model, scenario kind, method) cells" in out
+    # a field fixed with --set is left out of that method's draw
+    load_methods(())
+    assert {tuple(c.overrides) for c in kind_candidates("finetune", "class", 4, None, {"epochs": "3"})} == {("lr",)}
+
+
+def test_tuning_seeds_may_not_be_reporting_seeds(tmp_path, capsys):
+    assert main(["tune", "--methods", "finetune", "--seeds", "2,100", "--out", str(tmp_path), "--dry-run"]) == 2
+    assert "tuning seeds 2 are also reporting seeds" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, words", [
     (["--grid", "finetune.lr"], ["--grid 'finetune.lr'", "METHOD.FIELD=V1,V2"]),
-    (["--grid", "lr=0.1,0.3"], ["METHOD.FIELD=V1,V2"]),
-    (["--grid", "finetune.lr="], ["METHOD.FIELD=V1,V2"]),
     (["--grid", "finetune.lrr=0.1,0.3"], ["--grid finetune: unknown hyper-parameter 'lrr'", "did you mean 'lr'"]),
-    (["--grid", "finetune.lr=fast,0.1"], ["--grid finetune: 'lr' must be a number", "'fast'"]),
     (["--grid", "finetune.lr=-1,0.1"], ["'lr' must be a number in (0, inf)", "'-1'"]),
     (["--grid", "finetune.lr=0.1,0.10"], ["'lr' lists 0.1 twice"]),
-    (["--grid", "fine_tune.lr=0.1"], ["unknown method 'fine_tune'", "did you mean 'finetune'"]),
     (["--grid", "salun.lr=0.1"], ["'salun' is not among the methods to tune (finetune)"]),
     (["--grid", "retrain.epochs=1,2"], ["never tuned"]),
     (["--grid", "finetune.lr=0.1,0.3", "--set", "finetune.lr=0.2"], ["also fixed with --set finetune.lr"]),
+    (["--budget", "0"], ["budget must be at least 1"]),
+    (["--validation", "1.5"], ["validation must be a fraction in (0, 1)"]),
 ])
-def test_bad_grid_is_one_line_and_exit_2(args, words, tmp_path, capsys):
+def test_bad_search_options_are_one_line_and_exit_2(args, words, tmp_path, capsys):
     code = main(["tune", "--methods", "finetune", "--scenarios", "class:0", "--out", str(tmp_path), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("mubench: error:"), err
@@ -135,22 +180,13 @@ def test_bad_grid_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     assert not (tmp_path / "tune").exists()  # nothing ran
 
 
-def test_default_grid_is_the_default_lr_times_a_third_one_three():
-    from mubench.plugins import load_methods
-    from mubench.scenarios import parse_scenario
-
-    load_methods(())
-    config = config_from_dict({"methods": {"finetune": {"class:0": {"lr": 0.2}}}})
-    cands = cell_candidates(config, "finetune", "digits", parse_scenario("random:10"), None)
-    assert [c.overrides["lr"] for c in cands] == [0.0333, 0.1, 0.3]  # digits preset lr 0.1
-    assert [c.default for c in cands] == [False, True, False]
-    cands = cell_candidates(config, "finetune", "digits", parse_scenario("class:0"), None)
-    assert [c.overrides["lr"] for c in cands] == [0.0667, 0.2, 0.6]  # the config's class:0 value
-    assert cands[1].label == "lr=0.2 (default)"
+def test_grid_options_parse():
+    assert parse_grid_options(["finetune.lr=0.01, 0.1", "finetune.epochs=5,10", "finetune.lr=0.3"]) == {
+        "finetune": {"lr": ["0.3"], "epochs": ["5", "10"]}}
 
 
-# -- selection --------------------------------------------------------------------------------
-def _selected(tmp_path, gaps: list[list[float | None]], defaults: list[bool]) -> int | None:
+# -- selection ------------------------------------------------------------------------------------
+def _selected(tmp_path, gaps: list[list[float | None]], criterion: str) -> int | None:
     """Which candidate wins, given each candidate's gap per seed (None = a failed job). Gaps are
     recomputed from the records against the Retrain each names (as reports do): a candidate
     whose UA is 50 + 4g against Retrain's 50 (RA, TA, MIA equal) sits at Avg. Gap g."""
@@ -159,124 +195,175 @@ def _selected(tmp_path, gaps: list[list[float | None]], defaults: list[bool]) ->
     metrics = {"ua": 50.0, "ra": 50.0, "ta": 50.0, "mia_efficacy": 50.0}
     retrain = {}
     for seed in range(max(len(g) for g in gaps)):
-        retrain[seed] = f"r{seed}"
+        retrain[("class:0", seed)] = f"r{seed}"
         store.write_record("method", f"r{seed}", {**cell_fields, **metrics, "key": f"r{seed}", "seed": seed,
                                                   "status": "ok", "method": "retrain", "display_name": "retrain"})
-    cell = Cell("digits", "small_cnn", "class:0", "finetune",
-                [Candidate({"lr": 0.1 * (i + 1)}, d) for i, d in enumerate(defaults)], retrain=retrain)
+    cell = Cell("digits", "small_cnn", "class", "finetune", [Candidate({"lr": 0.1 * (i + 1)}) for i in range(len(gaps))],
+                scenarios=["class:0"], retrain=retrain)
     for i, per_seed in enumerate(gaps):
         cell.keys.append({})
         for seed, gap in enumerate(per_seed):
             key = f"c{i}s{seed}"
-            cell.keys[i][seed] = key
+            cell.keys[i][("class:0", seed)] = key
             record = {**cell_fields, "key": key, "seed": seed, "method": "finetune", "retrain_key": f"r{seed}",
-                      "display_name": f"finetune[lr={0.1 * (i + 1):g}]"}
+                      "display_name": "finetune"}
             if gap is None:
                 record["status"] = "failed"
             else:
                 record.update(metrics, status="ok", ua=50.0 + 4 * gap, avg_gap=-1.0)  # stored gap ignored
             store.write_record("method", key, record)
-    tp = TunePlan(ExperimentConfig(out=str(tmp_path)), None, [cell], {})
+    tp = TunePlan(ExperimentConfig(out=str(tmp_path)), None, [cell], {}, TuneConfig(criterion=criterion))
     return select(tp)[0].winner
 
 
-def test_selection_smallest_mean_gap_ties_to_default_then_first(tmp_path):
-    assert _selected(tmp_path / "a", [[3, 1], [1, 1], [2, 2]], [False, False, True]) == 1
-    assert _selected(tmp_path / "b", [[1, 1], [2, 0], [1, 1]], [False, False, True]) == 2  # tie → default
-    assert _selected(tmp_path / "c", [[2, 0], [1, 1], [3, 3]], [False, False, True]) == 0  # tie → first
-    assert _selected(tmp_path / "d", [[0, None], [2, 2]], [False, True]) == 1  # a failed seed cannot win
-    assert _selected(tmp_path / "e", [[0, None], [None, 2]], [False, True]) is None
+def test_mean_plus_std_prefers_a_stable_candidate_the_mean_does_not(tmp_path):
+    flips = [0, 10, 0]  # mean 3.33, std 5.77: forgets on two seeds, not on the third
+    steady = [4, 4, 4]  # mean 4, std 0
+    assert _selected(tmp_path / "a", [flips, steady], "mean+std") == 1
+    assert _selected(tmp_path / "b", [flips, steady], "mean") == 0
 
 
-# -- a real search on digits, then a run with its choice --------------------------------------
+def test_ties_go_to_the_first_candidate_and_a_failed_run_cannot_win(tmp_path):
+    assert _selected(tmp_path / "c", [[1, 1], [1, 1]], "mean+std") == 0
+    assert _selected(tmp_path / "d", [[0, None], [2, 2]], "mean+std") == 1
+    assert _selected(tmp_path / "e", [[0, None], [None, 2]], "mean+std") is None
+
+
+# -- real searches on digits ----------------------------------------------------------------------
 TUNE = ["tune", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "100", "--methods", "finetune",
-        "--grid", "finetune.lr=0.02,0.3", "--set", "recipe.epochs=10", "--backend", "sequential", "--quiet"]
+        "--budget", "2", "--set", "recipe.epochs=8", "--backend", "sequential", "--quiet"]
+
+PERMUTED_TEST = '''
+import dataclasses, torch
+from mubench.data import DATASETS, load_digits
+
+@DATASETS.register("digits_permuted_test")
+def load(options):
+    """digits whose test labels are permuted: a selection that never reads the test set cannot tell."""
+    data = load_digits(options)
+    perm = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(0))
+    return dataclasses.replace(data, test_y=data.test_y[perm])
+'''
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuned")
-    return root, mubench(*TUNE, "--out", str(root))
+    return root, mubench(*TUNE, "--out", str(root), "--write", str(root / "shipped" / "digits.toml"))
 
 
-def test_tune_chooses_the_smallest_recorded_gap(tuned):
+def test_tune_writes_a_settings_file_with_every_candidate_and_the_choice(tuned):
     root, proc = tuned
     summary = json.loads((root / "tune" / "tune.json").read_text())
     (cell,) = summary["cells"]
-    gaps = {}
-    for cand in cell["candidates"]:
-        (key,) = cand["keys"].values()
-        record = json.loads((root / "tune" / "records" / "method" / f"{key}.json").read_text())
-        assert record["status"] == "ok" and record["params"]["lr"] == cand["overrides"]["lr"]
-        gaps[cand["overrides"]["lr"]] = record["avg_gap"]
-    best = min(gaps, key=gaps.get)
-    assert gaps[0.02] != gaps[0.3] and cell["chosen"] == {"lr": best}
-    assert "| candidate | Avg. Gap | UA | RA | TA | MIA-Efficacy | seeds | chosen |" in proc.stdout
-    chosen_row = next(line for line in proc.stdout.splitlines() if line.endswith("| ✓ |"))
-    assert chosen_row.startswith(f"| lr={best:g} |")
-    assert (root / "tune" / "tune.md").read_text().strip() in proc.stdout
+    scores = [c["scores"]["mean+std"] for c in cell["candidates"]]
+    assert cell["chosen"] == cell["candidates"][scores.index(min(scores))]["overrides"]
+    settings = read_tuned(root / "shipped" / "digits.toml")
+    assert settings.table("finetune", "class") == cell["chosen"] and settings.protocol == "heldout"
+    assert settings.seeds == (100,) and settings.command.startswith("python -m mubench tune --datasets digits")
+    assert len(settings.candidates) == 2 and sum(c["chosen"] for c in settings.candidates) == 1
+    assert "| candidate | Avg. Gap | UA | RA | TA | MIA-Efficacy | score (mean+std) | score (mean) |" in proc.stdout
+    # the tuning cells ran on the held-out view: their test split is 10% of the training set
+    (key,) = cell["candidates"][0]["keys"].values()
+    record = json.loads((root / "tune" / "records" / "method" / f"{key}.json").read_text())
+    assert record["dataset"] == "digits{val0.1}" and record["n_test"] == 135  # of 1,347 training images
 
 
-def test_tuned_config_makes_run_use_the_chosen_value(tuned):
+def test_run_with_the_file_uses_and_marks_the_chosen_values(tuned):
     root, _ = tuned
-    (cell,) = json.loads((root / "tune" / "tune.json").read_text())["cells"]
-    path = root / "tune" / "tuned-digits-small_cnn.toml"
-    config = load_config(path)
-    assert config.scenario_params == {"finetune": {"class:0": cell["chosen"]}}
-    assert config.tuned == {"finetune": ("class:0",)} and config.recipe == {"epochs": 10}
-    assert config.seeds == (0, 1, 2) and config.out == str(root)  # reporting seeds, reporting root
-    run = mubench("run", "--config", str(path), "--seeds", "0", "--backend", "sequential", "--quiet")
-    records = [json.loads(p.read_text()) for p in (root / "records" / "method").glob("*.json")]
+    path = root / "shipped" / "digits.toml"
+    chosen = read_tuned(path).table("finetune", "class")
+    run = mubench("run", "--tuned", str(path), "--methods", "finetune", "--scenarios", "class:0", "--seeds", "0",
+                  "--set", "recipe.epochs=8", "--backend", "sequential", "--quiet", "--out", str(root / "r"))
+    records = [json.loads(p.read_text()) for p in (root / "r" / "records" / "method").glob("*.json")]
     (ft,) = [r for r in records if r["method"] == "finetune"]
-    assert ft["seed"] == 0 and ft["tuned"] is True and ft["params"]["lr"] == cell["chosen"]["lr"]
-    assert ft["params"]["epochs"] == 5  # the rest still comes from the digits preset
-    note = f"tuned: FT[lr={cell['chosen']['lr']:g}] on digits/small_cnn/class:0 uses hyper-parameters chosen"
-    assert note in run.stdout  # run's summary says the numbers come from tuned settings ...
-    mubench("report", "--results", str(root), "--format", "md")
-    assert note in (root / "report" / "report.md").read_text()  # ... and so does the report
+    assert ft["tuned"] is True and ft["tuned_from"]["file"] == str(path) and ft["tuned_from"]["protocol"] == "heldout"
+    assert {k: ft["params"][k] for k in chosen} == chosen and ft["n_test"] == 450  # the real test set
+    assert f"tuned (heldout): FT use hyper-parameters from {path}" in run.stdout
+    mubench("report", "--results", str(root / "r"), "--format", "md")
+    report = (root / "r" / "report" / "report.md").read_text()
+    assert f"from {path}" in report and "tuned (heldout)" in report  # note and flags column
 
 
 def test_second_tune_is_fully_cached(tuned):
     root, _ = tuned
     proc = mubench(*TUNE, "--out", str(root))
     assert "0 jobs run, 8 cached, 0 failed" in proc.stdout  # original, split, 3 x (Unlearn, Evaluate)
-    assert (root / "tune" / "tuned-digits-small_cnn.toml").is_file()
 
 
-def test_dry_run_lists_the_candidates_without_running(tmp_path):
-    proc = mubench(*TUNE, "--out", str(tmp_path), "--dry-run")
-    assert "2 candidates in 1 (dataset, model, scenario, method) cells, seeds 100" in proc.stdout
-    assert "Unlearn: 3 jobs, 0 cached, 3 to run" in proc.stdout  # Retrain and the 2 candidates
-    assert not Path(tmp_path / "tune" / "records").exists()
+def test_selection_cannot_read_the_test_set(tmp_path):
+    """The same search on digits and on digits with permuted test labels: the held-out protocol
+    scores every candidate identically; the references' protocol (select on the test set) does not,
+    which shows the comparison can fail."""
+    plugin = tmp_path / "permuted.py"
+    plugin.write_text(PERMUTED_TEST)
+
+    def scores(dataset, protocol):
+        out = tmp_path / f"{dataset}-{protocol}"
+        mubench(*TUNE, "--datasets", dataset, "--plugin", str(plugin), "--protocol", protocol, "--out", str(out))
+        (cell,) = json.loads((out / "tune" / "tune.json").read_text())["cells"]
+        return cell["chosen"], [c["scores"] for c in cell["candidates"]]
+
+    assert scores("digits", "heldout") == scores("digits_permuted_test", "heldout")
+    assert scores("digits", "test")[1] != scores("digits_permuted_test", "test")[1]
 
 
-NO_LR_PLUGIN = '''
+NO_SPACE_PLUGIN = '''
 from dataclasses import dataclass
 from mubench.params import Interval, param
 from mubench.unlearning import Method, register_method
 
 @dataclass(frozen=True)
-class NoLrParams:
+class NoSpaceParams:
     alpha: float = param(1.0, Interval(0, None), "a weight")
 
-@register_method("tune_test_no_lr")
-class NoLr(Method):
-    """A method without an lr (like SSD): the default grid has nothing to search."""
-    Params = NoLrParams
+@register_method("tune_test_no_space")
+class NoSpace(Method):
+    """A method that declares no search space: tune has nothing to draw from."""
+    Params = NoSpaceParams
     def unlearn(self, task):
         raise RuntimeError("never run here")
 '''
 
 
-def test_a_method_without_lr_or_grid_is_skipped_and_said(tmp_path, capsys):
-    plugin = tmp_path / "no_lr.py"
-    plugin.write_text(NO_LR_PLUGIN)
-    common = ["tune", "--plugin", str(plugin), "--scenarios", "class:0", "--seeds", "100",
-              "--set", "recipe.epochs=10", "--out", str(tmp_path), "--dry-run"]
-    assert main([*common, "--methods", "tune_test_no_lr,finetune"]) == 0
+def test_a_method_without_a_space_or_grid_is_skipped_and_said(tmp_path, capsys):
+    plugin = tmp_path / "no_space.py"
+    plugin.write_text(NO_SPACE_PLUGIN)
+    common = ["tune", "--plugin", str(plugin), "--scenarios", "class:0", "--budget", "3",
+              "--out", str(tmp_path), "--dry-run"]
+    assert main([*common, "--methods", "tune_test_no_space,finetune"]) == 0
     out = capsys.readouterr().out
-    assert "tune_test_no_lr: not searched: no 'lr'" in out and "3 candidates in 1 " in out
-    assert main([*common, "--methods", "tune_test_no_lr"]) == 2
-    assert "nothing to tune: tune_test_no_lr has no 'lr'" in capsys.readouterr().err
-    assert main([*common, "--methods", "tune_test_no_lr", "--grid", "tune_test_no_lr.alpha=0.5,2"]) == 0
-    assert "2 candidates in 1 " in capsys.readouterr().out
+    assert "tune_test_no_space: not searched" in out and "3 candidates in 1 " in out
+    assert main([*common, "--methods", "tune_test_no_space"]) == 2
+    assert "nothing to tune" in capsys.readouterr().err
+    assert main([*common, "--methods", "tune_test_no_space", "--grid", "tune_test_no_space.alpha=0.5,2"]) == 0
+    out = capsys.readouterr()
+    assert "2 candidates in 1 " in out.out and "budgets are unequal" in out.err
+
+
+# -- the shipped settings -------------------------------------------------------------------------
+def test_shipped_files_cover_every_method_and_kind_with_equal_budgets():
+    load_methods(())
+    files = shipped()
+    assert {f.dataset for f in files} >= {"digits"}
+    for f in files:
+        assert f.protocol == "heldout" and f.budget >= 1
+        assert not set(f.seeds) & set(ExperimentConfig().seeds)  # never a reported seed
+        counts = {}
+        for c in f.candidates:
+            counts[(c["method"], c["kind"])] = counts.get((c["method"], c["kind"]), 0) + 1
+        expected = {(m, k) for m in METHODS.names() if m != "retrain" for k in ("class", "random")}
+        assert set(counts) == expected, f"{f.path}: {set(counts) ^ expected}"
+        assert set(counts.values()) == {f.budget}, f"{f.path}: unequal budgets {counts}"
+        assert all(f.table(m, k) for m, k in expected)
+
+
+def test_the_default_run_uses_the_shipped_digits_settings(tmp_path):
+    load_methods(())
+    plan = build_plan(ExperimentConfig(out=str(tmp_path)), Store(tmp_path))
+    evaluations = [j for j in plan.evaluations() if j.method != "retrain"]
+    assert evaluations and all(j.tuned.get("file") == "mubench/tuned/digits.toml" for j in evaluations)
+    settings = read_tuned(SHIPPED_DIR / "digits.toml")
+    for j in evaluations:
+        chosen = settings.table(j.method, j.scenario.split(":")[0])
+        assert {k: j.params[k] for k in chosen} == chosen

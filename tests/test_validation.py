@@ -191,9 +191,8 @@ def test_readme_scenarios_flag_parses_and_validates():
 def test_toml_scenario_string_splits_the_same_way():
     config = config_from_dict({"experiment": {"scenarios": README_SCENARIOS}})
     assert config.scenarios == ("class:0", "random:10", "classes:1,2", "subset:1,2:50")
-    doc = {"methods": {"salun": {"classes:1,2": {"lr": 0.1}, "class:0": {"lr": 0.2}}},
-           "tuned": {"salun": "classes:1,2,class:0"}}
-    assert config_from_dict(doc).tuned == {"salun": ("classes:1,2", "class:0")}
+    doc = {"methods": {"salun": {"classes:1,2": {"lr": 0.1}, "class:0": {"lr": 0.2}}}}
+    assert set(config_from_dict(doc).scenario_params["salun"]) == {"classes:1,2", "class:0"}
 
 
 def test_the_default_config_is_valid():

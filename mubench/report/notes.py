@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .records import CELL, current_ok, method_label, with_gaps
-from .tables import failed_jobs, format_number, missing_jobs
+from .tables import UNSTABLE_UA_RANGE, failed_jobs, format_number, missing_jobs
 
 GAP_TOLERANCE = 1e-3  # stored vs recomputed Avg. Gap differing by more than this is noted
 
@@ -55,15 +55,35 @@ def report_notes(df: pd.DataFrame, root: str | Path | None = None) -> list[str]:
             notes.append(f"{method_label(variant)} on {'/'.join(cell)}: RTE excludes the one-time "
                          f"class-wise bank, {format_number('rte_s', g['bank_s'].mean(), g['bank_s'].std())} s "
                          f"over {len(g)} seed(s)")
-    if "tuned" in ok:  # SPEC §3: say when numbers come from tuned settings (docs/tuning.md)
-        for (*cell, variant), g in ok[ok["tuned"].eq(True)].groupby(CELL + ["variant"], sort=False):
-            n = int((ok[CELL + ["variant"]] == [*cell, variant]).all(axis=1).sum())
-            notes.append(f"tuned: {method_label(variant)} on {'/'.join(cell)} uses hyper-parameters chosen "
-                         f"by `mubench tune` (smallest Avg. Gap to Retrain on tuning seeds), {len(g)} of {n} seed(s)")
+    notes += tuning_notes(ok)
     n_old = int(df["superseded"].sum())
     if n_old:
         notes.append(f"{n_old} older record(s) of re-run jobs are superseded by newer ones and not "
                      "shown in the tables (they stay in the CSV with superseded=True)")
+    return notes
+
+
+def tuning_notes(ok: pd.DataFrame) -> list[str]:
+    """SPEC §3: which rows are tuned, by which file and protocol; which rows are unstable."""
+    notes = []
+    if "tuned_file" in ok and ok["tuned_file"].notna().any():
+        tuned = ok[ok["tuned_file"].notna()]
+        for (file, protocol), g in tuned.groupby(["tuned_file", "tuning_protocol"], sort=False):
+            how = ("selected on a validation split held out of the training set, tuning seeds disjoint from "
+                   "these" if protocol == "heldout" else "selected on the test set (the references' protocol)")
+            labels = ", ".join(dict.fromkeys(method_label(v) for v in g["variant"]))
+            notes.append(f"tuned ({protocol}): {labels} use hyper-parameters from {file}, {how}; "
+                         "docs/tuning.md")
+        untuned = ok[ok["tuned_file"].isna() & ok["method"].ne("retrain")]
+        if len(untuned):
+            labels = ", ".join(dict.fromkeys(method_label(v) for v in untuned["variant"]))
+            notes.append(f"not tuned: {labels} (their values are defaults or set by the user)")
+    for (*cell, variant), g in ok.groupby(CELL + ["variant"], sort=False):
+        ua = pd.to_numeric(g["ua"], errors="coerce").dropna()
+        if len(ua) > 1 and ua.max() - ua.min() > UNSTABLE_UA_RANGE:
+            notes.append(f"unstable: {method_label(variant)} on {'/'.join(cell)} has per-seed UA from "
+                         f"{ua.min():.1f} to {ua.max():.1f} (range over {UNSTABLE_UA_RANGE:g} points): its mean "
+                         "averages forgetting and not forgetting")
     return notes
 
 

@@ -59,9 +59,9 @@ METHOD_LABELS = _MethodLabels()
 RENAMED_COLUMNS = {"mia": "mia_efficacy", "rte": "rte_s", "gap": "avg_gap"}
 # Columns that describe a job rather than measure it; every other numeric column is a metric.
 PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "method_version",
-              "display_name", "tuned", "split_hash", "original_key", "retrain_key",
+              "display_name", "tuned", "tuned_from", "tuned_file", "tuning_protocol", "split_hash", "original_key", "retrain_key",
               "original_train_acc", "original_test_acc", "device", "n_jobs", "started",
-              "finished", "wall_s"]
+              "finished", "wall_s", "n_forget", "n_retain", "n_test"]
 _NOT_METRICS = set(CELL) | set(PROVENANCE) | {"seed", "method", "variant", "params", "info",
                                              "versions", "superseded", "gap_ref_key", "kind",
                                              "non_default_params"}
@@ -125,6 +125,8 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
 
 def _normalise(record: dict) -> dict:
     row = {RENAMED_COLUMNS.get(k, k): v for k, v in record.items()}
+    source = row.get("tuned_from") or {}
+    row["tuned_file"], row["tuning_protocol"] = source.get("file"), source.get("protocol")
     for name, version in (row.pop("versions", None) or {}).items():
         row[f"version_{name}"] = version
     return row

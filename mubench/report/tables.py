@@ -88,14 +88,37 @@ def _seed_status(r) -> str:
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
+UNSTABLE_UA_RANGE = 20.0  # SPEC §3: a per-seed UA range above this many points flags a row
+
+
+def row_flags(df: pd.DataFrame) -> dict[tuple, str]:
+    """(dataset, model, scenario, label) → what a reader must see beside the numbers: the tuning
+    protocol of tuned rows ("tuned (heldout)") and "unstable" where the ok seeds' UA spans more
+    than UNSTABLE_UA_RANGE points (a method flipping between forgetting and not, SPEC §3)."""
+    ok = current_ok(df)
+    out = {}
+    for (*cell, variant), g in ok.groupby(CELL + ["variant"], sort=False):
+        flags = []
+        if "tuning_protocol" in g and g["tuning_protocol"].notna().all():
+            flags.append(f"tuned ({', '.join(sorted(set(g['tuning_protocol'])))})")
+        ua = pd.to_numeric(g["ua"], errors="coerce").dropna()
+        if len(ua) > 1 and ua.max() - ua.min() > UNSTABLE_UA_RANGE:
+            flags.append(f"unstable (UA range {ua.max() - ua.min():.1f})")
+        out[(*cell, method_label(variant))] = "; ".join(flags)
+    return out
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Rendered-ready table: index (dataset, model, scenario, method label), Retrain first;
     columns UA, RA, TA, MIA-Efficacy, Avg. Gap, RTE (s), params changed (mean ± std over the ok
-    seeds), and `seeds` ("2/3 (1 failed)"). A variant with no ok seed reads `failed`/`missing`."""
+    seeds), `seeds` ("2/3 (1 failed)") and `flags` (`row_flags`). A variant with no ok seed
+    reads `failed`/`missing`."""
     stats = summary_stats(df)
+    flags = row_flags(df)
     rows = {}
     for r in stats.itertuples():
-        row = rows.setdefault((r.dataset, r.model, r.scenario, r.label), {"seeds": _seed_status(r)})
+        where = (r.dataset, r.model, r.scenario, r.label)
+        row = rows.setdefault(where, {"seeds": _seed_status(r), "flags": flags.get(where, "")})
         if r.n_values:
             row[TABLE_METRICS[r.metric]] = format_number(r.metric, r.mean, r.std)
         elif r.n_ok:
@@ -104,7 +127,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             row[TABLE_METRICS[r.metric]] = "failed" if r.n_failed else "missing"
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=CELL + ["method"])
-    return table[list(TABLE_METRICS.values()) + ["seeds"]]
+    return table[list(TABLE_METRICS.values()) + ["seeds", "flags"]]
 
 
 def per_cell(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
