@@ -429,3 +429,21 @@ def test_real_debian_fashion_mnist(tmp_path, monkeypatch):
     assert torch.bincount(d.train_y).tolist() == [6000] * 10
     assert torch.bincount(d.test_y).tolist() == [1000] * 10
     assert abs(d.mean[0] - 0.286) < 0.01 and abs(d.std[0] - 0.353) < 0.01  # the known FMNIST stats
+
+
+def test_the_tuning_view_holds_a_stratified_slice_of_train_out_as_its_test_split():
+    from mubench.data import LoadOptions, load_dataset
+
+    full = load_dataset("digits")
+    view = load_dataset("digits", LoadOptions(validation=0.1))
+    assert view.name == "digits{val0.1}" and len(view.test_y) == 135 and len(view.train_y) == 1347 - 135
+    # every held-out image is a training image (none is from the test set), and none is still trained on
+    rows = {tuple(x.flatten().tolist()) for x in full.train_x}
+    assert all(tuple(x.flatten().tolist()) in rows for x in view.test_x)
+    kept = {tuple(x.flatten().tolist()) for x in view.train_x}
+    held = [tuple(x.flatten().tolist()) for x in view.test_x]
+    assert sum(h in kept for h in held) <= 2  # digits has a few duplicate images, no more
+    # stratified: each class keeps its share within one image
+    share = torch.bincount(view.test_y, minlength=10).float() / torch.bincount(full.train_y, minlength=10).float()
+    assert (share - 0.1).abs().max() < 0.01
+    assert view.mean != full.mean  # statistics of what is trained on

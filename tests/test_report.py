@@ -147,7 +147,7 @@ def test_failed_jobs_are_shown_not_dropped(df, results):
     assert table.loc["GA", "seeds"] == "2/3 (1 failed)"
     assert table.loc["GA", "Avg. Gap"] == "3.75 ± 0.35"  # seeds 0 and 2: 4.0, 3.5
     assert table.loc["l1-sparse", "seeds"] == "0/3 (3 failed)"
-    assert set(table.loc["l1-sparse"].drop("seeds")) == {"failed"}
+    assert set(table.loc["l1-sparse"].drop(["seeds", "flags"])) == {"failed"}
     notes = report.report_notes(df, results)
     assert sum(n.startswith("failed:") for n in notes) == 4
     assert any("grad_ascent seed 1: RuntimeError: boom" in n and "logs/grad_ascent-1.txt" in n
@@ -322,3 +322,25 @@ def test_null_metric_in_a_record_gives_nan_not_a_crash(tmp_path):
     store.write_record("method", rec["key"], rec)
     gaps = report.with_gaps(report.load_records(tmp_path)).set_index("key")["avg_gap"]
     assert gaps["finetune-0"] == 4.0 and math.isnan(gaps["finetune-1"])
+
+
+def test_unstable_and_tuned_rows_are_flagged(tmp_path):
+    store = Store(tmp_path)
+    stamp = {"file": "mubench/tuned/digits.toml", "protocol": "heldout", "criterion": "mean+std",
+             "budget": 8, "seeds": [100, 101, 102]}
+    rows = {"retrain": [(100, 99, 98, 100)] * 3,
+            "ssd": [(0, 99, 98, 0), (100, 98, 97, 100), (50, 98, 97, 50)],  # UA range 100: flips
+            "finetune": [(90, 97, 94, 96), (94, 98, 92, 98), (92, 95, 93, 95)]}  # range 4: steady
+    for method, per_seed in rows.items():
+        for seed, values in enumerate(per_seed):
+            extra = {"tuned": True, "tuned_from": stamp} if method == "ssd" else {}
+            rec = _record(method, seed, values, **extra)
+            store.write_record("method", rec["key"], rec)
+    df = report.load_records(tmp_path)
+    table = report.summary_table(df).loc[("digits", "small_cnn", "class:0")]
+    assert table.loc["SSD", "flags"] == "tuned (heldout); unstable (UA range 100.0)"
+    assert table.loc["FT", "flags"] == ""
+    notes = report.report_notes(df)
+    assert any(n.startswith("unstable: SSD on digits/small_cnn/class:0 has per-seed UA from 0.0 to 100.0") for n in notes)
+    assert any(n.startswith("tuned (heldout): SSD use hyper-parameters from mubench/tuned/digits.toml") for n in notes)
+    assert any(n.startswith("not tuned: FT") for n in notes)

@@ -53,13 +53,16 @@ def _scenarios(args):
 
 def _methods(args):
     from mubench.params import fields_help
+    from mubench.search import search_space
     from mubench.unlearning import METHODS
 
     for e in METHODS.entries():
         cls = e.obj
         yield f"{e.name:<16} {e.description}  (version {cls.version})"
+        space = search_space(cls.Params)
         for name, tp, default, text in fields_help(cls.Params):
-            yield f"    {name:<14} {tp:<6} = {default!r:<12} {text}"
+            searched = f"  [searched: {space[name]}]" if name in space else ""
+            yield f"    {name:<14} {tp:<6} = {default!r:<12} {text}{searched}"
     for source, reason in METHODS.broken.items():
         yield f"{'(unavailable)':<16} {source}: {reason}"
 
