@@ -190,3 +190,13 @@ def test_stacked_best_epoch_is_per_problem(make_task, class0_split):
     assert all(0 <= e <= learned.epochs_run for e in learned.selected_epochs)
     for k, e in enumerate(learned.selected_epochs):  # theta of problem k is its own best epoch's
         assert e > 0 or torch.equal(learned.theta[k], theta[k])
+
+
+def test_delta_does_not_depend_on_the_runs_precision(make_task, class0_split):
+    """δ is learned in fp32 whatever --precision says (issue 13 §6): the same task under bf16
+    gives the same δ bit for bit (before the fix bf16 autocast rounded x + δ in the forward)."""
+    p = dataclasses.replace(FAST, epochs=2)
+    task = make_task(class0_split)
+    fp32 = ForgetVector(p).unlearn(task).delta
+    bf16 = ForgetVector(p).unlearn(dataclasses.replace(task, precision="bf16")).delta
+    assert torch.equal(fp32, bf16)

@@ -55,7 +55,7 @@ class FVArithmetic(Method):
     label, color, rank = "FV-arith", "#e377c2", 90
     presets = {"digits": {"*": {"epochs": 60, "tol": 3e-3}},
                "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128, "tol": 3e-3}}}  # why: docs/adding-a-method.md
-    version = "2"  # 2: β by scenario kind, undivided penalty, steps in normalised directions
+    version = "3"  # 2: β by scenario kind, undivided penalty, steps in normalised directions; 3: fp32 learning
     requires = ("fv_bank",)
 
     def unlearn(self, task: UnlearnTask) -> Predictor:
