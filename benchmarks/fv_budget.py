@@ -61,16 +61,21 @@ def main() -> None:
     rows, full_gap = [], None
     ft_gap, ft_gap_sd = mean_std([r["avg_gap"] for r in ft])
     ft_rte, ft_rte_sd = mean_std([r["rte_s"] for r in ft])
+    ft_med = statistics.median(r["rte_s"] for r in ft)
     for (label, _), res in zip(SETTINGS, results, strict=True):
         gap, gap_sd = mean_std([r["avg_gap"] for r in res.records])
         rte, rte_sd = mean_std([r["rte_s"] for r in res.records])
+        rte_med = statistics.median(r["rte_s"] for r in res.records)
         full_gap = gap if full_gap is None else full_gap
         epochs = statistics.fmean(r["info"].get("epochs_run", 0) for r in res.records)
-        target = "yes" if rte <= ft_rte and gap <= full_gap + 0.5 else "no"
-        rows.append([label, f"{gap:.2f} ± {gap_sd:.2f}", f"{rte:.2f} ± {rte_sd:.2f}", f"{epochs:.1f}",
+        target = "yes" if rte_med <= ft_med and gap <= full_gap + 0.5 else "no"
+        rows.append([label, f"{gap:.2f} ± {gap_sd:.2f}", f"{rte:.2f} ± {rte_sd:.2f}", f"{rte_med:.2f}", f"{epochs:.1f}",
                      len(res.records), target])
-    rows.append(["FT (preset)", f"{ft_gap:.2f} ± {ft_gap_sd:.2f}", f"{ft_rte:.2f} ± {ft_rte_sd:.2f}", "", len(ft), ""])
-    print(table(["setting", "Avg. Gap", "RTE (s)", "epochs run", "seeds", "RTE ≤ FT, gap ≤ full + 0.5"], rows))
+    rows.append(["FT (preset)", f"{ft_gap:.2f} ± {ft_gap_sd:.2f}", f"{ft_rte:.2f} ± {ft_rte_sd:.2f}", f"{ft_med:.2f}",
+                 "", len(ft), ""])
+    # The target compares medians: on a shared machine one run can take several times its usual time.
+    print(table(["setting", "Avg. Gap", "RTE (s)", "median RTE (s)", "epochs run", "seeds",
+                 "median RTE ≤ FT's, gap ≤ full + 0.5"], rows))
 
 
 def _records(root: str) -> list[dict]:

@@ -19,6 +19,10 @@ from .sweep import run_points
 
 METHOD = "forget_vector"
 FACTORS = {"beta": (0.5, 2.0), "lam": (0.1, 10.0), "tau": (0.5, 2.0), "epochs": (0.25, 0.5)}
+# In this process, one thread: the points are small forget-vector jobs, and worker start-up
+# plus a shared machine's load cost more than they gain (measured: a loky sweep on a loaded
+# 2-core machine finished 1 job in 10 min).
+SWEEP_EXECUTION = ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1)
 TUPLES = ("datasets", "models", "scenarios", "seeds", "methods", "plugins")
 
 
@@ -63,7 +67,8 @@ def analyze_sensitivity(root: str | Path, progress: bool | None = False) -> list
             kind = scenario.split(":")[0]
             defaults = default_params(dataset, kind)
             points = sweep_points(defaults)
-            cell = dataclasses.replace(config, datasets=(dataset,), scenarios=(scenario,), methods=(METHOD,))
+            cell = dataclasses.replace(config, datasets=(dataset,), scenarios=(scenario,), methods=(METHOD,),
+                                       execution=SWEEP_EXECUTION)
             results = run_points(cell, METHOD, [o for _, _, o in points], progress=progress)
             for (name, value, _), res in zip(points, results, strict=True):
                 if not res.records:
