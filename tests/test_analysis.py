@@ -154,3 +154,22 @@ def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(t
     for method, rec in cell.records.items():
         out = forward_split(cell.predictor(method), cell.data, cell.split, torch.device("cpu"))
         assert abs(part_accuracy(out.test) - rec["ta"]) < 1e-9, method
+
+
+def test_analyze_rejects_an_unknown_analysis_in_one_line(capsys):
+    from mubench.cli import main
+
+    assert main(["analyze", "--results", "nowhere", "--only", "geometri"]) == 2
+    assert "unknown analysis 'geometri'" in capsys.readouterr().err
+
+
+def test_figures_are_written_from_result_data(tmp_path):
+    from mubench.analysis import figures
+
+    k = 3
+    transfer = {"matrix": (100 * (1 - torch.eye(k))).tolist()}
+    assert figures.transfer_figure(transfer, "t", tmp_path / "transfer").is_file()
+    rows = [{"param": "default", "value": "—", "default": None, "avg_gap": 1.0, "rte_s": 2.0},
+            {"param": "beta", "value": 2.5, "default": 5.0, "avg_gap": 1.5, "rte_s": 2.1},
+            {"param": "beta", "value": 10.0, "default": 5.0, "avg_gap": 9.0, "rte_s": 1.9}]
+    assert figures.sensitivity_figure(rows, "s", tmp_path / "sens").with_suffix(".pdf").is_file()

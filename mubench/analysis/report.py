@@ -91,10 +91,10 @@ def shift_section(cells: Sequence[StoredCell], out: Path, max_samples: int) -> l
     return lines
 
 
-def sensitivity_section(root: Path, out: Path) -> list[str]:
-    from .sensitivity import analyze_sensitivity
+def sensitivity_section(root: Path, out: Path, swept: Sequence[str] | None, scenarios: Sequence[str]) -> list[str]:
+    from .sensitivity import SWEPT, analyze_sensitivity
 
-    rows = analyze_sensitivity(root)
+    rows = analyze_sensitivity(root, tuple(swept or SWEPT), tuple(scenarios))
     lines = ["## Sensitivity of the forget vector",
              "Each parameter scaled around its resolved default (others at default); 'select best' is "
              "the per-run epoch chosen on a held-out slice of the training data. Mean over seeds.", "",
@@ -107,8 +107,10 @@ def sensitivity_section(root: Path, out: Path) -> list[str]:
     return lines
 
 
-def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_samples: int = 2000) -> Path:
-    """Run `analyses` on the grid under `root`; returns DIR/analysis/analysis.md."""
+def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_samples: int = 2000,
+                   swept: Sequence[str] | None = None, scenarios: Sequence[str] = ()) -> Path:
+    """Run `analyses` on the grid under `root`; returns DIR/analysis/analysis.md (sensitivity:
+    `swept` parameters, default all, on `scenarios`, default the grid's)."""
     root = Path(root)
     out = root / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +124,7 @@ def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_sam
     if "shift" in analyses:
         lines += shift_section(cells, out, max_samples)
     if "sensitivity" in analyses:
-        lines += sensitivity_section(root, out)
+        lines += sensitivity_section(root, out, swept, scenarios)
     path = out / "analysis.md"
     path.write_text("\n".join(lines))
     return path

@@ -47,26 +47,32 @@ def default_params(dataset: str, scenario_kind: str) -> dict:
     return dataclasses.asdict(resolve_beta(resolve_params(METHOD, dataset, scenario_kind, {}), scenario_kind))
 
 
-def sweep_points(defaults: dict) -> list[tuple[str, object, dict]]:
+SWEPT = (*FACTORS, "select")
+
+
+def sweep_points(defaults: dict, swept: tuple[str, ...] = SWEPT) -> list[tuple[str, object, dict]]:
     """(parameter, value, overrides): the defaults once, each parameter × its factors, select=best."""
     points = [("default", None, {})]
     for name, factors in FACTORS.items():
-        for f in factors:
+        for f in factors if name in swept else ():
             value = max(1, int(round(defaults[name] * f))) if name == "epochs" else defaults[name] * f
             points.append((name, value, {name: value}))
-    points.append(("select", "best", {"select": "best"}))
+    if "select" in swept:
+        points.append(("select", "best", {"select": "best"}))
     return points
 
 
-def analyze_sensitivity(root: str | Path, progress: bool | None = False) -> list[dict]:
-    """One row per (dataset, scenario, parameter, value): Avg. Gap and RTE, mean over seeds."""
+def analyze_sensitivity(root: str | Path, swept: tuple[str, ...] = SWEPT, scenarios: tuple[str, ...] = (),
+                        progress: bool | None = False) -> list[dict]:
+    """One row per (dataset, scenario, parameter, value): Avg. Gap and RTE, mean over seeds.
+    swept: parameters to sweep (default all); scenarios: the grid's scenarios to sweep (default all)."""
     config = grid_config(root)
     rows = []
     for dataset in config.datasets:
-        for scenario in config.scenarios:
+        for scenario in scenarios or config.scenarios:
             kind = scenario.split(":")[0]
             defaults = default_params(dataset, kind)
-            points = sweep_points(defaults)
+            points = sweep_points(defaults, swept)
             cell = dataclasses.replace(config, datasets=(dataset,), scenarios=(scenario,), methods=(METHOD,),
                                        execution=SWEEP_EXECUTION)
             results = run_points(cell, METHOD, [o for _, _, o in points], progress=progress)

@@ -18,6 +18,10 @@ def add_parser(sub) -> None:
                    help=f"comma-separated analyses among {', '.join(ANALYSES)} (default: all)")
     p.add_argument("--max-samples", type=int, default=2000, metavar="N",
                    help="data shift: at most N samples per part (seeded subset; default 2000)")
+    p.add_argument("--sweep", default=None, metavar="LIST",
+                   help="sensitivity: parameters to sweep among beta, lam, tau, epochs, select (default: all)")
+    p.add_argument("--scenarios", default=None, metavar="LIST",
+                   help="sensitivity: the grid's scenarios to sweep, e.g. class:0 (default: all of them)")
     p.set_defaults(func=run)
 
 
@@ -29,5 +33,13 @@ def run(args: argparse.Namespace) -> int:
     unknown = [a for a in only if a not in ANALYSES]
     if unknown:
         raise ConfigError(f"--only: unknown analysis {unknown[0]!r}; choose among {', '.join(ANALYSES)}")
-    print(write_analysis(args.results, only, max_samples=args.max_samples))
+    from mubench.analysis.sensitivity import SWEPT
+    from mubench.config import split_scenarios
+
+    swept = tuple(a.strip() for a in args.sweep.split(",") if a.strip()) if args.sweep else None
+    bad = [a for a in swept or () if a not in SWEPT]
+    if bad:
+        raise ConfigError(f"--sweep: unknown parameter {bad[0]!r}; choose among {', '.join(SWEPT)}")
+    scenarios = split_scenarios(args.scenarios) if args.scenarios else ()
+    print(write_analysis(args.results, only, max_samples=args.max_samples, swept=swept, scenarios=scenarios))
     return 0
