@@ -13,7 +13,7 @@ import sys
 
 from .errors import MubenchError
 
-COMMANDS = ("run", "tune", "list", "train", "report", "paper", "fetch")
+COMMANDS = ("run", "tune", "list", "train", "report", "paper", "fetch", "analyze")
 
 
 def build_parser() -> argparse.ArgumentParser:

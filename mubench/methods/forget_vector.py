@@ -86,6 +86,9 @@ class PerturbationParams:
 class ForgetVectorParams(PerturbationParams):
     init: str = param("zeros", Options(("zeros", "gaussian")), "initial δ (paper: zeros)")
     init_std: float = param(0.01, Interval(0, None), "standard deviation of the gaussian init")
+    retain_fraction: float = param(1.0, Interval(0, 1, "right"),
+                                   "fraction of the retain set seen per epoch (seeded, re-drawn each epoch; "
+                                   "its CE weighted by 1/fraction); 1: all of it")
 
 
 # β when `beta` is None (SPEC §4): the paper's class-wise range 3-10, and a small β where a
@@ -163,17 +166,29 @@ def split_holdout(task: UnlearnTask, fraction: float, generator: torch.Generator
     return dataclasses.replace(task, **kept), held
 
 
+def retain_subsample(task: UnlearnTask, fraction: float, epoch: int) -> UnlearnTask:
+    """`task` with a seeded `fraction` of its retain set, re-drawn every epoch (the budgeted
+    forget vector: an epoch costs |forget| + fraction·|retain| forwards); 1 → `task` itself."""
+    if fraction >= 1:
+        return task
+    n = len(task.retain_y)
+    keep = torch.randperm(n, generator=task.generator(offset=100 + epoch))[: max(1, round(fraction * n))]
+    keep = keep.to(task.retain_y.device)
+    return dataclasses.replace(task, retain_x=task.retain_x[keep], retain_y=task.retain_y[keep])
+
+
 def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Tensor,
                        to_delta: Callable[[torch.Tensor], torch.Tensor],
                        norms: Callable[[torch.Tensor], torch.Tensor],
                        flags: Callable[[Batch], torch.Tensor] | None = None, desc: str = "forget_vector",
-                       divide_norm: bool = True) -> Learned:
+                       divide_norm: bool = True, retain_fraction: float = 1.0) -> Learned:
     """Learn `theta` so that the P perturbations `to_delta(theta)` (P, C, H, W) minimise L.
 
     norms(theta) → (P,) penalty norms; flags(batch) → (P, B) forget flags of each problem
     (default: the batch's own flags, P = 1). With select="best" and P > 1, theta's first
     dimension must index the problems (each keeps its own best epoch). β None is resolved from
-    the task's scenario kind; divide_norm: see forget_vector_loss.
+    the task's scenario kind; divide_norm: see forget_vector_loss; retain_fraction < 1: each
+    epoch sees the forget set and a fresh seeded retain subsample (`retain_subsample`).
 
     Always in fp32, whatever the run's precision: under bf16 autocast the forward rounds
     x + δ, which distorted a learned δ by 6% / 21% / 62% at ‖δ‖₂ ≈ 0.55 / 0.17 / 0.06 on
@@ -188,6 +203,7 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
     if p.select == "best":
         task, holdout = split_holdout(task, p.holdout, task.generator(offset=2))
     theta = theta.detach().clone().to(task.device).requires_grad_(True)
+    train_p = dataclasses.replace(p, alpha=p.alpha / retain_fraction)  # keeps retain : forget balance
 
     def perturb(x: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         out = (x[None] + deltas[:, None]).flatten(0, 1)  # δ after augmentation, before normalisation
@@ -197,7 +213,7 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
         deltas = to_delta(theta)
         logits = net(perturb(batch.x, deltas))
         return forget_vector_loss(logits, batch.y.repeat(len(deltas)), flags(batch).flatten(),
-                                  norms(theta).sum(), p, batch_size=len(batch.y), divide_norm=divide_norm)
+                                  norms(theta).sum(), train_p, batch_size=len(batch.y), divide_norm=divide_norm)
 
     @torch.no_grad()
     def heldout_objective() -> torch.Tensor:
@@ -239,7 +255,8 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
     optim = OptimSpec(lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, schedule="exponential",
                       gamma=p.lr_decay)  # lr × lr_decay after every epoch
     with frozen_weights(model):
-        result = train(model, epochs=p.epochs, batches=lambda epoch: task.batches("union", p.batch_size, generator),
+        result = train(model, epochs=p.epochs, batches=lambda epoch: retain_subsample(task, retain_fraction, epoch).batches(
+                           "union", p.batch_size, generator),
                        loss_fn=loss_fn, optim=optim, device=task.device, precision="fp32", params=[theta],
                        after_epoch=after_epoch, train_mode=False, progress=task.progress, desc=desc)
     if holdout is None:
@@ -266,7 +283,8 @@ class ForgetVector(Method):
         delta0 = torch.zeros(task.input_shape)
         if p.init == "gaussian":
             delta0 = torch.randn(task.input_shape, generator=task.generator(offset=1)) * p.init_std
-        learned = learn_perturbation(task, p, delta0, to_delta=lambda d: d[None], norms=lambda d: d.norm()[None])
+        learned = learn_perturbation(task, p, delta0, to_delta=lambda d: d[None], norms=lambda d: d.norm()[None],
+                                     retain_fraction=p.retain_fraction)
         delta = learned.theta.float().cpu()
         info = {"epochs_run": learned.epochs_run, "selected_epoch": learned.selected_epoch,
                 "final_loss": learned.final_loss, "delta_norm": float(delta.norm()),

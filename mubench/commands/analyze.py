@@ -1,0 +1,45 @@
+"""`mubench analyze`: forget-vector analyses (transfer, geometry, data shift, sensitivity) of a
+finished grid, from its stored predictors; results cached under DIR/analysis/cache."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    from mubench.analysis.report import ANALYSES
+
+    p = sub.add_parser("analyze", help="forget-vector analyses of a finished grid (figures + Markdown)",
+                       description="Transfer of class-wise forget vectors, geometry of x + δ, every predictor "
+                       "under data shift, and the forget vector's sensitivity to β, λ, τ and epochs. Reads the "
+                       "stored predictors of DIR; the sensitivity sweep runs (cached) forget-vector jobs in DIR.")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root of `mubench run`")
+    p.add_argument("--only", default=",".join(ANALYSES), metavar="LIST",
+                   help=f"comma-separated analyses among {', '.join(ANALYSES)} (default: all)")
+    p.add_argument("--max-samples", type=int, default=2000, metavar="N",
+                   help="data shift: at most N samples per part (seeded subset; default 2000)")
+    p.add_argument("--sweep", default=None, metavar="LIST",
+                   help="sensitivity: parameters to sweep among beta, lam, tau, epochs, select (default: all)")
+    p.add_argument("--scenarios", default=None, metavar="LIST",
+                   help="sensitivity: the grid's scenarios to sweep, e.g. class:0 (default: all of them)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mubench.analysis.report import ANALYSES, write_analysis
+    from mubench.errors import ConfigError
+
+    only = tuple(a.strip() for a in args.only.split(",") if a.strip())
+    unknown = [a for a in only if a not in ANALYSES]
+    if unknown:
+        raise ConfigError(f"--only: unknown analysis {unknown[0]!r}; choose among {', '.join(ANALYSES)}")
+    from mubench.analysis.sensitivity import SWEPT
+    from mubench.config import split_scenarios
+
+    swept = tuple(a.strip() for a in args.sweep.split(",") if a.strip()) if args.sweep else None
+    bad = [a for a in swept or () if a not in SWEPT]
+    if bad:
+        raise ConfigError(f"--sweep: unknown parameter {bad[0]!r}; choose among {', '.join(SWEPT)}")
+    scenarios = split_scenarios(args.scenarios) if args.scenarios else ()
+    print(write_analysis(args.results, only, max_samples=args.max_samples, swept=swept, scenarios=scenarios))
+    return 0

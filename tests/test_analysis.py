@@ -1,0 +1,175 @@
+"""Forget-vector analyses (issue 16): each on a constructed case whose answer is known."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from mubench.methods.forget_vector import ForgetVector, retain_subsample
+
+
+def test_retain_subsample_keeps_forget_and_draws_a_seeded_fraction(make_task, class0_split):
+    task = make_task(class0_split)
+    assert retain_subsample(task, 1.0, 0) is task  # the default: today's behaviour
+    half = retain_subsample(task, 0.5, 3)
+    assert len(half.retain_y) == round(0.5 * len(task.retain_y))
+    assert torch.equal(half.forget_y, task.forget_y)
+    again = retain_subsample(task, 0.5, 3)
+    other = retain_subsample(task, 0.5, 4)
+    assert torch.equal(half.retain_y, again.retain_y)  # seeded
+    assert not torch.equal(half.retain_x, other.retain_x)  # re-drawn each epoch
+
+
+def test_budgeted_forget_vector_still_forgets_at_lower_cost(make_task, class0_split):
+    from mubench.testing import task_logits
+
+    task = make_task(class0_split)
+    p = dataclasses.replace(ForgetVector.Params(), epochs=8, tol=0.0, retain_fraction=0.5)
+    pred = ForgetVector(p).unlearn(task)
+    logits = task_logits(pred, task)[: len(task.forget_y)]
+    assert (logits.argmax(1) == task.forget_y).float().mean() < 0.5  # UA above 50
+
+
+# -- geometry ---------------------------------------------------------------------------------
+
+def test_linear_cka_is_one_for_the_same_features_up_to_rotation_and_scale():
+    from mubench.analysis.geometry import linear_cka
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 16, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    assert abs(linear_cka(a, a) - 1) < 1e-9
+    assert abs(linear_cka(a, 3 * a @ q) - 1) < 1e-9
+    assert linear_cka(a, torch.randn(200, 16, generator=g)) < 0.3  # unrelated features
+
+
+def test_zero_delta_gives_cka_one_and_identical_histograms(digits_original, digits, class0_split):
+    from mubench.analysis.geometry import geometry
+    from mubench.data import eval_view
+    from mubench.predictor import Predictor
+
+    parts = {p: (eval_view(digits, (digits.train_x if p != "test" else digits.test_x)[getattr(class0_split, p)]),
+                 None) for p in ("forget", "retain", "test")}
+    zero = Predictor(digits_original, delta=torch.zeros(digits.input_shape))
+    out = geometry(zero, Predictor(digits_original), parts, digits.num_classes)
+    assert all(abs(v - 1) < 1e-6 for v in out["cka"].values())
+    assert out["hist"] == out["hist_clean"] == out["hist_retrain"]  # Retrain here: the same model
+    assert out["margin"]["test"] == out["margin_retrain"]["test"]
+    moved = geometry(zero.with_delta(torch.full(digits.input_shape, 0.5)), Predictor(digits_original), parts, 10)
+    assert moved["cka"]["forget"] < 0.99  # a large δ moves the features: the test can fail
+
+
+# -- transfer ---------------------------------------------------------------------------------
+
+def test_transfer_of_zero_vectors_is_the_originals_per_class_accuracy(digits_original, digits):
+    import numpy as np
+
+    from mubench.analysis.transfer import composition, per_class_accuracy, transfer_matrix
+    from mubench.data import eval_view
+    from mubench.predictor import Predictor
+
+    x, y = eval_view(digits, digits.train_x), digits.train_y
+    zeros = torch.zeros((digits.num_classes, *digits.input_shape))
+    clean = per_class_accuracy(Predictor(digits_original), None, x, y, digits.num_classes)
+    m = transfer_matrix(digits_original, zeros, x, y)
+    assert m.shape == (10, 10)
+    assert np.allclose(m, clean[None, :])
+    rows = composition(digits_original, zeros, x, y, [(0, 1)])
+    assert rows[0]["acc_a"] == clean[0] and rows[0]["acc_third_mean"] == np.mean(clean[2:])
+    big = zeros.clone()
+    big[0] = 1.0  # a vector that wrecks every input: its row falls, the others stay
+    m2 = transfer_matrix(digits_original, big, x, y)
+    assert m2[0].mean() < 50 and np.allclose(m2[1:], clean[None, :])
+
+
+# -- data shift -------------------------------------------------------------------------------
+
+def test_severity_zero_is_the_clean_input_and_severity_grows_the_shift():
+    from mubench.analysis.corruptions import CORRUPTIONS, corrupt
+
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for name in CORRUPTIONS:
+        assert corrupt(name, x, 0) is x
+        dist = [float((corrupt(name, x, s, seed=1) - x).abs().mean()) for s in (1, 2, 3)]
+        assert 0 < dist[0] < dist[1] < dist[2], name
+        assert torch.equal(corrupt(name, x, 2, seed=1), corrupt(name, x, 2, seed=1))  # seeded
+
+
+def test_clean_condition_gives_the_clean_metrics_and_pgd_lowers_ta(digits_original, digits, class0_split):
+    from mubench.analysis.shift import condition_metrics
+    from mubench.evaluation import evaluate
+    from mubench.predictor import Predictor
+
+    pred = Predictor(digits_original)
+    parts = {}
+    for p in ("forget", "retain", "test"):
+        src_x, src_y = (digits.train_x, digits.train_y) if p != "test" else (digits.test_x, digits.test_y)
+        idx = torch.from_numpy(getattr(class0_split, p))
+        parts[p] = (src_x[idx].float(), src_y[idx])
+    m = evaluate(pred, digits, class0_split, device=torch.device("cpu"), controls=False)
+    clean = condition_metrics(pred, parts, "clean", seed=0)
+    assert abs(clean["ta"] - m["ta"]) < 1e-9 and abs(clean["ua"] - m["ua"]) < 1e-9
+    assert abs(clean["mia"] - m["mia_efficacy"]) < 1e-9
+    attacked = condition_metrics(pred, parts, "pgd:3", seed=0)
+    assert attacked["ta"] < clean["ta"]
+
+
+# -- sensitivity and the loaders of stored grids ------------------------------------------------
+
+def test_sweep_points_scale_each_parameter_around_its_default():
+    from mubench.analysis.sensitivity import FACTORS, default_params, sweep_points
+
+    d = default_params("digits", "class")
+    assert d["beta"] == 5.0  # β by scenario kind
+    points = sweep_points(d)
+    assert points[0] == ("default", None, {})
+    assert ("beta", 2.5, {"beta": 2.5}) in points and ("select", "best", {"select": "best"}) in points
+    assert len(points) == 2 + sum(len(f) for f in FACTORS.values())
+
+
+def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(tmp_path):
+    """A tiny real grid: load_cells rebuilds each stored predictor (its TA is the record's), the
+    config round-trips through config.json, and a sweep's default point is the grid's own job."""
+    from mubench.analysis.cells import load_cells
+    from mubench.analysis.sensitivity import grid_config
+    from mubench.analysis.sweep import run_points
+    from mubench.config import ExecutionConfig, ExperimentConfig
+    from mubench.metrics import accuracy as part_accuracy
+    from mubench.outputs import forward_split
+    from mubench.store import write_json_atomic
+
+    config = ExperimentConfig(scenarios=("class:0",), seeds=(0,), methods=("forget_vector",), out=str(tmp_path),
+                              precision="fp32", recipe={"epochs": 3},
+                              method_params={"forget_vector": {"epochs": 2}},
+                              execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
+    write_json_atomic(tmp_path / "config.json", config.to_dict())
+    assert grid_config(tmp_path) == config
+    first = run_points(config, "forget_vector", [{"epochs": 2}, {"epochs": 2, "retain_fraction": 0.5}])
+    assert [len(r.records) for r in first] == [1, 1]
+    again = run_points(config, "forget_vector", [{"epochs": 2}])  # cached: the same record
+    assert again[0].records[0]["key"] == first[0].records[0]["key"]
+    (cell,) = load_cells(tmp_path)
+    assert set(cell.records) == {"retrain", "forget_vector"}
+    for method, rec in cell.records.items():
+        out = forward_split(cell.predictor(method), cell.data, cell.split, torch.device("cpu"))
+        assert abs(part_accuracy(out.test) - rec["ta"]) < 1e-9, method
+
+
+def test_analyze_rejects_an_unknown_analysis_in_one_line(capsys):
+    from mubench.cli import main
+
+    assert main(["analyze", "--results", "nowhere", "--only", "geometri"]) == 2
+    assert "unknown analysis 'geometri'" in capsys.readouterr().err
+
+
+def test_figures_are_written_from_result_data(tmp_path):
+    from mubench.analysis import figures
+
+    k = 3
+    transfer = {"matrix": (100 * (1 - torch.eye(k))).tolist()}
+    assert figures.transfer_figure(transfer, "t", tmp_path / "transfer").is_file()
+    rows = [{"param": "default", "value": "—", "default": None, "avg_gap": 1.0, "rte_s": 2.0},
+            {"param": "beta", "value": 2.5, "default": 5.0, "avg_gap": 1.5, "rte_s": 2.1},
+            {"param": "beta", "value": 10.0, "default": 5.0, "avg_gap": 9.0, "rte_s": 1.9}]
+    assert figures.sensitivity_figure(rows, "s", tmp_path / "sens").with_suffix(".pdf").is_file()
