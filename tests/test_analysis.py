@@ -119,9 +119,13 @@ def test_clean_condition_gives_the_clean_metrics_and_pgd_lowers_ta(digits_origin
 
 def test_sweep_points_scale_each_parameter_around_its_default():
     from mubench.analysis.sensitivity import FACTORS, default_params, sweep_points
+    from mubench.config import ExperimentConfig
+    from mubench.tuned import SHIPPED_DIR, read_tuned
 
-    d = default_params("digits", "class")
+    d = default_params(ExperimentConfig(tuned="none"), "digits", "small_cnn", "class")
     assert d["beta"] == 5.0  # β by scenario kind
+    tuned = default_params(ExperimentConfig(), "digits", "small_cnn", "class")  # centred on the grid's values
+    assert tuned["beta"] == read_tuned(SHIPPED_DIR / "digits.toml").table("forget_vector", "class")["beta"]
     points = sweep_points(d)
     assert points[0] == ("default", None, {})
     assert ("beta", 2.5, {"beta": 2.5}) in points and ("select", "best", {"select": "best"}) in points

@@ -89,7 +89,7 @@ def _grid_variants(root: Path, df) -> list[bool]:
         config = grid_config(root)
     out = []
     for _, row in df.iterrows():
-        user = method_overrides(config, row["method"], row["scenario"])[0] if config is not None else {}
+        user = method_overrides(config, row["method"], row["scenario"]) if config is not None else {}
         out.append(row["variant"] == display_name(row["method"], user))
     return out
 

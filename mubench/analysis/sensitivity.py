@@ -34,17 +34,21 @@ def grid_config(root: str | Path) -> ExperimentConfig:
     d["evaluation"] = EvaluationConfig(**d.get("evaluation", {}))
     d["execution"] = ExecutionConfig(**d.get("execution", {}))
     tune = d.get("tune", {})
-    d["tune"] = TuneConfig(seeds=tuple(tune.get("seeds", TuneConfig().seeds)), grid=tune.get("grid", {}))
-    d["tuned"] = {m: tuple(v) for m, v in d.get("tuned", {}).items()}
+    d["tune"] = TuneConfig(**{**tune, "seeds": tuple(tune.get("seeds", TuneConfig().seeds))})
     return ExperimentConfig(**{**d, "out": str(root)})
 
 
-def default_params(dataset: str, scenario_kind: str) -> dict:
-    """The forget vector's resolved defaults in a cell (preset, β by scenario kind)."""
+def default_params(config: ExperimentConfig, dataset: str, model: str, scenario_kind: str) -> dict:
+    """The forget vector's values in a cell of the grid: preset, the tuned settings the grid
+    used (mubench/tuned.py), β by scenario kind — the point the sweep is centred on."""
     from ..methods.forget_vector import resolve_beta
     from ..planner import resolve_params
+    from ..tuned import tuned_for, tuned_layer
 
-    return dataclasses.asdict(resolve_beta(resolve_params(METHOD, dataset, scenario_kind, {}), scenario_kind))
+    tuned = tuned_for(config.tuned, dataset, config.train_subset, model)
+    values, _ = tuned_layer(tuned, METHOD, scenario_kind, {})
+    params = resolve_params(METHOD, dataset, scenario_kind, {}, values)
+    return dataclasses.asdict(resolve_beta(params, scenario_kind))
 
 
 SWEPT = (*FACTORS, "select")
@@ -71,7 +75,10 @@ def analyze_sensitivity(root: str | Path, swept: tuple[str, ...] = SWEPT, scenar
     for dataset in config.datasets:
         for scenario in scenarios or config.scenarios:
             kind = scenario.split(":")[0]
-            defaults = default_params(dataset, kind)
+            from ..presets import preset_for
+
+            model = (config.models or (preset_for(dataset).model,))[0]
+            defaults = default_params(config, dataset, model, kind)
             points = sweep_points(defaults, swept)
             cell = dataclasses.replace(config, datasets=(dataset,), scenarios=(scenario,), methods=(METHOD,),
                                        execution=SWEEP_EXECUTION)
