@@ -182,3 +182,15 @@ def test_retrain_reads_50_and_the_untouched_original_clearly_more(audited, scena
     assert null["ulira_auc_lo"] <= 50 <= null["ulira_auc_hi"], null["ulira_auc"]
     hit = ls.summary(ls.lira_scores(g, original), ls.lira_scores(g, retrain), seed=0)
     assert hit["ulira_auc_lo"] > null["ulira_auc_hi"] and hit["ulira_auc"] > 65, hit["ulira_auc"]
+
+
+def test_without_the_attack_evaluate_settings_are_those_of_older_runs():
+    """The default [evaluation] adds no field to Evaluate keys (runs made before attacks
+    existed stay cached); asking for U-LiRA adds both attack fields."""
+    from mubench.planner import evaluation_settings
+
+    plain = evaluation_settings(ExperimentConfig())
+    assert "attacks" not in plain and "ulira_shadows" not in plain
+    on = evaluation_settings(dataclasses.replace(
+        ExperimentConfig(), evaluation=EvaluationConfig(attacks=("svc", "ulira"), ulira_shadows=8)))
+    assert on["attacks"] == ("svc", "ulira") and on["ulira_shadows"] == 8
