@@ -34,6 +34,8 @@
     [evaluation]
     controls = true                   # bypass / random-δ / KL extras
     mia_legacy_first_n = false
+    attacks = ["svc"]                 # + "ulira": U-LiRA with shadow models (docs/metrics.md)
+    ulira_shadows = 16                # K, even; shadows per cell (U-LiRA only)
 
     [execution]
     backend   = "loky"                # loky | dask | sequential
@@ -82,6 +84,20 @@ class EvaluationConfig:
     controls: bool = True  # bypass / random-δ noise / KL-to-Retrain extras
     extra_mia: bool = False  # entropy / m-entropy / correctness MIA variants
     mia_legacy_first_n: bool = False  # OPTML's first-n shadow sets instead of seeded random ones
+    attacks: tuple[str, ...] = ("svc",)  # "svc" (SPEC §5, always run) and "ulira" (shadow models, opt-in)
+    ulira_shadows: int = 16  # K shadows per cell (even); only read when "ulira" is in attacks
+
+    def __post_init__(self):
+        from .ulira import ATTACKS
+
+        attacks = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
+        object.__setattr__(self, "attacks", attacks)
+        bad = [a for a in attacks if a not in ATTACKS]
+        if bad:
+            raise ConfigError(f"[evaluation] attacks: unknown attack {bad[0]!r}; valid: {', '.join(ATTACKS)}")
+        k = self.ulira_shadows
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
+            raise ConfigError(f"[evaluation] ulira_shadows must be an even integer >= 2 (8+ for real use); got {k!r}")
 
 
 TUNING_SEEDS = (100, 101, 102)  # disjoint from the reporting seeds 0, 1, 2 (docs/tuning.md)
@@ -160,7 +176,7 @@ def with_set_params(config: ExperimentConfig, sets: dict[str, dict]) -> Experime
     return dataclasses.replace(config, method_params=method_params, scenario_params=scenario_params)
 
 
-SET_TABLES = ("recipe", "bank")  # `--set OWNER.FIELD=VALUE` owners that are config tables, not methods
+SET_TABLES = ("recipe", "bank", "evaluation")  # `--set OWNER.FIELD=VALUE` owners that are config tables, not methods
 
 
 def with_set_options(config: ExperimentConfig, sets: dict[str, dict]) -> ExperimentConfig:
@@ -169,7 +185,31 @@ def with_set_options(config: ExperimentConfig, sets: dict[str, dict]) -> Experim
     rest = {owner: values for owner, values in sets.items() if owner not in SET_TABLES}
     config = with_set_params(config, rest) if rest else config
     return dataclasses.replace(config, recipe={**config.recipe, **sets.get("recipe", {})},
-                               bank={**config.bank, **sets.get("bank", {})})
+                               bank={**config.bank, **sets.get("bank", {})},
+                               evaluation=with_evaluation_sets(config.evaluation, sets.get("evaluation", {})))
+
+
+def with_evaluation_sets(evaluation: EvaluationConfig, values: dict[str, str]) -> EvaluationConfig:
+    """`--set evaluation.attacks=svc,ulira`, `--set evaluation.ulira_shadows=8`: strings to the
+    field's type (a tuple is comma-separated, a bool true/false, an int digits)."""
+    fields = {f.name: f for f in dataclasses.fields(EvaluationConfig)}
+    out = {}
+    for name, text in values.items():
+        if name not in fields:
+            raise ConfigError(f"--set evaluation.{name}: unknown field; valid: {', '.join(fields)}")
+        default = fields[name].default
+        if isinstance(default, tuple):
+            out[name] = tuple(v.strip() for v in text.split(",") if v.strip())
+        elif isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ConfigError(f"--set evaluation.{name}: expected true or false; got {text!r}")
+            out[name] = text.lower() == "true"
+        else:
+            try:
+                out[name] = int(text)
+            except ValueError:
+                raise ConfigError(f"--set evaluation.{name}: expected an integer; got {text!r}") from None
+    return dataclasses.replace(evaluation, **out)
 
 
 def parse_set_options(items: list[str], source: str = "--set") -> dict[str, dict[str, str]]:

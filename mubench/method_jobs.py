@@ -111,10 +111,15 @@ class Evaluate(Job):
     reference: Evaluate | None  # Retrain's Evaluate of the same cell (None: this is Retrain's)
     settings: dict  # config.EvaluationConfig fields
     tuned: dict = field(default_factory=dict)  # tuned.TunedSettings.stamp() when the params come from a search
+    shadows: tuple[Unlearn, ...] = ()  # U-LiRA: this method's runs on the cell's shadows (ulira.py)
+    references: tuple[Unlearn, ...] = ()  # reference-model screen: Retrain's shadow runs (never saw D_f)
     IGNORE: ClassVar[tuple[str, ...]] = ("tuned",)
 
     def key_fields(self) -> dict:
         fields = super().key_fields()
+        for name in ("shadows", "references"):  # absent, not empty: keys of runs without the attack stay
+            if not getattr(self, name):
+                fields.pop(name)
         if self.tuned:  # a tuned row is its own record (reports mark it), the predictor is shared
             fields["tuned"] = self.tuned
         return fields
@@ -179,15 +184,23 @@ class Evaluate(Job):
             reference = store.read_record("method", self.reference.key)
             if reference is not None and reference.get("status") != "ok":
                 reference = None
-            if reference is not None and controls:
+            if reference is not None and (controls or self.shadows):
                 state = store.load_artifact("outputs", outputs_key(self.reference.unlearn))
                 ref_outputs = load_outputs(state) if state is not None else None
         mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
         with exact_fp32(ctx.device):  # on CUDA: no TF32, deterministic kernels (SPEC §5)
             outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device)
             metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
-                               reference=reference, reference_outputs=ref_outputs, mia=mia, controls=controls,
-                               seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
+                               reference=reference, reference_outputs=ref_outputs if controls else None, mia=mia,
+                               controls=controls,                               seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
+            if self.shadows and reference is not None:
+                from .ulira import attack_fields
+
+                if ref_outputs is None:
+                    from .errors import MubenchError
+
+                    raise MubenchError(f"U-LiRA needs Retrain's stored outputs of {self.label}; run its Retrain again")
+                metrics.update(attack_fields(self, ctx, data, split, outputs, ref_outputs))
         rte = unlearned["rte_s"]
         if self.reference is None:
             metrics["avg_gap"] = 0.0

@@ -26,8 +26,9 @@ from .scenarios import parse_scenario
 from .store import Store
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
 from .tuned import TunedSettings, tuned_for, tuned_layer
+from .ulira import ShadowOriginal, ShadowSplit
 
-JOB_TYPES = (Original, Split, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
+JOB_TYPES = (Original, ShadowOriginal, Split, ShadowSplit, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
 
 
 @dataclass
@@ -123,28 +124,49 @@ def _resource_jobs(config: ExperimentConfig, methods: list[str], original: Origi
 
 def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original, split: Split, kind: str,
                resources: dict[str, Resource], precision: str, evaluation: dict,
-               tuned: TunedSettings | None) -> list[Job]:
+               tuned: TunedSettings | None, device=None) -> list[Job]:
     from .unlearning import METHODS
 
-    def unlearn(method: str, user: dict, method_precision: str, tuned_values: dict | None = None) -> Unlearn:
+    def unlearn(method: str, user: dict, method_precision: str, tuned_values: dict | None = None,
+                on: Original = original, cut: Split = split, res: dict[str, Resource] = resources) -> Unlearn:
         cls = METHODS.get(method)
         params = resolve_params(method, original.dataset, kind, user, tuned_values)
         return Unlearn(method=method, method_version=cls.version, params=dataclasses.asdict(params),
-                       precision=method_precision, original=original, split=split,
-                       resources=tuple(resources[r] for r in getattr(cls, "requires", ())), user_params=user)
+                       precision=method_precision, original=on, split=cut,
+                       resources=tuple(res[r] for r in getattr(cls, "requires", ())), user_params=user)
+
+    shadow_cell = _shadow_cell(config, methods, original, split, evaluation, device, precision)
+    jobs: list[Job] = [job for o, s, res in shadow_cell for job in (s, o, *res.values())]
+
+    def shadows(method: str, user: dict, method_precision: str, tuned_values: dict | None = None) -> tuple[Unlearn, ...]:
+        return tuple(unlearn(method, user, method_precision, tuned_values, o, s, res) for o, s, res in shadow_cell)
 
     ruser = method_overrides(config, "retrain", split.scenario)
     retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
+    retrain_shadows = shadows("retrain", ruser, original.recipe["precision"])
     reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
-    jobs: list[Job] = [retrain, reference]
+    jobs += [*retrain_shadows, retrain, reference]
     for method in methods:
         if method == "retrain":
             continue
         user = method_overrides(config, method, split.scenario)
         values, stamp = tuned_layer(tuned, method, kind, user)
         job = unlearn(method, user, precision, values)
-        jobs += [job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp)]
+        own = shadows(method, user, precision, values)
+        jobs += [*own, job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp,
+                                     shadows=own, references=retrain_shadows)]
     return jobs
+
+
+def _shadow_cell(config: ExperimentConfig, methods: list[str], original: Original, split: Split, evaluation: dict,
+                 device, precision: str) -> list[tuple]:
+    """U-LiRA's K (shadow original, shadow split, resources) of a cell; none unless asked for."""
+    from .ulira import shadow_cell, wants_ulira
+
+    if not wants_ulira(evaluation):
+        return []
+    return [(o, s, _resource_jobs(config, methods, o, device, precision))
+            for o, s in shadow_cell(original, split, evaluation["ulira_shadows"])]
 
 
 def build_plan(config: ExperimentConfig, store: Store) -> Plan:
@@ -181,7 +203,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                                   data_options=original.data_options)
                     add(split)
                     for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision,
-                                          evaluation, tuned):
+                                          evaluation, tuned, device):
                         add(job)
     return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
 
@@ -192,7 +214,12 @@ def evaluation_settings(config: ExperimentConfig) -> dict:
     from .metrics import METRICS
 
     defaults = [e.name for e in METRICS.entries() if e.meta.get("default")]
-    return {**dataclasses.asdict(config.evaluation), "metrics": defaults}
+    settings = {**dataclasses.asdict(config.evaluation), "metrics": defaults}
+    if "ulira" not in settings["attacks"]:  # the SVC alone: the keys runs had before attacks existed
+        del settings["ulira_shadows"]
+        if settings["attacks"] == ("svc",):
+            del settings["attacks"]
+    return settings
 
 
 def _validate(config: ExperimentConfig) -> None:

@@ -54,6 +54,13 @@ CAPTIONS = {
     "delta": "The learned perturbation δ (mean over channels, diverging colours, symmetric scale) "
              "and training images without (top) and with δ (bottom); titles give the predicted "
              "class, red where δ changed it away from the true class.",
+    "ulira_examples": "Per forget example, U-LiRA's score of the unlearned predictor minus Retrain's, pooled over "
+                      "seeds: the curve gives the share of examples above each margin. An unlearned predictor "
+                      "Retrain-like for every example crosses 50% at 0; a curve far right of it leaves "
+                      "examples identifiable.",
+    "svc_vs_ulira": "Each method at (SVC MIA-Efficacy, U-LiRA AUC), mean ± std over seeds. Ideal: the "
+                    "crossing of the dotted lines (Retrain's MIA-Efficacy, AUC 50); a point near Retrain's "
+                    "MIA-Efficacy but high on AUC is one the population attack misjudges.",
     "weights": "Learned weight of each class-wise forget vector in the arithmetic combination; "
                "bars: mean ± std over seeds, dots: single seeds.",
 }

@@ -22,6 +22,16 @@ GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
 # Result columns (API, lower snake) → the paper's names, which appear only in rendered tables.
 TABLE_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy",
                  "avg_gap": "Avg. Gap", "rte_s": "RTE (s)", "params_changed": "params changed"}
+# The per-example attacks' columns (../shared/MIA.md), shown only when some record has them;
+# the header states the ideal (an unlearned predictor the attack cannot tell from Retrain).
+ATTACK_METRICS = {"ulira_auc": "U-LiRA AUC (ideal 50)", "ulira_tpr1": "U-LiRA TPR@1%FPR (ideal 1)",
+                  "refmia_auc": "Ref-MIA AUC (ideal 50)"}
+
+
+def table_metrics(df: pd.DataFrame) -> dict[str, str]:
+    """TABLE_METRICS, plus ATTACK_METRICS that some row of `df` has a value of."""
+    extra = {k: v for k, v in ATTACK_METRICS.items() if k in df and pd.to_numeric(df[k], errors="coerce").notna().any()}
+    return {**TABLE_METRICS, **extra}
 
 
 class _MethodLabels(Mapping):

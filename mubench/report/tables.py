@@ -12,11 +12,11 @@ from ..aggregate import aggregate
 from .records import (
     CELL,
     JOB,
-    TABLE_METRICS,
     current,
     current_ok,
     method_label,
     sort_rows,
+    table_metrics,
     with_gaps,
 )
 
@@ -63,7 +63,7 @@ def summary_stats(df: pd.DataFrame) -> pd.DataFrame:
     have = current(df).drop(columns=["method"]).astype({"seed": "int64"})
     jobs = expected.merge(have, how="left", on=CELL + ["variant", "seed"])
     jobs["status"] = jobs["status"].fillna("missing")
-    stats = aggregate(jobs, CELL + ["variant"], TABLE_METRICS)
+    stats = aggregate(jobs, CELL + ["variant"], table_metrics(df))
     methods = expected.drop_duplicates(CELL + ["variant"]).set_index(CELL + ["variant"])["method"]
     stats.insert(len(CELL), "method", [methods[tuple(r)] for r in stats[CELL + ["variant"]].itertuples(index=False)])
     stats.insert(len(CELL) + 2, "label", stats["variant"].map(method_label))
@@ -115,19 +115,20 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     reads `failed`/`missing`."""
     stats = summary_stats(df)
     flags = row_flags(df)
+    names = table_metrics(df)
     rows = {}
     for r in stats.itertuples():
         where = (r.dataset, r.model, r.scenario, r.label)
         row = rows.setdefault(where, {"seeds": _seed_status(r), "flags": flags.get(where, "")})
         if r.n_values:
-            row[TABLE_METRICS[r.metric]] = format_number(r.metric, r.mean, r.std)
+            row[names[r.metric]] = format_number(r.metric, r.mean, r.std)
         elif r.n_ok:
-            row[TABLE_METRICS[r.metric]] = "n/a"  # ok jobs without this value (e.g. no Retrain)
+            row[names[r.metric]] = "n/a"  # ok jobs without this value (e.g. no Retrain, no attack)
         else:
-            row[TABLE_METRICS[r.metric]] = "failed" if r.n_failed else "missing"
+            row[names[r.metric]] = "failed" if r.n_failed else "missing"
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=CELL + ["method"])
-    return table[list(TABLE_METRICS.values()) + ["seeds", "flags"]]
+    return table[list(names.values()) + ["seeds", "flags"]]
 
 
 def per_cell(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:

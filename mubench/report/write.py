@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
+from .attacks import attack_figures, has_attack, side_by_side
 from .html import render_html
 from .latex import render_latex
 from .markdown import render_markdown
@@ -39,9 +40,12 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
               stats.compare_to_reference(gaps))]
     extra = [(title, stats.format_stats(f).assign(variant=lambda f: f["variant"].map(method_label))
               .rename(columns={"variant": "method"})) for title, f in extra]
+    if has_attack(df):
+        extra.append(("SVC MIA-Efficacy (population) beside U-LiRA (per example), mean over seeds",
+                      side_by_side(df).reset_index()))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    figures = plots.report_figures(df, summary_stats(df), out / "figures")
+    figures = plots.report_figures(df, summary_stats(df), out / "figures") + attack_figures(df, out / "figures")
     written += [p for fig in figures for p in fig.paths]
     if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
         skipped = "Parquet skipped: pyarrow is not installed (pip install pyarrow)"

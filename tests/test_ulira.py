@@ -1,0 +1,243 @@
+"""U-LiRA (issue 15, ../shared/MIA.md): the statistics by hand, then one real digits run with
+K = 4 shadows — adding the attack trains no original, Retrain or real method output; a forget
+vector learns its own δ per shadow; Retrain audited against another-seed Retrain reads ≈ 50
+(class:0 and random:10); the untouched original clearly more on class:0 (random:10 on digits:
+xfail, measured, see the test)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from mubench import lira_stats as ls
+from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig
+from mubench.errors import ConfigError
+from mubench.jobs import Original, RunContext
+from mubench.method_jobs import Evaluate, Unlearn
+from mubench.outputs import forward_split
+from mubench.predictor import Predictor
+from mubench.runner import build_plan, execute
+from mubench.store import Store
+from mubench.ulira import ShadowOriginal, forget_phi
+
+K = 4
+
+# ---------------------------------------------------------------------------------------------
+# Statistics, by hand
+
+
+def test_phi_is_the_logit_of_the_true_class_probability():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, -1.0]])
+    labels = torch.tensor([0, 2])
+    p = torch.softmax(logits.double(), 1)[torch.arange(2), labels].numpy()
+    assert np.allclose(ls.phi(logits, labels), np.log(p) - np.log(1 - p))
+    huge = ls.phi(torch.tensor([[100.0, 0.0]]), torch.tensor([0]))  # p_y rounds to 1: clipped
+    assert huge[0] == pytest.approx(math.log(1 - 1e-7) - math.log(1e-7))
+
+
+def test_auc_tpr_and_balanced_accuracy_by_hand():
+    assert ls.auc(np.array([2.0, 1.0]), np.array([0.0, 1.0])) == pytest.approx(87.5)  # (1+1+1+½)/4
+    neg = np.arange(100.0)
+    pos = np.array([97.5, 98.5, 99.5, 10.0])
+    assert ls.tpr_at_fpr(pos, neg, 0.01) == pytest.approx(50.0)  # one negative allowed above: t = 98
+    assert ls.tpr_at_fpr(pos, neg, 0.001) == pytest.approx(25.0)  # none allowed: t = 99
+    assert ls.balanced_accuracy(np.array([1.0, -1.0]), np.array([-1.0, -2.0])) == pytest.approx(75.0)
+
+
+def test_pooled_gaussians_by_hand():
+    phis = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 14.0], [7.0, 18.0]])
+    mask = np.array([[True, False], [True, False], [False, True], [False, True]])
+    g = ls.fit_gaussians(phis, mask)
+    assert np.allclose(g.mu_in, [2.0, 16.0]) and np.allclose(g.mu_out, [6.0, 15.0])
+    assert g.sd_in == pytest.approx(math.sqrt((1 + 1 + 4 + 4) / 2))  # 4 values − 2 examples
+    assert g.sd_out == pytest.approx(math.sqrt((1 + 1 + 25 + 25) / 2))
+    x = np.array([2.0])
+    assert ls.lira_scores(dataclasses.replace(g, mu_in=g.mu_in[:1], mu_out=g.mu_out[:1]), x)[0] == pytest.approx(
+        norm.logpdf(2.0, 2.0, g.sd_in) - norm.logpdf(2.0, 6.0, g.sd_out))
+
+
+def test_synthetic_gaussian_phi_recovers_the_known_auc():
+    """φ_in ~ N(μ(x) + d, 1), φ_out ~ N(μ(x), 1): Λ is increasing in φ − μ(x), so the attack's
+    AUC is P(N(d, 1) > N(0, 1)) = Φ(d / √2) (76.0% for d = 1). K = 64 keeps the noise of the
+    estimated per-example means (which lowers the AUC a little) below the tolerance."""
+    rng = np.random.default_rng(0)
+    n, k, d = 2000, 64, 1.0
+    mu = rng.normal(0, 3, n)  # examples differ a lot: a population attack could not do this
+    mask = ls.balanced_assignment(n, k, seed=1)
+    phis = mu + d * mask + rng.normal(0, 1, (k, n))
+    g = ls.fit_gaussians(phis, mask)
+    assert g.sd_in == pytest.approx(1.0, abs=0.05) and g.sd_out == pytest.approx(1.0, abs=0.05)
+    pos, neg = mu + d + rng.normal(0, 1, n), mu + rng.normal(0, 1, n)
+    fields = ls.summary(ls.lira_scores(g, pos), ls.lira_scores(g, neg), seed=0)
+    expected = 100 * norm.cdf(d / math.sqrt(2))
+    assert fields["ulira_auc"] == pytest.approx(expected, abs=2.0)
+    assert fields["ulira_auc_lo"] < expected < fields["ulira_auc_hi"]
+    same = ls.summary(ls.lira_scores(g, neg), ls.lira_scores(g, mu + rng.normal(0, 1, n)), seed=0)
+    assert same["ulira_auc_lo"] < 50 < same["ulira_auc_hi"]
+
+
+@pytest.mark.parametrize("n,k", [(7, 4), (180, 16), (1, 8)])
+def test_balanced_assignment_puts_every_example_in_exactly_half(n, k):
+    mask = ls.balanced_assignment(n, k, seed=3)
+    assert mask.shape == (k, n) and (mask.sum(0) == k // 2).all()
+    assert np.array_equal(mask, ls.balanced_assignment(n, k, seed=3))
+    if n > 5:
+        assert not np.array_equal(mask, ls.balanced_assignment(n, k, seed=4))
+
+
+def test_bad_attack_settings_fail_in_one_sentence():
+    with pytest.raises(ConfigError, match="unknown attack 'lira'"):
+        EvaluationConfig(attacks=("svc", "lira"))
+    with pytest.raises(ConfigError, match="even integer"):
+        EvaluationConfig(attacks=("svc", "ulira"), ulira_shadows=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# One real run on digits
+
+
+def _config(out, **evaluation) -> ExperimentConfig:
+    return ExperimentConfig(datasets=("digits",), scenarios=("class:0", "random:10"), seeds=(0,),
+                            methods=("retrain", "forget_vector"), out=str(out), precision="fp32",
+                            recipe={"epochs": 15}, method_params={"forget_vector": {"epochs": 5}},
+                            evaluation=EvaluationConfig(**evaluation),
+                            execution=ExecutionConfig(backend="sequential"))
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """A finished run without the attack, then the same run with U-LiRA added (K = 4)."""
+    out = tmp_path_factory.mktemp("ulira")
+    plain = _config(out)
+    assert not execute(build_plan(plain, Store(out)), plain, progress=False).failed
+    config = _config(out, attacks=("svc", "ulira"), ulira_shadows=K)
+    plan = build_plan(config, Store(out))
+    pending = plan.pending()
+    result = execute(plan, config, progress=False)
+    assert not result.failed, result.failed
+    return out, plan, pending, {r["key"]: r for r in result.records}
+
+
+def test_adding_the_attack_trains_no_original_retrain_or_real_output(audited):
+    out, plan, pending, _ = audited
+    assert not [j for j in pending if type(j) is Original]
+    real = [j for j in pending if isinstance(j, Unlearn) and not isinstance(j.original, ShadowOriginal)]
+    assert real == []
+    counts = {t: sum(type(j) is t for j in pending) for t in (ShadowOriginal, Unlearn, Evaluate)}
+    # per scenario: K shadows, K Retrain + K forget-vector shadow runs, two Evaluates
+    assert counts == {ShadowOriginal: 2 * K, Unlearn: 2 * 2 * K, Evaluate: 4}
+
+
+def test_a_forget_vectors_shadows_each_learn_their_own_delta(audited):
+    out, plan, _, _ = audited
+    store = Store(out)
+    for ev in plan.evaluations():
+        if ev.method != "forget_vector":
+            continue
+        deltas = [store.load_artifact("predictor", u.key)["delta"] for u in (ev.unlearn, *ev.shadows)]
+        assert len(deltas) == K + 1
+        assert len({u.original.key for u in ev.shadows}) == K  # each on its own shadow original
+        for i in range(len(deltas)):
+            for j in range(i):
+                assert not torch.equal(deltas[i], deltas[j])
+
+
+def test_records_carry_the_attack_with_its_ci(audited):
+    _, plan, _, records = audited
+    fv = [records[e.key] for e in plan.evaluations() if e.method == "forget_vector"]
+    assert len(fv) == 2
+    for r in fv:
+        assert r["ulira_shadows"] == K and 0 <= r["ulira_auc"] <= 100
+        assert r["ulira_auc_lo"] <= r["ulira_auc"] <= r["ulira_auc_hi"]
+        assert len(r["ulira_margin"]) == len(r["refmia_margin"]) > 0
+        assert r["ulira_shadow_train_s"] > 0 and r["ulira_shadow_unlearn_s"] > 0
+
+
+def _phi(model, data, split) -> np.ndarray:
+    out = forward_split(Predictor(model), data, split, torch.device("cpu"), parts=("forget",))
+    return ls.phi(out.forget.logits, out.forget.labels)
+
+
+def _calibrated(audited, scenario):
+    """Gaussians fit on the shadow originals themselves (IN: trained on x; OUT: never), and φ on
+    D_f of the cell's Retrain, of another seed's Retrain (Retrain's shadow 0, trained on D_r)
+    and of the untouched original."""
+    out, plan, _, _ = audited
+    ev = next(e for e in plan.evaluations() if e.method == "forget_vector" and e.scenario == scenario)
+    ctx = RunContext(store=Store(out), device=torch.device("cpu"))
+    data = ev.unlearn.original.ref.load()
+    split = ev.unlearn.split.load(ctx.store)
+    phis = np.stack([_phi(u.original.load(ctx).model, data, split) for u in ev.shadows])
+    mask = np.stack([u.split.membership(len(split.forget)) for u in ev.shadows])
+    g = ls.fit_gaussians(phis, mask)
+    retrain = ls.lira_scores(g, forget_phi(ctx, ev.reference.unlearn, data, split))
+    other_seed = ls.lira_scores(g, forget_phi(ctx, ev.references[0], data, split))
+    original = ls.lira_scores(g, _phi(ev.unlearn.original.load(ctx).model, data, split))
+    return retrain, other_seed, original
+
+
+@pytest.mark.parametrize("scenario", ["class:0", "random:10"])
+def test_retrain_audited_against_another_seeds_retrain_reads_50(audited, scenario):
+    retrain, other_seed, _ = _calibrated(audited, scenario)
+    null = ls.summary(other_seed, retrain, seed=0)
+    assert null["ulira_auc_lo"] <= 50 <= null["ulira_auc_hi"], null["ulira_auc"]
+
+
+@pytest.mark.parametrize("scenario", [
+    "class:0",
+    pytest.param("random:10", marks=pytest.mark.xfail(strict=False, reason=(
+        "digits leaks little membership: with K = 4 and one original/Retrain pair the original read "
+        "AUC 48 [41, 55]; the mean per-example gap mu_in - mu_out is ~0.2 against sigma ~1 and the "
+        "original's overall confidence on D_f was lower than Retrain's (docs/metrics.md, limits)"))),
+])
+def test_the_untouched_original_reads_clearly_more_than_retrain(audited, scenario):
+    retrain, other_seed, original = _calibrated(audited, scenario)
+    null = ls.summary(other_seed, retrain, seed=0)
+    hit = ls.summary(original, retrain, seed=0)
+    assert hit["ulira_auc_lo"] > null["ulira_auc_hi"] and hit["ulira_auc"] > 65, hit["ulira_auc"]
+
+def test_without_the_attack_evaluate_settings_are_those_of_older_runs():
+    """The default [evaluation] adds no field to Evaluate keys (runs made before attacks
+    existed stay cached); asking for U-LiRA adds both attack fields."""
+    from mubench.planner import evaluation_settings
+
+    plain = evaluation_settings(ExperimentConfig())
+    assert "attacks" not in plain and "ulira_shadows" not in plain
+    on = evaluation_settings(dataclasses.replace(
+        ExperimentConfig(), evaluation=EvaluationConfig(attacks=("svc", "ulira"), ulira_shadows=8)))
+    assert on["attacks"] == ("svc", "ulira") and on["ulira_shadows"] == 8
+
+
+def _record(method: str, seed: int, **fields) -> dict:
+    base = {"dataset": "digits", "model": "small_cnn", "scenario": "random:10", "method": method, "seed": seed,
+            "status": "ok", "display_name": method, "key": f"{method}{seed}", "finished": "2026-01-01T00:00:00",
+            "ua": 1.0, "ra": 99.0, "ta": 98.0, "mia_efficacy": 5.0 + seed, "rte_s": 1.0, "params_changed": 1}
+    return {**base, **fields}
+
+
+def test_reports_show_the_attack_columns_side_by_side_and_figures(tmp_path):
+    from mubench.report.attacks import attack_figures, side_by_side
+    from mubench.report.records import records_frame, with_gaps
+    from mubench.report.tables import summary_table
+
+    attacked = [_record("retrain", s) for s in (0, 1)] + [
+        _record("finetune", s, ulira_auc=60.0 + s, ulira_auc_lo=50.0, ulira_auc_hi=70.0, ulira_tpr1=3.0,
+                ulira_tpr01=1.0, ulira_bacc=55.0, ulira_win=58.0, refmia_auc=52.0, ulira_margin=[0.5, -0.1, 2.0])
+        for s in (0, 1)]
+    df = with_gaps(records_frame(attacked))
+    table = summary_table(df)
+    assert "U-LiRA AUC (ideal 50)" in table.columns
+    assert table.loc[("digits", "small_cnn", "random:10", "FT"), "U-LiRA AUC (ideal 50)"] == "60.50 ± 0.71"
+    side = side_by_side(df)
+    row = side.loc[("digits", "small_cnn", "random:10", "FT")]
+    assert row["U-LiRA AUC (50)"] == 60.5 and row["Retrain's MIA-Efficacy"] == 5.5 and row["seeds"] == 2
+    figures = attack_figures(df, tmp_path)
+    assert {f.kind for f in figures} == {"ulira_examples", "svc_vs_ulira"}
+    assert all(p.exists() for f in figures for p in f.paths)
+    plain = summary_table(with_gaps(records_frame([_record("retrain", 0), _record("finetune", 0)])))
+    assert not any("U-LiRA" in c for c in plain.columns)
