@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# U-LiRA measurement on digits (issue 15); resumable: rerun this script to continue.
-# One cell per command, so each finished cell has its records even if a later one is cut off.
-cd /work/wt-ulira
-export PYTHONPATH=/work/wt-ulira OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# U-LiRA measurement on digits (issue 15), added to a finished grid: resumable (rerun it to
+# continue); one cell per command, so a cut-off run keeps every finished cell's records.
+#   OUT=results METHODS=all K=16 SEEDS="0 1 2" bash benchmarks/ulira_digits.sh
+set -u
+cd "$(dirname "$0")/.."
 METHODS=${METHODS:-retrain,finetune,forget_vector}
 K=${K:-8}
-for seed in 0 1 2; do
+SEEDS=${SEEDS:-0 1 2}
+OUT=${OUT:-results/ulira}
+for seed in $SEEDS; do
   for sc in random:10 class:0; do
     echo "cell $sc seed $seed start $(date -u +%T)"
-    python -m mubench run --datasets digits --scenarios $sc --seeds $seed --methods $METHODS \
-      --set evaluation.attacks=svc,ulira --set evaluation.ulira_shadows=$K --jobs 2 --quiet --out results/ulira/store
+    python -m mubench run --datasets digits --scenarios "$sc" --seeds "$seed" --methods "$METHODS" \
+      --set evaluation.attacks=svc,ulira --set evaluation.ulira_shadows="$K" --jobs 2 --quiet --out "$OUT"
     echo "cell $sc seed $seed end $(date -u +%T) rc $?"
   done
 done
