@@ -66,10 +66,16 @@ class ImageData:
             "name": self.name,
             "train": list(self.train_x.shape),
             "test": list(self.test_x.shape),
-            "labels": int(torch.sum(self.train_y * torch.arange(1, len(self.train_y) + 1) % 1_000_003)),
+            "labels": _label_checksum(self.train_y),
+            "test_labels": _label_checksum(self.test_y),  # splits pick test indices by label
             "mean": list(self.mean),  # normalisation is part of every model trained on this data
             "std": list(self.std),
         }
+
+
+def _label_checksum(y: torch.Tensor) -> int:
+    """A position-weighted sum of labels: changes when any label or their order changes."""
+    return int(torch.sum(y * torch.arange(1, len(y) + 1) % 1_000_003))
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

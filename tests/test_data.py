@@ -447,3 +447,13 @@ def test_the_tuning_view_holds_a_stratified_slice_of_train_out_as_its_test_split
     share = torch.bincount(view.test_y, minlength=10).float() / torch.bincount(full.train_y, minlength=10).float()
     assert (share - 0.1).abs().max() < 0.01
     assert view.mean != full.mean  # statistics of what is trained on
+
+
+def test_the_fingerprint_tells_test_labels_apart():
+    """Splits hold test indices chosen by test label (class-wise TA): two datasets with the same
+    training set but other test labels must not share data keys (and so Split keys)."""
+    import dataclasses
+
+    d = load_dataset("digits")
+    permuted = dataclasses.replace(d, test_y=d.test_y[torch.randperm(len(d.test_y), generator=torch.Generator().manual_seed(0))])
+    assert d.fingerprint() != permuted.fingerprint()
