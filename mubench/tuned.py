@@ -120,3 +120,18 @@ def tuned_layer(settings: TunedSettings | None, method: str, kind: str, user: di
     if not values:
         return {}, {}
     return values, ({} if set(user) & set(values) else settings.stamp())
+
+
+def describe_tuned(value: str, datasets, train_subset: int, models) -> list[str]:
+    """One line per (dataset, model) a run plans: which tuned settings apply, or that none do."""
+    from .presets import preset_for
+
+    lines = []
+    for dataset in datasets:
+        for model in models or (preset_for(dataset).model,):
+            t = tuned_for(value, dataset, train_subset, model)
+            subset = f"[{train_subset}]" if train_subset else ""
+            lines.append(f"tuned settings for {dataset}{subset}/{model}: " + (
+                f"{t.path} ({t.protocol} protocol, {t.criterion}, budget {t.budget})" if t else
+                f"none (tuned = {value!r}): methods use their defaults and your values"))
+    return lines

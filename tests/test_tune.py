@@ -381,3 +381,11 @@ def test_the_default_run_uses_the_shipped_digits_settings(tmp_path):
     for j in evaluations:
         chosen = settings.table(j.method, j.scenario.split(":")[0])
         assert {k: j.params[k] for k in chosen} == chosen
+
+
+def test_run_says_which_tuned_settings_apply(tmp_path, capsys):
+    assert main(["run", "--dry-run", "--methods", "finetune", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tuned settings for digits/small_cnn: mubench/tuned/digits.toml (heldout protocol, mean+std, budget 8)" in out
+    assert main(["run", "--dry-run", "--methods", "finetune", "--tuned", "none", "--out", str(tmp_path)]) == 0
+    assert "tuned settings for digits/small_cnn: none (tuned = 'none')" in capsys.readouterr().out

@@ -97,6 +97,7 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from mubench.runner import build_plan, describe_plan, execute, settings_line
     from mubench.store import Store, write_json_atomic
+    from mubench.tuned import describe_tuned
     from mubench.validate import validate_config
 
     config = config_from_args(args)
@@ -106,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         store.check_writable()
     plan = build_plan(config, store)
     print(settings_line(config), flush=True)
+    for line in describe_tuned(config.tuned, config.datasets, config.train_subset, config.models):
+        print(line, flush=True)
     if args.dry_run:
         for line in describe_plan(plan):
             print(line)
