@@ -180,15 +180,19 @@ def _tune_table(table: dict, source: str) -> TuneConfig:
     return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()}, **settings)
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
+def read_toml(path: str | Path, what: str) -> dict:
+    """A TOML file as a dict; a missing file or bad TOML is one sentence naming `what` it is."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path}: invalid TOML ({err})") from None
-    return config_from_dict(doc, source=str(path))
+        raise ConfigError(f"{what} {path}: invalid TOML ({err})") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    return config_from_dict(read_toml(path, "config file"), source=str(path))
 
 
 # -- writing a config back (what `mubench tune` hands to `mubench run --config`) --------------

@@ -25,16 +25,11 @@ replaced one of its fields.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config_toml import read_toml
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SHIPPED_DIR = Path(__file__).parent / "tuned"
 _META = ("dataset", "train_subset", "model", "protocol", "criterion", "budget", "seeds", "command")
@@ -74,13 +69,9 @@ def _display(path: Path) -> str:
 
 
 def read_tuned(path: str | Path) -> TunedSettings:
+
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"tuned settings file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"tuned settings file {path}: invalid TOML ({err})") from None
+    doc = read_toml(path, "tuned settings file")
     meta = doc.get("tuned")
     if not isinstance(meta, dict) or set(_META) - set(meta):
         missing = sorted(set(_META) - set(meta or {}))

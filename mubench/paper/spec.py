@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,14 +12,9 @@ import pandas as pd
 
 from .. import report
 from ..config import ExperimentConfig
-from ..config_toml import config_from_dict
+from ..config_toml import config_from_dict, read_toml
 from ..errors import ConfigError, MubenchError
 from ..store import Store
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "reports" / "paper"
 PRESETS = ("quick", "full")
@@ -84,12 +78,7 @@ def find_spec(name: str, spec_dir: str | Path = SPEC_DIR) -> Path:
 def load_spec(path: str | Path) -> PaperSpec:
     """Parse and validate one spec; every error is one line naming the file and the key."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"paper spec file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    doc = read_toml(path, "paper spec file")
     where = str(path)
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
