@@ -34,8 +34,10 @@
     [evaluation]
     controls = true                   # bypass / random-δ / KL extras
     mia_legacy_first_n = false
-    attacks = ["svc"]                 # + "ulira": U-LiRA with shadow models (docs/metrics.md)
+    attacks = ["svc", "refmia"]       # default: the dataset preset's (digits: svc + refmia, else svc);
+                                      # "refmia": reference models, "ulira": shadow models (docs/metrics.md)
     ulira_shadows = 16                # K, even; shadows per cell (U-LiRA only)
+    reference_models = 4              # K' models trained on D_r (reference screen only)
 
     [execution]
     backend   = "loky"                # loky | dask | sequential
@@ -79,25 +81,40 @@ class ExecutionConfig:
     slurm: dict = field(default_factory=dict)  # dask_jobqueue.SLURMCluster keyword arguments
 
 
+ATTACKS = ("svc", "refmia", "ulira")  # [evaluation] attacks (docs/metrics.md); the SVC always runs
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     controls: bool = True  # bypass / random-δ noise / KL-to-Retrain extras
     extra_mia: bool = False  # entropy / m-entropy / correctness MIA variants
     mia_legacy_first_n: bool = False  # OPTML's first-n shadow sets instead of seeded random ones
-    attacks: tuple[str, ...] = ("svc",)  # "svc" (SPEC §5, always run) and "ulira" (shadow models, opt-in)
+    # "svc" (SPEC §5, always run), "refmia" (reference-model screen), "ulira" (shadow models);
+    # None: the dataset preset's (presets.Preset.attacks: the screen is on for digits)
+    attacks: tuple[str, ...] | None = None
     ulira_shadows: int = 16  # K shadows per cell (even); only read when "ulira" is in attacks
+    reference_models: int = 4  # K' reference models per retain set; only read when "refmia" is in attacks
 
     def __post_init__(self):
-        from .ulira import ATTACKS
-
-        attacks = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
-        object.__setattr__(self, "attacks", attacks)
-        bad = [a for a in attacks if a not in ATTACKS]
-        if bad:
-            raise ConfigError(f"[evaluation] attacks: unknown attack {bad[0]!r}; valid: {', '.join(ATTACKS)}")
+        if self.attacks is not None:
+            attacks = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
+            object.__setattr__(self, "attacks", attacks)
+            bad = [a for a in attacks if a not in ATTACKS]
+            if bad:
+                raise ConfigError(f"[evaluation] attacks: unknown attack {bad[0]!r}; valid: {', '.join(ATTACKS)}")
         k = self.ulira_shadows
         if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
             raise ConfigError(f"[evaluation] ulira_shadows must be an even integer >= 2 (8+ for real use); got {k!r}")
+        r = self.reference_models
+        if isinstance(r, bool) or not isinstance(r, int) or r < 2:
+            raise ConfigError(f"[evaluation] reference_models must be an integer >= 2; got {r!r}")
+
+    def attacks_for(self, dataset: str) -> tuple[str, ...]:
+        """The attacks run on `dataset`: the configured ones, else its preset's; SVC first."""
+        from .presets import preset_for
+
+        chosen = self.attacks if self.attacks is not None else preset_for(dataset).attacks
+        return ("svc", *[a for a in ATTACKS[1:] if a in chosen])
 
 
 TUNING_SEEDS = (100, 101, 102)  # disjoint from the reporting seeds 0, 1, 2 (docs/tuning.md)
@@ -198,7 +215,7 @@ def with_evaluation_sets(evaluation: EvaluationConfig, values: dict[str, str]) -
         if name not in fields:
             raise ConfigError(f"--set evaluation.{name}: unknown field; valid: {', '.join(fields)}")
         default = fields[name].default
-        if isinstance(default, tuple):
+        if name == "attacks":
             out[name] = tuple(v.strip() for v in text.split(",") if v.strip())
         elif isinstance(default, bool):
             if text.lower() not in ("true", "false"):

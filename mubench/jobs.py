@@ -59,6 +59,11 @@ class Job:
                 out.extend(v for v in value if isinstance(v, Job))
         return tuple(out)
 
+    def optional(self) -> tuple[Job, ...]:
+        """Dependencies whose failure leaves this job's own output intact: it still runs and
+        records what it could not compute (an Evaluate without its attacks' models)."""
+        return ()
+
     def key_fields(self) -> dict:
         """What the key hashes: own fields (dependencies by their keys) minus `IGNORE`."""
         out: dict[str, Any] = {"job": type(self).__name__, "v": self.version}

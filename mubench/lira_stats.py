@@ -1,7 +1,7 @@
 """The statistics of the per-example attacks (../shared/MIA.md): plain numpy, no models.
 
 φ (the logit-scaled confidence), the balanced IN/OUT assignment of shadows, the per-example
-Gaussians with pooled variances, the likelihood-ratio and one-sided offline scores, and the
+Gaussians with pooled variances, the likelihood-ratio, one-sided offline and RMIA scores, and the
 numbers reports print (AUC, TPR at a low FPR, balanced accuracy, bootstrap CIs). Kept apart
 from jobs and stores so each number can be checked by hand (tests/test_ulira.py).
 """
@@ -95,6 +95,33 @@ def offline_scores(mu_out: np.ndarray, sd_out: float, values: np.ndarray) -> np.
 def out_gaussian(phi_refs: np.ndarray) -> tuple[np.ndarray, float]:
     """μ_out(x) and the pooled σ_out from reference models that never saw x ((K', n))."""
     return _side(phi_refs, np.ones_like(phi_refs, dtype=bool))
+
+
+RMIA_GAMMA = 2.0  # MIA.md: RMIA's likelihood-ratio threshold γ (its authors' default)
+RMIA_OFFLINE_A = 0.33  # MIA.md: the offline scaling a of Pr(x) from OUT references only
+
+
+def true_class_probability(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """p_y = softmax(logits)_y per sample, as float64 (RMIA's signal)."""
+    if len(labels) == 0:
+        return np.zeros(0)
+    return torch.softmax(logits.double(), 1).gather(1, labels.long().view(-1, 1)).squeeze(1).numpy()
+
+
+def rmia_scores(p_x: np.ndarray, ref_x: np.ndarray, p_z: np.ndarray, ref_z: np.ndarray,
+                gamma: float = RMIA_GAMMA, a: float = RMIA_OFFLINE_A) -> np.ndarray:
+    """Offline RMIA: per x, the share of population samples z with LR(x)/LR(z) > γ, where
+    LR(s) = Pr(s | θ) / Pr(s) and Pr(s) = ½((1 + a)·mean of the OUT references' p(s) + (1 − a)),
+    the paper's offline approximation of the IN/OUT average, applied to x and z alike.
+
+    p_x (n,), p_z (m,): the audited model's p_y; ref_x (K', n), ref_z (K', m): the references'."""
+    def marginal(ref: np.ndarray) -> np.ndarray:
+        return 0.5 * ((1 + a) * ref.mean(0) + (1 - a))
+
+    lr_x = p_x / marginal(ref_x)
+    lr_z = np.sort(p_z / marginal(ref_z))
+    # LR(x)/LR(z) > γ  ⇔  LR(z) < LR(x)/γ: the count below is a sorted search
+    return np.searchsorted(lr_z, lr_x / gamma, side="left") / len(lr_z)
 
 
 # ---------------------------------------------------------------------------------------------

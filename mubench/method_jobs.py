@@ -112,7 +112,7 @@ class Evaluate(Job):
     settings: dict  # config.EvaluationConfig fields
     tuned: dict = field(default_factory=dict)  # tuned.TunedSettings.stamp() when the params come from a search
     shadows: tuple[Unlearn, ...] = ()  # U-LiRA: this method's runs on the cell's shadows (ulira.py)
-    references: tuple[Unlearn, ...] = ()  # reference-model screen: Retrain's shadow runs (never saw D_f)
+    references: tuple[Job, ...] = ()  # reference-model screen: reference_mia.ReferenceOriginal models (never saw D_f)
     IGNORE: ClassVar[tuple[str, ...]] = ("tuned",)
 
     def key_fields(self) -> dict:
@@ -123,6 +123,11 @@ class Evaluate(Job):
         if self.tuned:  # a tuned row is its own record (reports mark it), the predictor is shared
             fields["tuned"] = self.tuned
         return fields
+
+    def optional(self) -> tuple[Job, ...]:
+        """The attacks' models: a failed shadow or reference run costs the row its attack
+        fields (`ulira_error` / `refmia_error` say why), never its UA, RA, TA or SVC MIA."""
+        return (*self.shadows, *self.references)
 
     @property
     def method(self) -> str:
@@ -159,6 +164,12 @@ class Evaluate(Job):
     def _has_output(self, store: Store) -> bool:
         return True
 
+    def done(self, store: Store) -> bool:
+        """An ok record, and one that did not miss an attack (a rerun retries its models)."""
+        record = store.read_record(self.kind, self.key)
+        return (record is not None and record.get("status", "ok") == "ok"
+                and not any(record.get(f"{attack}_error") for attack in ("ulira", "refmia")))
+
     def identity(self) -> dict:
         """The fields every record of this job carries, ok or failed."""
         u = self.unlearn
@@ -184,7 +195,7 @@ class Evaluate(Job):
             reference = store.read_record("method", self.reference.key)
             if reference is not None and reference.get("status") != "ok":
                 reference = None
-            if reference is not None and (controls or self.shadows):
+            if reference is not None and (controls or self.shadows or self.references):
                 state = store.load_artifact("outputs", outputs_key(self.reference.unlearn))
                 ref_outputs = load_outputs(state) if state is not None else None
         mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
@@ -193,14 +204,22 @@ class Evaluate(Job):
             metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
                                reference=reference, reference_outputs=ref_outputs if controls else None, mia=mia,
                                controls=controls,                               seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
-            if self.shadows and reference is not None:
-                from .ulira import attack_fields
-
+            if (self.shadows or self.references) and reference is not None:
                 if ref_outputs is None:
                     from .errors import MubenchError
 
-                    raise MubenchError(f"U-LiRA needs Retrain's stored outputs of {self.label}; run its Retrain again")
-                metrics.update(attack_fields(self, ctx, data, split, outputs, ref_outputs))
+                    raise MubenchError(f"the attacks need Retrain's stored outputs of {self.label}; run its Retrain again")
+                missed = {**_missing(store, self.shadows, "ulira"), **_missing(store, self.references, "refmia")}
+                metrics.update(missed)
+                if self.shadows and "ulira_error" not in missed:
+                    from .ulira import attack_fields
+
+                    metrics.update(attack_fields(self, ctx, data, split, outputs, ref_outputs))
+                if self.references and "refmia_error" not in missed:
+                    from .reference_mia import reference_fields
+
+                    metrics.update(reference_fields(self.references, ctx, data, split, outputs, ref_outputs,
+                                                    seed=self.seed))
         rte = unlearned["rte_s"]
         if self.reference is None:
             metrics["avg_gap"] = 0.0
@@ -220,6 +239,16 @@ class Evaluate(Job):
                   "wall_s": unlearned.get("wall_s", 0.0) + time.time() - started}
         store.write_record("method", self.key, record)
         return record
+
+
+def _missing(store: Store, jobs: tuple[Job, ...], attack: str) -> dict:
+    """`{ATTACK_error: why}` when some of an attack's models did not finish (failed upstream)."""
+    missing = [j for j in jobs if not j.done(store)]
+    if not missing:
+        return {}
+    record = store.read_record(missing[0].kind, missing[0].key) or {}
+    why = record.get("error") or "not in the store"
+    return {f"{attack}_error": f"{len(missing)} of {len(jobs)} models missing ({missing[0].label}: {why}); not computed"}
 
 
 def outputs_key(unlearn: Unlearn) -> str:

@@ -121,6 +121,7 @@ def get_original(store: Store | None, data: ImageData, model_name: str, recipe: 
         "model": model_name,
         "seed": seed,
         "recipe": dataclasses.asdict(recipe),
+        "n_train": len(data.train_y),  # shadow and reference models train on part of the training set
         "train_acc": accuracy(model, data.train_x, data.train_y, device, prepare=prepare),
         "test_acc": accuracy(model, data.test_x, data.test_y, device, prepare=prepare),
         "seconds": result.seconds,

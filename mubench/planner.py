@@ -26,9 +26,10 @@ from .scenarios import parse_scenario
 from .store import Store
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
 from .tuned import TunedSettings, tuned_for, tuned_layer
+from .reference_mia import ReferenceOriginal
 from .ulira import ShadowOriginal, ShadowSplit
 
-JOB_TYPES = (Original, ShadowOriginal, Split, ShadowSplit, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
+JOB_TYPES = (Original, ShadowOriginal, ReferenceOriginal, Split, ShadowSplit, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
 
 
 @dataclass
@@ -143,9 +144,10 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
 
     ruser = method_overrides(config, "retrain", split.scenario)
     retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
-    retrain_shadows = shadows("retrain", ruser, original.recipe["precision"])
     reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
-    jobs += [*retrain_shadows, retrain, reference]
+    references = _reference_models(original, split, kind, evaluation)
+    jobs += [*references, retrain, reference]
+    references = tuple(j for j in references if isinstance(j, ReferenceOriginal))
     for method in methods:
         if method == "retrain":
             continue
@@ -154,7 +156,7 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
         job = unlearn(method, user, precision, values)
         own = shadows(method, user, precision, values)
         jobs += [*own, job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp,
-                                     shadows=own, references=retrain_shadows)]
+                                     shadows=own, references=references)]
     return jobs
 
 
@@ -169,6 +171,15 @@ def _shadow_cell(config: ExperimentConfig, methods: list[str], original: Origina
             for o, s in shadow_cell(original, split, evaluation["ulira_shadows"])]
 
 
+def _reference_models(original: Original, split: Split, kind: str, evaluation: dict) -> list[Job]:
+    """The reference-model screen's split and K' models of a cell; none unless asked for."""
+    from .reference_mia import reference_models, wants_references
+
+    if not wants_references(evaluation):
+        return []
+    return reference_models(original, split, kind, evaluation["reference_models"])
+
+
 def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     """Validate the whole config (before any job starts) and expand it into typed jobs."""
     from .plugins import load_methods
@@ -181,7 +192,6 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     precision = resolve_precision(config.precision, device)
     options = LoadOptions(data_root=config.data_root or None, download=config.download,
                           train_subset=config.train_subset, validation=config.validation)
-    evaluation = evaluation_settings(config)
     jobs: dict[str, Job] = {}
 
     def add(job: Job) -> None:
@@ -190,6 +200,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     for dataset in config.datasets:
         data = cached_dataset(dataset, options)
         scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
+        evaluation = evaluation_settings(config, dataset)
         for model in config.models or (preset_for(dataset).model,):
             tuned = tuned_for(config.tuned, dataset, config.train_subset, model)
             for seed in config.seeds:
@@ -208,17 +219,22 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
 
 
-def evaluation_settings(config: ExperimentConfig) -> dict:
-    """What an Evaluate key holds of the run: the [evaluation] table and the names of the
-    metrics every evaluation computes, so a metric registered later re-runs evaluation only."""
+def evaluation_settings(config: ExperimentConfig, dataset: str) -> dict:
+    """What an Evaluate key holds of the run on `dataset`: the [evaluation] table (its attacks
+    resolved for the dataset) and the names of the metrics every evaluation computes, so a
+    metric registered later re-runs evaluation only. Settings of attacks that do not run are
+    left out, and so are the attacks when only the SVC runs: the keys runs had before attacks
+    existed."""
     from .metrics import METRICS
 
     defaults = [e.name for e in METRICS.entries() if e.meta.get("default")]
-    settings = {**dataclasses.asdict(config.evaluation), "metrics": defaults}
-    if "ulira" not in settings["attacks"]:  # the SVC alone: the keys runs had before attacks existed
-        del settings["ulira_shadows"]
-        if settings["attacks"] == ("svc",):
-            del settings["attacks"]
+    attacks = config.evaluation.attacks_for(dataset)
+    settings = {**dataclasses.asdict(config.evaluation), "attacks": attacks, "metrics": defaults}
+    for attack, setting in (("ulira", "ulira_shadows"), ("refmia", "reference_models")):
+        if attack not in attacks:
+            del settings[setting]
+    if attacks == ("svc",):
+        del settings["attacks"]
     return settings
 
 

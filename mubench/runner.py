@@ -4,7 +4,8 @@ joblib (loky processes locally, Dask on a cluster) or in this process, one recor
 Workers write their own artifacts and records (atomically, record last), so a killed run
 loses at most the jobs in flight and a rerun skips every key that is done. A job that raises
 is recorded as failed with its traceback and never cached; jobs downstream of it are recorded
-as failed with the same reason, and the rest of the grid goes on. Splits are index arithmetic
+as failed with the same reason (unless it is one of their `optional()` dependencies: an
+Evaluate then records its metrics without the attack it fed), and the rest of the grid goes on. Splits are index arithmetic
 and run in this process; everything else goes to the workers.
 """
 
@@ -90,7 +91,8 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
         for job in level:
             if job.key in plan.cached:
                 continue
-            cause = next((broken[d.key] for d in job.deps() if d.key in broken), None)
+            optional = {d.key for d in job.optional()}
+            cause = next((broken[d.key] for d in job.deps() if d.key in broken and d.key not in optional), None)
             if cause is not None:
                 broken[job.key] = cause
                 error = cause[0] if cause[0].startswith("upstream") else f"upstream job failed: {cause[0]}"

@@ -176,10 +176,12 @@ def kind_candidates(method: str, kind: str, budget: int, grid: dict | None, sets
 
 def tuning_config(config: ExperimentConfig, search: TuneConfig) -> ExperimentConfig:
     """The config every tuning cell runs under: tuning seeds, the tuning view of the data
-    (heldout protocol), no tuned settings underneath, its own results root."""
+    (heldout protocol), no tuned settings underneath, its own results root, and the SVC alone
+    (selection reads the Avg. Gap; the other attacks' models would be trained for nothing)."""
     return dataclasses.replace(
         config, seeds=tuple(search.seeds), out=str(Path(config.out) / "tune"), tune=TuneConfig(), tuned="none",
-        validation=search.validation if search.protocol == "heldout" else 0.0)
+        validation=search.validation if search.protocol == "heldout" else 0.0,
+        evaluation=dataclasses.replace(config.evaluation, attacks=("svc",)))
 
 
 # -- planning: one ordinary config per candidate, merged into one plan ------------------------

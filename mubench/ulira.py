@@ -7,9 +7,9 @@
 The shadow jobs are new job types (their type name is in their keys), so turning the attack
 on adds jobs and never changes the key of the cell's Original, Retrain or real method runs;
 shadow originals are shared by every method and cached like originals. Each method's Evaluate
-then lists its K shadow Unlearns (and Retrain's, for the reference-model screen) as
-dependencies, and `attack_fields` turns their φ on D_f into the record's `ulira_*` and
-`refmia_*` fields.
+then lists its K shadow Unlearns as dependencies, and `attack_fields` turns their φ on D_f
+into the record's `ulira_*` fields. (Retrain needs no shadow runs: its negatives are the cell's
+Retrain itself; the reference-model screen has its own models, reference_mia.py.)
 
 Deviation from DESIGN.md: shadows are not a `Resource` (a resource depends on the original
 only; a shadow depends on the cell's split too), but their own job types beside Original.
@@ -27,7 +27,6 @@ from . import lira_stats as ls
 from .jobs import Original, RunContext, Split
 from .store import Store, stable_hash
 
-ATTACKS = ("svc", "ulira")  # [evaluation] attacks: the SVC is SPEC §5's and always runs
 SHADOW_OUTPUTS_VERSION = "1"
 
 
@@ -131,7 +130,7 @@ def shadow_seconds(store: Store, unlearns) -> tuple[float, float]:
 
 
 def attack_fields(job, ctx: RunContext, data, split, outputs, reference_outputs) -> dict:
-    """The record's `ulira_*` fields (and `refmia_*`, from Retrain's shadows) of one Evaluate.
+    """The record's `ulira_*` fields of one Evaluate.
 
     Positives: φ of the audited predictor on D_f; negatives: φ of the cell's Retrain on D_f."""
     n = len(split.forget)
@@ -144,10 +143,4 @@ def attack_fields(job, ctx: RunContext, data, split, outputs, reference_outputs)
     train_s, unlearn_s = shadow_seconds(ctx.store, job.shadows)
     fields.update(ulira_shadows=len(job.shadows), ulira_sd_in=g.sd_in, ulira_sd_out=g.sd_out,
                   ulira_shadow_train_s=train_s, ulira_shadow_unlearn_s=unlearn_s)
-    if job.references:
-        refs = np.stack([forget_phi(ctx, u, data, split) for u in job.references])
-        mu, sd = ls.out_gaussian(refs)
-        fields.update(ls.summary(ls.offline_scores(mu, sd, pos), ls.offline_scores(mu, sd, neg), seed=job.seed,
-                                 prefix="refmia"))
     return fields
-

@@ -21,21 +21,34 @@ COLUMNS = {  # record field → side-by-side header (ideal values in the header)
     "ulira_bacc": "bal. acc. (50)",
     "ulira_win": "examples won (50)",
     "refmia_auc": "Ref-MIA AUC (50)",
+    "refmia_null_lo": "Ref-MIA null low",
+    "refmia_null_hi": "Ref-MIA null high",
+    "rmia_auc": "RMIA AUC (50)",
     "ulira_shadow_train_s": "shadows (s)",
     "ulira_shadow_unlearn_s": "shadow unlearning (s)",
 }
 
 
-def has_attack(df: pd.DataFrame) -> bool:
-    return "ulira_auc" in df and pd.to_numeric(df["ulira_auc"], errors="coerce").notna().any()
+PER_EXAMPLE = ("ulira_auc", "refmia_auc")  # a record with either is in the side-by-side
+
+
+def _attacked(df: pd.DataFrame, fields=PER_EXAMPLE) -> pd.Series:
+    """Rows with a value of any of `fields`."""
+    found = [pd.to_numeric(df[f], errors="coerce").notna() for f in fields if f in df]
+    return pd.concat(found, axis=1).any(axis=1) if found else pd.Series(False, index=df.index)
+
+
+def has_attack(df: pd.DataFrame, fields=PER_EXAMPLE) -> bool:
+    return bool(_attacked(df, fields).any())
 
 
 def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, method): mean over seeds of the SVC's MIA-Efficacy (with Retrain's, its
-    target) beside U-LiRA's AUC, CI, TPRs and per-example wins; seconds are per cell."""
+    target) beside U-LiRA's AUC, CI, TPRs and per-example wins and the reference-model screen
+    with its null band; seconds are per cell."""
     ok = current_ok(df)
     retrain = ok[ok["method"].eq("retrain")].groupby(CELL)["mia_efficacy"].mean()
-    rows = ok[pd.to_numeric(ok.get("ulira_auc"), errors="coerce").notna()].copy()
+    rows = ok[_attacked(ok)].copy()
     cols = [c for c in COLUMNS if c in rows]
     for c in cols:
         rows[c] = pd.to_numeric(rows[c], errors="coerce")
@@ -62,7 +75,7 @@ def attack_figures(df: pd.DataFrame, out_dir: Path) -> list:
     from ..plots import _slug
 
     figures = []
-    if not has_attack(df):
+    if not has_attack(df, ("ulira_auc",)):
         return figures
     ok = current_ok(df)
     for cell, rows in ok.groupby(CELL, sort=False):

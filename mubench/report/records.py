@@ -25,7 +25,7 @@ TABLE_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Effica
 # The per-example attacks' columns (../shared/MIA.md), shown only when some record has them;
 # the header states the ideal (an unlearned predictor the attack cannot tell from Retrain).
 ATTACK_METRICS = {"ulira_auc": "U-LiRA AUC (ideal 50)", "ulira_tpr1": "U-LiRA TPR@1%FPR (ideal 1)",
-                  "refmia_auc": "Ref-MIA AUC (ideal 50)"}
+                  "refmia_auc": "Ref-MIA AUC (ideal 50)", "rmia_auc": "RMIA AUC (ideal 50)"}
 
 
 def table_metrics(df: pd.DataFrame) -> dict[str, str]:

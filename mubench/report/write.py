@@ -41,7 +41,8 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
     extra = [(title, stats.format_stats(f).assign(variant=lambda f: f["variant"].map(method_label))
               .rename(columns={"variant": "method"})) for title, f in extra]
     if has_attack(df):
-        extra.append(("SVC MIA-Efficacy (population) beside U-LiRA (per example), mean over seeds",
+        extra.append(("SVC MIA-Efficacy (population) beside the per-example attacks (U-LiRA, the reference-model "
+                      "screen and its null band: what models that never saw D_f read), mean over seeds",
                       side_by_side(df).reset_index()))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -1,0 +1,254 @@
+"""The reference-model screen (issue 15, ../shared/MIA.md attack 2): RMIA's score by hand,
+the planner's reference models (shared by a class-wise scenario's seeds, per cell otherwise,
+none in tuning cells), and one digits run where the screen is on by default: the untouched
+original reads clearly above Retrain, a model trained like Retrain reads ≈ 50."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mubench import lira_stats as ls
+from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig, TuneConfig, with_evaluation_sets
+from mubench.errors import ConfigError
+from mubench.jobs import RunContext
+from mubench.outputs import forward_split
+from mubench.predictor import Predictor
+from mubench.reference_mia import ReferenceOriginal
+from mubench.runner import build_plan, execute
+from mubench.store import Store
+from mubench.tuning import tuning_config
+
+# ---------------------------------------------------------------------------------------------
+# RMIA by hand
+
+
+def test_rmia_counts_population_samples_the_ratio_beats_by_gamma():
+    """a = 0: Pr(s) = (mean of the references' p(s) + 1) / 2 = 0.75 for every s here, so
+    LR = p / 0.75: LR_z = 0.25, 0.5, 1, 1.25. x with LR 1 beats z by γ = 2 only where LR_z < 0.5
+    (0.5 itself is not beaten: strict), one of four; x with LR 2.5 beats LR_z < 1.25, three."""
+    ref_x = np.array([[0.25, 0.25], [0.75, 0.75]])  # mean 0.5 per x
+    ref_z = np.full((2, 4), 0.5)
+    p_z = np.array([0.1875, 0.375, 0.75, 0.9375])
+    scores = ls.rmia_scores(np.array([0.75, 1.875]), ref_x, p_z, ref_z, gamma=2.0, a=0.0)
+    assert np.allclose(scores, [0.25, 0.75])
+
+
+def test_rmia_offline_a_rescales_the_references_mean():
+    """a = 1: Pr(s) is the references' mean itself; x at twice its references' p beats the z
+    whose ratio is below 1 (γ = 2)."""
+    ref_x, ref_z = np.array([[0.4]]), np.array([[0.5, 0.5, 0.5]])
+    p_z = np.array([0.2, 0.45, 0.6])  # LR_z = 0.4, 0.9, 1.2
+    assert ls.rmia_scores(np.array([0.8]), ref_x, p_z, ref_z, gamma=2.0, a=1.0)[0] == pytest.approx(2 / 3)
+
+
+def test_rmia_separates_members_from_non_members_on_synthetic_probabilities():
+    """Members' p is higher than their references' by a margin: AUC well above 50. Models drawn
+    like the references read 50 on average; one pair alone spreads by several points (each
+    model's own population scores shift all its x together, about 8 points sd here: the
+    one-model-per-side limit of docs/metrics.md), so the null is the mean over 64 pairs."""
+    rng = np.random.default_rng(0)
+    n, m, k = 400, 500, 4
+    base_x, base_z = rng.uniform(0.2, 0.8, n), rng.uniform(0.2, 0.8, m)
+
+    def scores(shift: float) -> tuple[np.ndarray, np.ndarray]:
+        p_x = np.clip(base_x + shift + rng.normal(0, 0.05, n), 1e-3, 1)
+        p_z = np.clip(base_z + rng.normal(0, 0.05, m), 1e-3, 1)
+        return p_x, p_z
+
+    refs = [scores(0.0) for _ in range(k)]
+    ref_x, ref_z = np.stack([r[0] for r in refs]), np.stack([r[1] for r in refs])
+
+    def rmia(shift: float) -> np.ndarray:
+        p_x, p_z = scores(shift)
+        return ls.rmia_scores(p_x, ref_x, p_z, ref_z)
+
+    assert ls.auc(rmia(0.15), rmia(0.0)) > 80
+    nulls = [ls.auc(rmia(0.0), rmia(0.0)) for _ in range(64)]
+    assert abs(np.mean(nulls) - 50) < 3, np.mean(nulls)
+
+
+def test_true_class_probability_is_the_softmax_entry():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    p = torch.softmax(logits.double(), 1)
+    assert np.allclose(ls.true_class_probability(logits, torch.tensor([0, 0])), [p[0, 0], p[1, 0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and plans
+
+
+def test_the_screen_is_on_by_default_on_digits_only_and_settable():
+    default = EvaluationConfig()
+    assert default.attacks_for("digits") == ("svc", "refmia")
+    assert default.attacks_for("cifar10") == ("svc",)
+    assert EvaluationConfig(attacks=("ulira",)).attacks_for("digits") == ("svc", "ulira")
+    assert with_evaluation_sets(default, {"attacks": "svc"}).attacks_for("digits") == ("svc",)
+    assert with_evaluation_sets(default, {"reference_models": "6"}).reference_models == 6
+    with pytest.raises(ConfigError, match="reference_models must be an integer >= 2"):
+        EvaluationConfig(reference_models=1)
+    with pytest.raises(ConfigError, match="unknown attack 'rmia'"):
+        EvaluationConfig(attacks=("rmia",))
+
+
+def _config(out, **changes) -> ExperimentConfig:
+    base = ExperimentConfig(datasets=("digits",), scenarios=("class:0",), seeds=(0,),
+                            methods=("retrain", "finetune"), out=str(out), precision="fp32",
+                            recipe={"epochs": 12}, method_params={"finetune": {"epochs": 2}},
+                            execution=ExecutionConfig(backend="sequential"))
+    return dataclasses.replace(base, **changes)
+
+
+def _references(plan) -> list[ReferenceOriginal]:
+    return [j for j in plan.jobs if isinstance(j, ReferenceOriginal)]
+
+
+def test_class_wise_seeds_share_their_references_random_cells_get_their_own(tmp_path):
+    store = Store(tmp_path)
+    classwise = build_plan(_config(tmp_path, seeds=(0, 1, 2)), store)
+    assert len(_references(classwise)) == 4
+    evaluations = [e for e in classwise.evaluations() if e.method == "finetune"]
+    assert len({tuple(r.key for r in e.references) for e in evaluations}) == 1
+    random = build_plan(_config(tmp_path, scenarios=("random:10",), seeds=(0, 1)), store)
+    assert len(_references(random)) == 8
+    assert {r.split.seed for r in _references(random)} == {0, 1}
+    off = build_plan(_config(tmp_path, evaluation=EvaluationConfig(attacks=("svc",))), store)
+    assert _references(off) == [] and all(not e.references for e in off.evaluations())
+
+
+def test_tuning_cells_train_no_reference_models(tmp_path):
+    config = tuning_config(_config(tmp_path), TuneConfig())
+    assert _references(build_plan(config, Store(config.out))) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# One real run on digits (the screen on by default)
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    out = tmp_path_factory.mktemp("refmia")
+    config = _config(out, scenarios=("class:0", "random:10"))
+    plan = build_plan(config, Store(out))
+    result = execute(plan, config, progress=False)
+    assert not result.failed, result.failed
+    return out, plan, {r["key"]: r for r in result.records}
+
+
+def _finetune(plan, scenario: str):
+    return next(e for e in plan.evaluations() if e.method == "finetune" and e.scenario == scenario)
+
+
+@pytest.mark.parametrize("scenario", ["class:0", "random:10"])
+def test_records_carry_both_screens_and_references_never_saw_the_forget_set(screened, scenario):
+    out, plan, records = screened
+    store = Store(out)
+    ft = _finetune(plan, scenario)
+    r = records[ft.key]
+    assert r["refmia_models"] == 4
+    for prefix in ("refmia", "rmia"):
+        assert r[f"{prefix}_auc_lo"] <= r[f"{prefix}_auc"] <= r[f"{prefix}_auc_hi"]
+        assert len(r[f"{prefix}_margin"]) == r["n_forget"]
+    retain = ft.unlearn.split.load(store).retain
+    for ref in ft.references:
+        assert store.read_record("original", ref.key)["n_train"] == len(retain)
+    assert "refmia_auc" not in records[ft.reference.key]  # Retrain's own row: nothing to compare
+
+
+def _phi_scores(screened, scenario: str):
+    """Offline-LiRA scores on D_f of the cell's Retrain, of the untouched original and of
+    reference model 0 (trained like Retrain, another seed), against references 1–3."""
+    out, plan, _ = screened
+    ft = _finetune(plan, scenario)
+    ctx = RunContext(store=Store(out), device=torch.device("cpu"))
+    data = ft.unlearn.original.ref.load()
+    split = ft.unlearn.split.load(ctx.store)
+
+    def phi(model) -> np.ndarray:
+        o = forward_split(Predictor(model), data, split, ctx.device, parts=("forget",))
+        return ls.phi(o.forget.logits, o.forget.labels)
+
+    refs = [phi(r.load(ctx).model) for r in ft.references]
+    mu, sd = ls.out_gaussian(np.stack(refs[1:]))
+    retrain = ft.reference.unlearn.load_predictor(ctx.store, ft.unlearn.original.load(ctx).model)[0]
+    o = forward_split(retrain, data, split, ctx.device, parts=("forget",))
+    score = lambda v: ls.offline_scores(mu, sd, v)  # noqa: E731
+    return (score(ls.phi(o.forget.logits, o.forget.labels)), score(phi(ft.unlearn.original.load(ctx).model)),
+            score(refs[0]))
+
+
+def test_the_null_band_is_50_when_every_reference_is_retrain():
+    from mubench.reference_mia import null_band
+
+    phi = np.random.default_rng(0).normal(0, 1, (1, 30))
+    band = null_band(np.repeat(phi, 4, axis=0) + np.arange(4)[:, None] * 1e-9, phi[0])
+    assert len(band["refmia_null"]) == 4 and band["refmia_null_lo"] == pytest.approx(50, abs=5)
+    assert null_band(np.zeros((2, 30)), phi[0]) == {}  # leave-one-out needs three references
+
+
+def test_the_untouched_original_reads_clearly_above_retrain_and_the_null_band_on_class_0(screened):
+    """(random:10 on digits leaks too little for one model pair: docs/metrics.md, limits.)"""
+    _, plan, records = screened
+    retrain, original, _ = _phi_scores(screened, "class:0")
+    hit = ls.summary(original, retrain, prefix="refmia")
+    band = records[_finetune(plan, "class:0").key]
+    assert hit["refmia_auc_lo"] > 90 and hit["refmia_auc_lo"] > band["refmia_null_hi"], (hit["refmia_auc"], band)
+
+
+@pytest.mark.parametrize("scenario", [
+    pytest.param("class:0", marks=pytest.mark.xfail(strict=False, reason=(
+        "measured: a model trained exactly like Retrain (another seed) read AUC 79 [74, 84] against "
+        "Retrain: on a class no model saw, phi on D_f is dominated by how each model maps the unseen "
+        "class, a model-level offset the per-example CI cannot cover; records carry the null band "
+        "instead (docs/metrics.md, limits)"))),
+    pytest.param("random:10", marks=pytest.mark.xfail(strict=False, reason=(
+        "measured: AUC 62 [56, 67] for a model trained like Retrain: the same model-level offset, "
+        "smaller (docs/metrics.md, limits)"))),
+])
+def test_a_model_trained_like_retrain_reads_50_within_the_per_example_ci(screened, scenario):
+    retrain, _, other = _phi_scores(screened, scenario)
+    null = ls.summary(other, retrain, prefix="refmia")
+    assert null["refmia_auc_lo"] <= 50 <= null["refmia_auc_hi"], null["refmia_auc"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A failed attack model costs the row its attack fields only
+
+SHADOW_FAILS = '''
+import copy
+from dataclasses import dataclass
+from mubench.predictor import Predictor
+from mubench.unlearning import Method, register_method
+
+@register_method("fails_on_shadows")
+class FailsOnShadows(Method):
+    """Returns the original unchanged on the real cell and raises on U-LiRA's shadows."""
+    @dataclass(frozen=True)
+    class Params:
+        pass
+    def unlearn(self, task):
+        if task.seed >= 1000:  # shadow originals' seeds (ulira.shadow_seed)
+            raise RuntimeError("boom on a shadow")
+        return Predictor(copy.deepcopy(task.original))
+'''
+
+
+def test_a_failed_shadow_keeps_the_rows_other_numbers_and_is_retried(tmp_path):
+    plugin = tmp_path / "fails.py"
+    plugin.write_text(SHADOW_FAILS)
+    config = _config(tmp_path / "out", methods=("retrain", "fails_on_shadows"), recipe={"epochs": 3},
+                     plugins=(str(plugin),),
+                     evaluation=EvaluationConfig(attacks=("svc", "refmia", "ulira"), ulira_shadows=2))
+    plan = build_plan(config, Store(config.out))
+    result = execute(plan, config, progress=False)
+    assert result.failed == []  # no row failed: only its attack did
+    ev = next(e for e in plan.evaluations() if e.method == "fails_on_shadows")
+    record = next(r for r in result.records if r["key"] == ev.key)
+    assert record["status"] == "ok" and record["ua"] is not None and record["mia_efficacy"] is not None
+    assert "2 of 2 models missing" in record["ulira_error"] and "boom on a shadow" in record["ulira_error"]
+    assert "ulira_auc" not in record and record["refmia_auc"] is not None  # the screen did not need them
+    pending = build_plan(config, Store(config.out)).pending()
+    assert ev in pending and len([j for j in pending if j in ev.shadows]) == 2  # a rerun tries again
