@@ -56,7 +56,7 @@ def test_run_writes_records_and_prints_the_summary(reference_run):
     retrain = next(r for r in records.values() if r["method"] == "retrain")
     assert retrain["ua"] == 100.0 and retrain["avg_gap"] == 0.0
     assert "| Retrain |" in proc.stdout and "| FT |" in proc.stdout and "| GA |" in proc.stdout
-    assert "8 jobs run, 0 cached, 0 failed" in proc.stdout
+    assert "12 jobs run, 0 cached, 0 failed" in proc.stdout  # 8 + digits' 4 reference models (the screen)
     assert (root / "config.json").is_file()
     # What the numbers were trained with, resolved, in the first line and in every record.
     assert proc.stdout.splitlines()[0] == f"device cpu, training precision {AUTO_CPU} (auto on this cpu), evaluation fp32"
@@ -67,13 +67,13 @@ def test_second_run_is_all_cached_and_fast(reference_run):
     root, _, first_seconds = reference_run
     start = time.perf_counter()
     proc = mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
-    assert "0 jobs run, 8 cached" in proc.stdout
+    assert "0 jobs run, 12 cached" in proc.stdout
     assert time.perf_counter() - start < first_seconds
     dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "fp32")
     assert dry.stdout.startswith("device cpu, training precision fp32 (as asked), evaluation fp32\n")
     # Keys hold the resolved precision: fp32 is the cached run where auto means fp32, another one
     # where auto means bf16 (CPUs with AMX).
-    to_run = 0 if AUTO_CPU == "fp32" else 7  # all but the split
+    to_run = 0 if AUTO_CPU == "fp32" else 11  # all but the split
     assert f"total: {to_run} jobs to run" in dry.stdout
 
 
