@@ -221,7 +221,8 @@ def _toml_value(value) -> str:
 
 
 def _toml_table(name: str, values: dict) -> list[str]:
-    return [f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()] + [""]
+    """A [name] table; None (TOML has no null) means 'the default', so its key is left out."""
+    return [f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items() if v is not None] + [""]
 
 
 def config_to_toml(config: ExperimentConfig) -> str:
