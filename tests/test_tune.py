@@ -358,7 +358,7 @@ def _builtin_methods() -> list[str]:
 def test_shipped_files_cover_every_method_and_kind_with_equal_budgets():
     load_methods(())
     files = shipped()
-    assert {f.dataset for f in files} >= {"digits"}
+    assert {f.dataset for f in files} >= {"digits", "fashion-mnist"}
     for f in files:
         assert f.protocol == "heldout" and f.budget >= 1
         assert not set(f.seeds) & set(ExperimentConfig().seeds)  # never a reported seed
