@@ -70,3 +70,21 @@ def make_task(digits, digits_original, digits_recipe, cpu):
 
 def replace_params(params, **changes):
     return dataclasses.replace(params, **changes)
+
+
+@pytest.fixture()
+def isolated_registries():
+    """Every registry a plugin may add to (methods, datasets, models, metrics), restored after the test."""
+    from mubench import plugins
+
+    plugins.load_plugins()
+    saved = {kind: (dict(r._entries), dict(r.broken)) for kind, r in plugins.registries().items()}
+    loaded = set(plugins._loaded_sources)
+    yield
+    for kind, r in plugins.registries().items():
+        r._entries.clear()
+        r._entries.update(saved[kind][0])
+        r.broken.clear()
+        r.broken.update(saved[kind][1])
+    plugins._loaded_sources.clear()
+    plugins._loaded_sources.update(loaded)

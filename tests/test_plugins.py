@@ -153,22 +153,6 @@ def forget_size(ctx):
 '''
 
 
-@pytest.fixture()
-def isolated_registries():
-    """Like isolated_registry, for every registry a plugin may add to."""
-    plugins.load_plugins()
-    saved = {kind: (dict(r._entries), dict(r.broken)) for kind, r in plugins.registries().items()}
-    loaded = set(plugins._loaded_sources)
-    yield
-    for kind, r in plugins.registries().items():
-        r._entries.clear()
-        r._entries.update(saved[kind][0])
-        r.broken.clear()
-        r.broken.update(saved[kind][1])
-    plugins._loaded_sources.clear()
-    plugins._loaded_sources.update(loaded)
-
-
 def test_a_plugin_file_may_register_a_dataset_a_model_and_a_metric(tmp_path, capsys, isolated_registries):
     from mubench.data import DATASETS
     from mubench.metrics import METRICS

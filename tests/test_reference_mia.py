@@ -236,7 +236,7 @@ class FailsOnShadows(Method):
 '''
 
 
-def test_a_failed_shadow_keeps_the_rows_other_numbers_and_is_retried(tmp_path):
+def test_a_failed_shadow_keeps_the_rows_other_numbers_and_is_retried(tmp_path, isolated_registries):
     plugin = tmp_path / "fails.py"
     plugin.write_text(SHADOW_FAILS)
     config = _config(tmp_path / "out", methods=("retrain", "fails_on_shadows"), recipe={"epochs": 3},
