@@ -136,10 +136,22 @@ class Original(Job):
 
     def load(self, ctx: RunContext):
         """The trained model (from the store, or trained now)."""
+        return self._fit(ctx, self.ref.load())
+
+    def _fit(self, ctx: RunContext, data):
         from .pipeline import get_original, recipe_from_dict
 
-        return get_original(ctx.store, self.ref.load(), self.model, recipe_from_dict(self.recipe), self.seed,
+        return get_original(ctx.store, data, self.model, recipe_from_dict(self.recipe), self.seed,
                             ctx.device, progress=ctx.progress, key=self.key)
+
+    def _fit_on_training_subset(self, ctx: RunContext, indices):
+        """The recipe trained on the listed training images only (shadow and reference models)."""
+        import numpy as np
+        import torch
+
+        data = self.ref.load()
+        idx = torch.from_numpy(np.sort(np.asarray(indices, dtype=np.int64)))
+        return self._fit(ctx, dataclasses.replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx]))
 
     def run(self, ctx: RunContext) -> dict:
         return {**self.load(ctx).info, "status": "ok", "kind": "original"}

@@ -51,14 +51,7 @@ class ReferenceOriginal(Original):
         return f"reference model {self.seed - reference_seed(0)} {self.dataset}/{self.model}/{s.scenario}/split seed {s.seed}"
 
     def load(self, ctx: RunContext):
-        from .pipeline import get_original, recipe_from_dict
-        from .ulira import torch_index
-
-        data = self.ref.load()
-        idx = torch_index(np.sort(self.split.load(ctx.store).retain))
-        retain = dataclasses.replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx])
-        return get_original(ctx.store, retain, self.model, recipe_from_dict(self.recipe), self.seed, ctx.device,
-                            progress=ctx.progress, key=self.key)
+        return self._fit_on_training_subset(ctx, self.split.load(ctx.store).retain)
 
 
 def reference_models(original: Original, split: Split, kind: str, count: int) -> list[Job]:

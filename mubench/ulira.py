@@ -21,7 +21,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from . import lira_stats as ls
 from .jobs import Original, RunContext, Split
@@ -71,18 +70,8 @@ class ShadowOriginal(Original):
         return f"shadow original {s.shadow}/{s.shadows} {self.dataset}/{self.model}/{s.scenario}/seed {s.seed}"
 
     def load(self, ctx: RunContext):
-        from .pipeline import get_original, recipe_from_dict
-
-        data = self.ref.load()
         split = self.split.load(ctx.store)
-        idx = torch_index(np.sort(np.concatenate([split.retain, split.forget])))
-        members = dataclasses.replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx])
-        return get_original(ctx.store, members, self.model, recipe_from_dict(self.recipe), self.seed, ctx.device,
-                            progress=ctx.progress, key=self.key)
-
-
-def torch_index(idx: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
+        return self._fit_on_training_subset(ctx, np.concatenate([split.retain, split.forget]))
 
 
 def shadow_cell(original: Original, split: Split, shadows: int) -> list[tuple[ShadowOriginal, ShadowSplit]]:
