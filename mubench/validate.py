@@ -170,7 +170,7 @@ def check_execution(execution: ExecutionConfig, config: ExperimentConfig | None 
     if execution.backend not in BACKENDS:
         raise ConfigError(f"{label('--backend', 'backend')}: {execution.backend!r} is not one of {', '.join(BACKENDS)}")
     for flag, key, what in (("--jobs", "jobs", "0 (one worker per GPU, else per CPU core) or a number of workers"),
-                            ("threads_per_worker", "threads_per_worker", "0 (cores / workers) or a number of threads")):
+                            ("--threads", "threads_per_worker", "0 (cores / workers) or a number of threads")):
         value = getattr(execution, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{label(flag, key)}: must be {what}; got {value!r}")

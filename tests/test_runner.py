@@ -184,9 +184,14 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
 
 def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
     """Two processes finishing the same jobs: atomic renames of identical records, no temp files
-    left, no corrupt or duplicate record, and the numbers of an undisturbed run."""
+    left, no corrupt or duplicate record, and the numbers of an undisturbed run.
+
+    Each run gets one torch thread, as two runs sharing a 2-core machine should: two 2-thread
+    processes there oversubscribe the cores and ran many times slower than one (README, "Two runs
+    on one machine"), past this test's timeout in CI."""
     root = tmp_path / "shared"
-    cmd = [sys.executable, "-m", "mubench", "run", *GRID, "--backend", "sequential", "--out", str(root)]
+    cmd = [sys.executable, "-m", "mubench", "run", *GRID, "--backend", "sequential", "--threads", "1",
+           "--out", str(root)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -195,6 +200,17 @@ def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
     assert len(records) == 3 and all(k == r["key"] for k, r in records.items())
     assert numbers(records) == numbers(method_records(reference_run[0]))
     assert not [p for p in root.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("flags, threads", [([], None), (["--threads", "1"], 1), (["--jobs", "1", "--threads", "3"], 3)])
+def test_threads_flag_sets_the_torch_threads_of_each_worker(tmp_path, flags, threads):
+    from mubench.cli import build_parser
+    from mubench.commands.run import config_from_args
+    from mubench.workers import worker_layout
+
+    args = build_parser().parse_args(["run", "--out", str(tmp_path), *flags])
+    layout = worker_layout(config_from_args(args).execution, ready=1)
+    assert layout.threads == (threads or os.cpu_count())  # one ready job gets every core by default
 
 
 @pytest.mark.parametrize("flags, expected", [(["--precision", "fp32"], "fp32"), (["--precision", "bf16"], "bf16"),

@@ -61,6 +61,7 @@ RUN_CASES = [
     (["--device", "gpu"], ["--device", "'gpu' is not a device"]),
     (["--device", "cuda:x"], ["--device", "'cuda:x'"]),
     (["--jobs", "-1"], ["--jobs", "got -1"]),
+    (["--threads", "-1"], ["--threads", "got -1"]),
 ]
 
 

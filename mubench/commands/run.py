@@ -44,6 +44,9 @@ def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (defaul
                        help="use a fixed stratified subset of N training images (CPU-sized runs)")
     how = p.add_argument_group("execution")
     how.add_argument("--jobs", type=int, help="parallel workers (default: one per GPU, else one per CPU core)")
+    how.add_argument("--threads", type=int, metavar="N",
+                     help="torch threads per worker (default: the cores shared among the workers that run); "
+                     "give each of several runs on one machine its share, e.g. --threads 1 for two runs on 2 cores")
     how.add_argument("--backend", choices=("loky", "dask", "sequential"), help="default: loky")
     how.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
     how.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -89,7 +92,8 @@ def config_from_args(args: argparse.Namespace):
         seeds=parse_seeds(args.seeds), out=args.out, data_root=args.data_root,
         download=args.download, precision=args.precision, train_subset=args.train_subset,
         plugins=tuple(args.plugin) if args.plugin is not None else None, tuned=getattr(args, "tuned", None),
-        execution_jobs=args.jobs, execution_backend=args.backend, execution_scheduler=args.scheduler,
+        execution_jobs=args.jobs, execution_threads_per_worker=args.threads,
+        execution_backend=args.backend, execution_scheduler=args.scheduler,
         execution_device=args.device,
     )
 
