@@ -272,3 +272,27 @@ def describe_plan(plan: Plan) -> Iterable[str]:
         for job in pending:
             yield f"    {job.label}  [{job.key}]"
     yield f"total: {total} jobs to run"
+    yield from describe_settings(plan)
+
+
+def describe_settings(plan: Plan) -> Iterable[str]:
+    """Lines for --dry-run: each method's hyper-parameters as it will run them, once per dataset,
+    model and scenario (seeds share them), so a config's resolved settings can be read before it
+    trains anything. Shadow and reference runs use the same settings and are not repeated."""
+    from .unlearning import METHODS
+
+    lines: dict[str, dict] = {}
+    for job in plan.jobs:
+        if type(job) is Resource and type(job.original) is Original:
+            lines.setdefault(f"{job.name} {job.original.dataset}/{job.original.model}", job.settings)
+        elif type(job) is Unlearn and type(job.split) is Split and type(job.original) is Original:
+            cls, o, scenario = METHODS.get(job.method), job.original, job.split.scenario
+            where = f"{job.method} {o.dataset}/{o.model}/{scenario}"
+            if where not in lines:
+                params = cls.resolved(cls.Params(**job.params), parse_scenario(scenario).kind)
+                lines[where] = dataclasses.asdict(params)
+    if lines:
+        yield "settings (resolved; every seed of a scenario shares them):"
+    for where, values in lines.items():
+        flat = {k2: v2 for k, v in values.items() for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)])}
+        yield f"    {where}: " + ", ".join(f"{k}={v}" for k, v in flat.items())

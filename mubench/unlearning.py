@@ -129,6 +129,12 @@ class Method:
         table = cls.presets.get(dataset, {})
         return {**table.get("*", {}), **table.get(scenario_kind, {})}
 
+    @classmethod
+    def resolved(cls, params, scenario_kind: str):
+        """`params` as `unlearn` uses them on a scenario of this kind, defaults that depend on the
+        scenario filled in (the forget vector's β); `run --dry-run` prints this. Identity here."""
+        return params
+
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()
 

@@ -13,6 +13,7 @@ from mubench import paper
 from mubench.cli import main
 from mubench.errors import ConfigError
 from mubench.store import Store
+from test_data import write_cifar10
 
 SHIPPED = ("cifar10-classwise", "cifar10-random", "imagenet10-classwise", "imagenet10-random",
            "fv-arithmetic", "runtime")
@@ -63,6 +64,38 @@ def write_spec(tmp_path: Path, name: str = "tiny", text: str = TINY, extra: str 
     path = tmp_path / f"{name}.toml"
     path.write_text(textwrap.dedent(text).format(name=name) + extra)
     return path
+
+
+def dry_run_settings(text: str) -> dict[str, dict[str, str]]:
+    """`--dry-run`'s settings lines → {"METHOD DATASET/MODEL/SCENARIO": {field: value}}."""
+    lines = text.split("settings (resolved; every seed of a scenario shares them):\n", 1)[1].splitlines()
+    return {where: dict(kv.split("=", 1) for kv in values.split(", "))
+            for where, values in (line.strip().split(": ", 1) for line in lines if line.startswith("    "))}
+
+
+def test_paper_grids_resolve_to_the_corrected_defaults(tmp_path, monkeypatch, capsys):
+    """Issue 13: the paper's CIFAR-10 grid, as experiments/cifar10-paper.toml and as the
+    cifar10-random table, plans β 0.2 for random forgetting (not the class-wise 5 that GPU
+    datasets fell back to), a class-wise bank of its own, SCRUB's reference loaders (forget 512,
+    retain 256, no augmentation) and SSD's class-sorted I_D, and --dry-run says so. CIFAR-10 is a
+    tiny set written in its on-disk format."""
+    write_cifar10(tmp_path / "data")
+    monkeypatch.setenv("MUBENCH_DATA", str(tmp_path / "data"))
+    config = Path(__file__).parents[1] / "experiments" / "cifar10-paper.toml"
+    assert main(["run", "--config", str(config), "--scenarios", "class:0,random:10", "--seeds", "0",
+                 "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    run = dry_run_settings(capsys.readouterr().out)
+    assert main(["paper", "cifar10-random", "--results", str(tmp_path / "out"), "--dry-run"]) == 0
+    table = dry_run_settings(capsys.readouterr().out)
+    for method in ("forget_vector", "fv_arithmetic"):
+        assert run[f"{method} cifar10/resnet18/random:10"]["beta"] == "0.2"
+        assert run[f"{method} cifar10/resnet18/class:0"]["beta"] == "5.0"
+    assert run["fv_bank cifar10/resnet18"]["beta"] == "5.0"
+    assert table["forget_vector cifar10/resnet18/random:10"] == run["forget_vector cifar10/resnet18/random:10"]
+    for scenario in ("class:0", "random:10"):
+        scrub = run[f"scrub cifar10/resnet18/{scenario}"]
+        assert (scrub["forget_batch_size"], scrub["batch_size"], scrub["augment"]) == ("512", "256", "False")
+        assert run[f"ssd cifar10/resnet18/{scenario}"]["full_order"] == "sorted"
 
 
 # -- loading and validation -------------------------------------------------------------------

@@ -278,6 +278,10 @@ class ForgetVector(Method):
                                  "random": {"tol": 1e-2}}}  # why: docs/adding-a-method.md
     version = "3"  # 2: β resolved by scenario kind; 3: δ always learned in fp32
 
+    @classmethod
+    def resolved(cls, params, scenario_kind: str):
+        return resolve_beta(params, scenario_kind)
+
     def unlearn(self, task: UnlearnTask) -> Predictor:
         p = self.params
         delta0 = torch.zeros(task.input_shape)

@@ -58,6 +58,10 @@ class FVArithmetic(Method):
     version = "3"  # 2: β by scenario kind, undivided penalty, steps in normalised directions; 3: fp32 learning
     requires = ("fv_bank",)
 
+    @classmethod
+    def resolved(cls, params, scenario_kind: str):
+        return resolve_beta(params, scenario_kind)
+
     def unlearn(self, task: UnlearnTask) -> Predictor:
         p = self.params
         bank = task.resources.get("fv_bank")
