@@ -82,6 +82,7 @@ class ExecutionConfig:
 
 
 ATTACKS = ("svc", "refmia", "ulira")  # [evaluation] attacks (docs/metrics.md); the SVC always runs
+ULIRA_VARIANCES = ("per_side", "tied")  # lira_stats.fit_gaussians: σ per side (MIA.md) or one tied σ
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class EvaluationConfig:
     # None: the dataset preset's (presets.Preset.attacks: the screen is on for digits)
     attacks: tuple[str, ...] | None = None
     ulira_shadows: int = 16  # K shadows per cell (even); only read when "ulira" is in attacks
+    ulira_variance: str = "per_side"  # U-LiRA's pooled σ: one per side (MIA.md) or "tied" over both
     reference_models: int = 4  # K' reference models per retain set; only read when "refmia" is in attacks
 
     def __post_init__(self):
@@ -105,6 +107,9 @@ class EvaluationConfig:
         k = self.ulira_shadows
         if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
             raise ConfigError(f"[evaluation] ulira_shadows must be an even integer >= 2 (8+ for real use); got {k!r}")
+        if self.ulira_variance not in ULIRA_VARIANCES:
+            raise ConfigError(f"[evaluation] ulira_variance: {self.ulira_variance!r} is not one of "
+                              f"{', '.join(ULIRA_VARIANCES)}")
         r = self.reference_models
         if isinstance(r, bool) or not isinstance(r, int) or r < 2:
             raise ConfigError(f"[evaluation] reference_models must be an integer >= 2; got {r!r}")
@@ -208,7 +213,7 @@ def with_set_options(config: ExperimentConfig, sets: dict[str, dict]) -> Experim
 
 def with_evaluation_sets(evaluation: EvaluationConfig, values: dict[str, str]) -> EvaluationConfig:
     """`--set evaluation.attacks=svc,ulira`, `--set evaluation.ulira_shadows=8`: strings to the
-    field's type (a tuple is comma-separated, a bool true/false, an int digits)."""
+    field's type (a tuple is comma-separated, a bool true/false, a string as given, an int digits)."""
     fields = {f.name: f for f in dataclasses.fields(EvaluationConfig)}
     out = {}
     for name, text in values.items():
@@ -221,6 +226,8 @@ def with_evaluation_sets(evaluation: EvaluationConfig, values: dict[str, str]) -
             if text.lower() not in ("true", "false"):
                 raise ConfigError(f"--set evaluation.{name}: expected true or false; got {text!r}")
             out[name] = text.lower() == "true"
+        elif isinstance(default, str):
+            out[name] = text
         else:
             try:
                 out[name] = int(text)

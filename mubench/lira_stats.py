@@ -60,26 +60,37 @@ class Gaussians:
     sd_out: float
 
 
-def _side(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-column means of values where mask, and the pooled σ of the deviations from them."""
+def _side(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Per-column means of values where mask, the summed squared deviations from them, and
+    their degrees of freedom (values − examples)."""
     count = mask.sum(0)
     if (count == 0).any():
         raise ValueError("every example needs at least one shadow on each side (use balanced_assignment)")
     mu = np.where(mask, values, 0.0).sum(0) / count
-    dof = int(count.sum() - len(count))
-    ss = float(np.where(mask, (values - mu) ** 2, 0.0).sum())
-    sd = np.sqrt(ss / dof) if dof > 0 else 0.0
-    return mu, max(float(sd), MIN_SD)
+    return mu, float(np.where(mask, (values - mu) ** 2, 0.0).sum()), int(count.sum() - len(count))
 
 
-def fit_gaussians(phi_shadows: np.ndarray, in_mask: np.ndarray) -> Gaussians:
-    """μ_in(x), μ_out(x) over the shadows where x is IN / OUT, one pooled σ per side.
+def _pooled_sd(ss: float, dof: int) -> float:
+    """The unbiased pooled σ (per-example variances from K/2 values each would be noise)."""
+    return max(float(np.sqrt(ss / dof)) if dof > 0 else 0.0, MIN_SD)
 
-    The pooled variance divides the summed squared deviations by (values − examples), the
-    unbiased pooled estimate; per-example variances from K/2 values each would be noise."""
-    mu_in, sd_in = _side(phi_shadows, in_mask)
-    mu_out, sd_out = _side(phi_shadows, ~in_mask)
-    return Gaussians(mu_in, mu_out, sd_in, sd_out)
+
+def fit_gaussians(phi_shadows: np.ndarray, in_mask: np.ndarray, variance: str = "per_side") -> Gaussians:
+    """μ_in(x), μ_out(x) over the shadows where x is IN / OUT, and the pooled σ: one per side
+    (MIA.md), or with variance="tied" one σ pooled over both sides.
+
+    Why tied: with per-side σ, Λ is quadratic in φ, and a φ far outside both Gaussians (Retrain
+    on a class it never saw) gets a score set by which σ is larger, not by which mean is nearer;
+    with few shadows that order flips with the assignment (docs/metrics.md, "Which σ"). One σ
+    makes Λ linear in φ for every example."""
+    mu_in, ss_in, dof_in = _side(phi_shadows, in_mask)
+    mu_out, ss_out, dof_out = _side(phi_shadows, ~in_mask)
+    if variance == "tied":
+        sd = _pooled_sd(ss_in + ss_out, dof_in + dof_out)
+        return Gaussians(mu_in, mu_out, sd, sd)
+    if variance != "per_side":
+        raise ValueError(f"variance must be 'per_side' or 'tied'; got {variance!r}")
+    return Gaussians(mu_in, mu_out, _pooled_sd(ss_in, dof_in), _pooled_sd(ss_out, dof_out))
 
 
 def lira_scores(g: Gaussians, values: np.ndarray) -> np.ndarray:
@@ -94,7 +105,8 @@ def offline_scores(mu_out: np.ndarray, sd_out: float, values: np.ndarray) -> np.
 
 def out_gaussian(phi_refs: np.ndarray) -> tuple[np.ndarray, float]:
     """μ_out(x) and the pooled σ_out from reference models that never saw x ((K', n))."""
-    return _side(phi_refs, np.ones_like(phi_refs, dtype=bool))
+    mu, ss, dof = _side(phi_refs, np.ones_like(phi_refs, dtype=bool))
+    return mu, _pooled_sd(ss, dof)
 
 
 RMIA_GAMMA = 2.0  # MIA.md: RMIA's likelihood-ratio threshold γ (its authors' default)

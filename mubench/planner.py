@@ -230,9 +230,11 @@ def evaluation_settings(config: ExperimentConfig, dataset: str) -> dict:
     defaults = [e.name for e in METRICS.entries() if e.meta.get("default")]
     attacks = config.evaluation.attacks_for(dataset)
     settings = {**dataclasses.asdict(config.evaluation), "attacks": attacks, "metrics": defaults}
-    for attack, setting in (("ulira", "ulira_shadows"), ("refmia", "reference_models")):
+    for attack, setting in (("ulira", "ulira_shadows"), ("ulira", "ulira_variance"), ("refmia", "reference_models")):
         if attack not in attacks:
             del settings[setting]
+    if settings.get("ulira_variance") == "per_side":  # the default: keys of runs made before the option
+        del settings["ulira_variance"]
     if attacks == ("svc",):
         del settings["attacks"]
     return settings

@@ -127,9 +127,10 @@ def attack_fields(job, ctx: RunContext, data, split, outputs, reference_outputs)
     neg = ls.phi(reference_outputs.forget.logits, reference_outputs.forget.labels)
     phis = np.stack([forget_phi(ctx, u, data, split) for u in job.shadows])
     mask = np.stack([u.split.membership(n) for u in job.shadows])
-    g = ls.fit_gaussians(phis, mask)
+    variance = job.settings.get("ulira_variance", "per_side")
+    g = ls.fit_gaussians(phis, mask, variance)
     fields = ls.summary(ls.lira_scores(g, pos), ls.lira_scores(g, neg), seed=job.seed)
     train_s, unlearn_s = shadow_seconds(ctx.store, job.shadows)
-    fields.update(ulira_shadows=len(job.shadows), ulira_sd_in=g.sd_in, ulira_sd_out=g.sd_out,
+    fields.update(ulira_shadows=len(job.shadows), ulira_variance=variance, ulira_sd_in=g.sd_in, ulira_sd_out=g.sd_out,
                   ulira_shadow_train_s=train_s, ulira_shadow_unlearn_s=unlearn_s)
     return fields
