@@ -84,6 +84,9 @@ class Unlearn(Job):
                   "info": _jsonable_info(predictor.info),
                   "non_default_params": {k: str(v) for k, v in non_default(params).items()},
                   "device": str(ctx.device), "n_jobs": ctx.n_jobs, "started": iso(started),
+                  # CPU kernels reduce in a thread-count-dependent order, and bf16 training moves
+                  # with it; the count is not in the key (a cached result serves any layout)
+                  "torch_threads": torch.get_num_threads(),
                   "finished": iso(time.time()), "wall_s": time.time() - started}
         if predictor.delta is not None:
             record["delta_figure"] = _save_delta_figure(ctx.store, self.key, predictor, data, split)
@@ -226,7 +229,7 @@ class Evaluate(Job):
         metrics["rte_s"] = rte
         metrics["rte_rel"] = (1.0 if self.reference is None else
                               rte / reference["rte_s"] if reference and reference.get("rte_s") else None)
-        keep = ("method_version", "precision", "device", "n_jobs", "info", "non_default_params", "delta_figure")
+        keep = ("method_version", "precision", "device", "n_jobs", "torch_threads", "info", "non_default_params", "delta_figure")
         record = {**self.identity(), **metrics, **{k: unlearned[k] for k in keep if k in unlearned},
                   **{k: v for k, v in unlearned.items() if k.endswith("_s") and k not in ("rte_s", "wall_s")},
                   "dataset": data.name,  # carries a [n] suffix when a training subset is used

@@ -17,8 +17,10 @@ import torch
 
 from mubench.training import resolve_precision
 
+# One torch thread in every run: bf16 CPU training moves with the thread count, and the tests
+# compare records across runs (and two of them run side by side).
 GRID = ["--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
-        "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=10", "--quiet"]
+        "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=10", "--quiet", "--threads", "1"]
 METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
 AUTO_CPU = resolve_precision("auto", torch.device("cpu"))  # bf16 on CPUs with AMX, else fp32
 
@@ -82,7 +84,8 @@ def test_changed_hyper_parameter_reruns_only_that_method(reference_run, tmp_path
     dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--set", "finetune.lr=0.02")
     assert "Unlearn: 3 jobs, 2 cached, 1 to run" in dry.stdout
     assert "Evaluate: 3 jobs, 2 cached, 1 to run" in dry.stdout
-    assert "finetune digits" in dry.stdout and "grad_ascent digits" not in dry.stdout
+    to_run = dry.stdout.split("settings (resolved")[0]  # the settings lines name every method
+    assert "finetune digits" in to_run and "grad_ascent digits" not in to_run
 
 
 def test_kill_9_then_resume_gives_the_same_records(reference_run, tmp_path):
@@ -190,14 +193,16 @@ def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
     processes there oversubscribe the cores and ran many times slower than one (README, "Two runs
     on one machine"), past this test's timeout in CI."""
     root = tmp_path / "shared"
-    cmd = [sys.executable, "-m", "mubench", "run", *GRID, "--backend", "sequential", "--threads", "1",
-           "--out", str(root)]
+    cmd = [sys.executable, "-m", "mubench", "run", *GRID, "--backend", "sequential", "--out", str(root)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     records = method_records(root)
     assert len(records) == 3 and all(k == r["key"] for k, r in records.items())
+    # The same thread count as the reference run: bf16 training on a CPU moves with the thread
+    # count (the reduction order changes), and records say which count ran.
+    assert {r["torch_threads"] for r in records.values()} == {1}
     assert numbers(records) == numbers(method_records(reference_run[0]))
     assert not [p for p in root.rglob("*.tmp")]
 
