@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -39,12 +38,9 @@ def phi_of(model, data, split) -> np.ndarray:
     return ls.phi(out.forget.logits, out.forget.labels)
 
 
-def audit(g: ls.Gaussians, tied: bool, member: np.ndarray, null: np.ndarray, retrain: np.ndarray) -> str:
-    sd_in, sd_out = g.sd_in, g.sd_out
-    if tied:
-        sd_in = sd_out = float(np.sqrt((g.sd_in ** 2 + g.sd_out ** 2) / 2))
-    score = lambda v: norm.logpdf(v, g.mu_in, sd_in) - norm.logpdf(v, g.mu_out, sd_out)  # noqa: E731
-    hit, ref = ls.summary(score(member), score(retrain)), ls.summary(score(null), score(retrain))
+def audit(g: ls.Gaussians, member: np.ndarray, null: np.ndarray, retrain: np.ndarray) -> str:
+    hit = ls.summary(ls.lira_scores(g, member), ls.lira_scores(g, retrain))
+    ref = ls.summary(ls.lira_scores(g, null), ls.lira_scores(g, retrain))
     clear = hit["ulira_auc_lo"] > ref["ulira_auc_hi"]
     return (f"{hit['ulira_auc']:.1f} [{hit['ulira_auc_lo']:.0f}, {hit['ulira_auc_hi']:.0f}] | "
             f"{ref['ulira_auc']:.1f} [{ref['ulira_auc_lo']:.0f}, {ref['ulira_auc_hi']:.0f}] | {'yes' if clear else 'no'}")
@@ -82,13 +78,14 @@ def main() -> None:
             data, split = ev.unlearn.original.ref.load(), ev.unlearn.split.load(store)
             phis = np.stack([phi_of(u.original.load(ctx).model, data, split) for u in ev.shadows])
             mask = np.stack([u.split.membership(len(split.forget)) for u in ev.shadows])
-            g = ls.fit_gaussians(phis, mask)
+            per_side = ls.fit_gaussians(phis, mask)
             retrain = forget_phi(ctx, ev.reference.unlearn, data, split)
             member = phi_of(ev.unlearn.original.load(ctx).model, data, split)
             null = phi_of(ev.references[0].load(ctx).model, data, split)
-            for tied in (False, True):
-                print(f"| {seed} | {scenario} | {'tied' if tied else 'per side'} | "
-                      f"{g.sd_in:.2f} / {g.sd_out:.2f} | {audit(g, tied, member, null, retrain)} |", flush=True)
+            for variance in ("per_side", "tied"):
+                g = ls.fit_gaussians(phis, mask, variance)
+                print(f"| {seed} | {scenario} | {variance} | {per_side.sd_in:.2f} / {per_side.sd_out:.2f} | "
+                      f"{audit(g, member, null, retrain)} |", flush=True)
 
 
 if __name__ == "__main__":
