@@ -103,6 +103,15 @@ def resolve_beta(p: PerturbationParams, scenario_kind: str) -> PerturbationParam
     return dataclasses.replace(p, beta=BETA_BY_KIND[scenario_kind])
 
 
+class PerturbationMethod(Method):
+    """A method that learns an input perturbation (the forget vector, its arithmetic): β's
+    default depends on the scenario kind, and `resolved` (run --dry-run) fills it in."""
+
+    @classmethod
+    def resolved(cls, params, scenario_kind: str):
+        return resolve_beta(params, scenario_kind)
+
+
 def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """z_y − max_{k≠y} z_k per sample: positive while the true class still wins."""
     true = logits.gather(1, y[:, None]).squeeze(1)
@@ -267,7 +276,7 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
 
 
 @register_method("forget_vector")
-class ForgetVector(Method):
+class ForgetVector(PerturbationMethod):
     """Forget vector (Sun et al., arXiv 2412.16780): one learned δ added to every input of the
     frozen original model. Loss, defaults, epoch selection and convergence stop: module docstring."""
 
@@ -277,10 +286,6 @@ class ForgetVector(Method):
                "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128, "tol": 3e-3},
                                  "random": {"tol": 1e-2}}}  # why: docs/adding-a-method.md
     version = "3"  # 2: β resolved by scenario kind; 3: δ always learned in fp32
-
-    @classmethod
-    def resolved(cls, params, scenario_kind: str):
-        return resolve_beta(params, scenario_kind)
 
     def unlearn(self, task: UnlearnTask) -> Predictor:
         p = self.params
@@ -292,5 +297,5 @@ class ForgetVector(Method):
         delta = learned.theta.float().cpu()
         info = {"epochs_run": learned.epochs_run, "selected_epoch": learned.selected_epoch,
                 "final_loss": learned.final_loss, "delta_norm": float(delta.norm()),
-                "beta": resolve_beta(p, task.scenario.kind).beta}
+                "beta": self.resolved(p, task.scenario.kind).beta}
         return Predictor(task.original, delta=delta, clamp=p.clamp, params_changed=delta.numel(), info=info)

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from mubench.errors import ConfigError
-from mubench.methods.forget_vector import PerturbationParams, learn_perturbation, resolve_beta
+from mubench.methods.forget_vector import PerturbationMethod, PerturbationParams, learn_perturbation
 from mubench.params import Options, param
 from mubench.predictor import Predictor
-from mubench.unlearning import Method, UnlearnTask, register_method
+from mubench.unlearning import UnlearnTask, register_method
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def involved_classes(task: UnlearnTask) -> list[int]:
 
 
 @register_method("fv_arithmetic")
-class FVArithmetic(Method):
+class FVArithmetic(PerturbationMethod):
     """Forget-vector arithmetic over the class-wise bank (task.resources["fv_bank"], (K,C,H,W));
     learned or zero-shot weights. Defaults: forget_vector's (SPEC §4). Runtime excludes the bank."""
 
@@ -57,10 +57,6 @@ class FVArithmetic(Method):
                "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128, "tol": 3e-3}}}  # why: docs/adding-a-method.md
     version = "3"  # 2: β by scenario kind, undivided penalty, steps in normalised directions; 3: fp32 learning
     requires = ("fv_bank",)
-
-    @classmethod
-    def resolved(cls, params, scenario_kind: str):
-        return resolve_beta(params, scenario_kind)
 
     def unlearn(self, task: UnlearnTask) -> Predictor:
         p = self.params
@@ -81,7 +77,7 @@ class FVArithmetic(Method):
                                          norms=lambda u: (u / scale).norm()[None])
             w = learned.theta.detach() / scale
             info = {"epochs_run": learned.epochs_run, "selected_epoch": learned.selected_epoch,
-                    "final_loss": learned.final_loss, "beta": resolve_beta(p, task.scenario.kind).beta}
+                    "final_loss": learned.final_loss, "beta": self.resolved(p, task.scenario.kind).beta}
         else:
             classes = involved_classes(task)
             w = torch.zeros(k, device=task.device)
