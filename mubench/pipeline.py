@@ -126,6 +126,7 @@ def get_original(store: Store | None, data: ImageData, model_name: str, recipe: 
         "test_acc": accuracy(model, data.test_x, data.test_y, device, prepare=prepare),
         "seconds": result.seconds,
         "device": str(device),
+        "torch_threads": torch.get_num_threads(),  # bf16 CPU training moves with it
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if info["train_acc"] < UNDERFIT_TRAIN_ACC:

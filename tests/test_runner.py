@@ -203,6 +203,8 @@ def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
     # The same thread count as the reference run: bf16 training on a CPU moves with the thread
     # count (the reduction order changes), and records say which count ran.
     assert {r["torch_threads"] for r in records.values()} == {1}
+    originals = [json.loads(p.read_text()) for p in (root / "records" / "original").glob("*.json")]
+    assert originals and {r["torch_threads"] for r in originals} == {1}
     assert numbers(records) == numbers(method_records(reference_run[0]))
     assert not [p for p in root.rglob("*.tmp")]
 
