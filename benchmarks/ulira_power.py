@@ -78,7 +78,7 @@ def main() -> None:
             data, split = ev.unlearn.original.ref.load(), ev.unlearn.split.load(store)
             phis = np.stack([phi_of(u.original.load(ctx).model, data, split) for u in ev.shadows])
             mask = np.stack([u.split.membership(len(split.forget)) for u in ev.shadows])
-            per_side = ls.fit_gaussians(phis, mask)
+            per_side = ls.fit_gaussians(phis, mask, "per_side")
             retrain = forget_phi(ctx, ev.reference.unlearn, data, split)
             member = phi_of(ev.unlearn.original.load(ctx).model, data, split)
             null = phi_of(ev.references[0].load(ctx).model, data, split)

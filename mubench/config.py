@@ -82,7 +82,7 @@ class ExecutionConfig:
 
 
 ATTACKS = ("svc", "refmia", "ulira")  # [evaluation] attacks (docs/metrics.md); the SVC always runs
-ULIRA_VARIANCES = ("per_side", "tied")  # lira_stats.fit_gaussians: σ per side (MIA.md) or one tied σ
+ULIRA_VARIANCES = ("tied", "per_side")  # lira_stats.fit_gaussians: one tied σ, or one per side (MIA.md's text)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ class EvaluationConfig:
     # None: the dataset preset's (presets.Preset.attacks: the screen is on for digits)
     attacks: tuple[str, ...] | None = None
     ulira_shadows: int = 16  # K shadows per cell (even); only read when "ulira" is in attacks
-    ulira_variance: str = "per_side"  # U-LiRA's pooled σ: one per side (MIA.md) or "tied" over both
+    # U-LiRA's pooled σ: "tied" over both sides, or "per_side" as MIA.md writes it; tied is the
+    # default because per side misreads a class-wise null (docs/metrics.md, "Which σ")
+    ulira_variance: str = "tied"
     reference_models: int = 4  # K' reference models per retain set; only read when "refmia" is in attacks
 
     def __post_init__(self):

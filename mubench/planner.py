@@ -233,7 +233,10 @@ def evaluation_settings(config: ExperimentConfig, dataset: str) -> dict:
     for attack, setting in (("ulira", "ulira_shadows"), ("ulira", "ulira_variance"), ("refmia", "reference_models")):
         if attack not in attacks:
             del settings[setting]
-    if settings.get("ulira_variance") == "per_side":  # the default: keys of runs made before the option
+    if settings.get("ulira_variance") == "per_side":
+        # The rule of runs made before the option existed, keyed without the field: their
+        # records stay valid as per-side ones, and a run with any other rule (the default tied
+        # one included) gets its own key, so an old per-side record is never read as tied.
         del settings["ulira_variance"]
     if attacks == ("svc",):
         del settings["attacks"]

@@ -176,7 +176,7 @@ def _phi(model, data, split) -> np.ndarray:
     return ls.phi(out.forget.logits, out.forget.labels)
 
 
-def _calibrated(audited, scenario, variance="tied"):
+def _calibrated(audited, scenario, variance=EvaluationConfig().ulira_variance):
     """Gaussians fit on the shadow originals themselves (IN: trained on x; OUT: never), and φ on
     D_f of the cell's Retrain, of another seed's Retrain (reference model 0, trained on D_r)
     and of the untouched original."""
@@ -196,7 +196,7 @@ def _calibrated(audited, scenario, variance="tied"):
 
 @pytest.mark.parametrize("scenario", ["class:0", "random:10"])
 def test_retrain_audited_against_another_seeds_retrain_reads_50(audited, scenario):
-    """≈ 50 with the tied σ: inside the per-example CI, or within 3 points of 50. The CI covers
+    """≈ 50 with the default (tied) σ: inside the per-example CI, or within 3 points of 50. The CI covers
     examples, not models, and one model per side carries a model-level offset (docs/metrics.md,
     limits)."""
     retrain, other_seed, _ = _calibrated(audited, scenario)
@@ -231,19 +231,23 @@ def test_the_untouched_original_reads_clearly_more_than_retrain(audited, scenari
 
 def test_the_sigma_rule_reruns_evaluation_only(audited):
     """ulira_variance is an evaluation setting: switching it plans Evaluates and nothing else,
-    and the records say which rule ran."""
-    out = audited[0]
-    config = _config(out, attacks=("svc", "refmia", "ulira"), ulira_shadows=K, ulira_variance="tied")
+    and the records say which rule ran (the audited run used the default, tied)."""
+    out, plan, _, records = audited
+    fv = [records[e.key] for e in plan.evaluations() if e.method == "forget_vector"]
+    assert all(r["ulira_variance"] == "tied" and r["ulira_sd_in"] == r["ulira_sd_out"] for r in fv)
+    config = _config(out, attacks=("svc", "refmia", "ulira"), ulira_shadows=K, ulira_variance="per_side")
     plan = build_plan(config, Store(out))
     assert {type(j) for j in plan.pending()} == {Evaluate}
     result = execute(plan, config, progress=False)
     fv = [r for r in result.records if r["method"] == "forget_vector"]
-    assert len(fv) == 2 and all(r["ulira_variance"] == "tied" and r["ulira_sd_in"] == r["ulira_sd_out"] for r in fv)
+    assert len(fv) == 2 and all(r["ulira_variance"] == "per_side" and r["ulira_sd_in"] != r["ulira_sd_out"] for r in fv)
 
 
 def test_without_the_attack_evaluate_settings_are_those_of_older_runs():
     """The default [evaluation] adds no field to Evaluate keys (runs made before attacks
-    existed stay cached); asking for U-LiRA adds both attack fields."""
+    existed stay cached); asking for U-LiRA adds its fields. Per-side σ, the rule of runs made
+    before the σ option, keeps their keys; the default tied σ gets its own, so an old per-side
+    record is never read as a tied one."""
     from mubench.planner import evaluation_settings
 
     plain = evaluation_settings(ExperimentConfig(), "fashion-mnist")
@@ -253,10 +257,10 @@ def test_without_the_attack_evaluate_settings_are_those_of_older_runs():
     on = evaluation_settings(dataclasses.replace(
         ExperimentConfig(), evaluation=EvaluationConfig(attacks=("svc", "ulira"), ulira_shadows=8)), "digits")
     assert on["attacks"] == ("svc", "ulira") and on["ulira_shadows"] == 8 and "reference_models" not in on
-    assert "ulira_variance" not in on  # the default σ rule keeps the keys of runs made before the option
-    tied = evaluation_settings(dataclasses.replace(ExperimentConfig(), evaluation=EvaluationConfig(
-        attacks=("svc", "ulira"), ulira_variance="tied")), "digits")
-    assert tied["ulira_variance"] == "tied"
+    assert on["ulira_variance"] == "tied"
+    per_side = evaluation_settings(dataclasses.replace(ExperimentConfig(), evaluation=EvaluationConfig(
+        attacks=("svc", "ulira"), ulira_shadows=8, ulira_variance="per_side")), "digits")
+    assert per_side == {k: v for k, v in on.items() if k != "ulira_variance"}
     with pytest.raises(ConfigError, match="ulira_variance"):
         EvaluationConfig(ulira_variance="pooled")
 
@@ -284,6 +288,10 @@ def test_reports_show_the_attack_columns_side_by_side_and_figures(tmp_path):
     side = side_by_side(df)
     row = side.loc[("digits", "small_cnn", "random:10", "FT")]
     assert row["U-LiRA AUC (50)"] == 60.5 and row["Retrain's MIA-Efficacy"] == 5.5 and row["seeds"] == 2
+    assert row["U-LiRA σ"] == "per_side"  # records made before the option say nothing: they were per side
+    mixed = attacked[:3] + [{**attacked[3], "ulira_variance": "tied"}]
+    assert side_by_side(with_gaps(records_frame(mixed))).loc[("digits", "small_cnn", "random:10", "FT"),
+                                                             "U-LiRA σ"] == "per_side + tied"
     figures = attack_figures(df, tmp_path)
     assert {f.kind for f in figures} == {"ulira_examples", "svc_vs_ulira"}
     assert all(p.exists() for f in figures for p in f.paths)

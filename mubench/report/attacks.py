@@ -55,9 +55,19 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     table = rows.groupby(CELL + ["variant"], sort=False)[cols].mean()
     table.insert(1, "Retrain's MIA-Efficacy", [retrain.get(tuple(i[:3]), np.nan) for i in table.index])
     table["seeds"] = rows.groupby(CELL + ["variant"], sort=False).size()
+    if "ulira_auc" in cols:
+        table["U-LiRA σ"] = _sigma_rules(rows).groupby([rows[c] for c in CELL + ["variant"]], sort=False).agg(
+            lambda rules: " + ".join(sorted(set(rules) - {""})))
     table = table.rename(columns=COLUMNS).round(2).reset_index()
     table["method"] = table.pop("variant").map(method_label)
     return table.set_index(CELL + ["method"])
+
+
+def _sigma_rules(rows: pd.DataFrame) -> pd.Series:
+    """Per record, the σ rule its U-LiRA numbers used: `ulira_variance`, absent in records made
+    before the option (those were per side); "" where the row has no U-LiRA numbers."""
+    rule = rows["ulira_variance"] if "ulira_variance" in rows else pd.Series(None, index=rows.index, dtype=object)
+    return rule.fillna("per_side").where(rows["ulira_auc"].notna(), "")
 
 
 def _margins(rows: pd.DataFrame) -> dict[str, np.ndarray]:
