@@ -132,6 +132,19 @@ def test_sweep_points_scale_each_parameter_around_its_default():
     assert len(points) == 2 + sum(len(f) for f in FACTORS.values())
 
 
+def test_sweep_defaults_resolve_in_a_fresh_process():
+    """`mubench analyze` imports no method before the sweep asks for the forget vector's
+    defaults: they must resolve without the registry being filled by someone else."""
+    import subprocess
+    import sys
+
+    code = ("from mubench.analysis.sensitivity import default_params; from mubench.config import ExperimentConfig; "
+            "print(default_params(ExperimentConfig(tuned='none'), 'digits', 'small_cnn', 'random')['beta'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0.2"
+
+
 def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(tmp_path):
     """A tiny real grid: load_cells rebuilds each stored predictor (its TA is the record's), the
     config round-trips through config.json, and a sweep's default point is the grid's own job."""

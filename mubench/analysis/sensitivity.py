@@ -41,14 +41,14 @@ def grid_config(root: str | Path) -> ExperimentConfig:
 def default_params(config: ExperimentConfig, dataset: str, model: str, scenario_kind: str) -> dict:
     """The forget vector's values in a cell of the grid: preset, the tuned settings the grid
     used (mubench/tuned.py), β by scenario kind — the point the sweep is centred on."""
+    from ..methods.forget_vector import ForgetVector  # imported, so registered, in a fresh process too
     from ..planner import resolve_params
     from ..tuned import tuned_for, tuned_layer
-    from ..unlearning import METHODS
 
     tuned = tuned_for(config.tuned, dataset, config.train_subset, model)
     values, _ = tuned_layer(tuned, METHOD, scenario_kind, {})
     params = resolve_params(METHOD, dataset, scenario_kind, {}, values)
-    return dataclasses.asdict(METHODS.get(METHOD).resolved(params, scenario_kind))
+    return dataclasses.asdict(ForgetVector.resolved(params, scenario_kind))
 
 
 SWEPT = (*FACTORS, "select")
