@@ -16,6 +16,7 @@ for seed in $SEEDS; do
     python -m mubench run --datasets digits --scenarios "$sc" --seeds "$seed" --methods "$METHODS" \
       --set evaluation.attacks=svc,refmia,ulira --set evaluation.ulira_shadows="$K" \
       --set evaluation.ulira_variance="${VARIANCE:-tied}" --jobs "${JOBS:-2}" --threads "${THREADS:-0}" --quiet --out "$OUT"
-    echo "cell $sc seed $seed end $(date -u +%T) rc $?"
+    rc=$?  # before the echo: a $(...) in its text would reset $?
+    echo "cell $sc seed $seed end $(date -u +%T) rc $rc"
   done
 done
