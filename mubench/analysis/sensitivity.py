@@ -88,7 +88,7 @@ def analyze_sensitivity(root: str | Path, swept: tuple[str, ...] = SWEPT, scenar
                     continue
                 shown = {"default": "—", "select": value}.get(name, value)
                 rows.append({"dataset": dataset, "scenario": scenario, "param": name, "value": shown,
-                             "default": "last" if name == "select" else defaults.get(name),
+                             "default": {"default": "—", "select": "last"}.get(name, defaults.get(name)),
                              "avg_gap": statistics.fmean(r["avg_gap"] for r in res.records),
                              "rte_s": statistics.fmean(r["rte_s"] for r in res.records),
                              "seeds": len(res.records)})
