@@ -10,30 +10,28 @@ dropped one's numbers differ. Used by benchmarks/fidelity_fv.sh (issue 13's befo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from mubench.report.records import current_ok, load_records  # noqa: E402
+
 METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
 
 
 def method_rows(root: Path, version: str) -> list[dict]:
-    """One row per (scenario, method, seed) of ROOT: its newest ok record."""
-    newest: dict[tuple, dict] = {}
-    for path in sorted((root / "records" / "method").glob("*.json")):
-        r = json.loads(path.read_text())
-        if r.get("status") != "ok":
-            continue
-        cell = (r["scenario"], r["method"], r["seed"])
-        kept = newest.get(cell)
-        if kept is not None and any(round(kept[m], 6) != round(r[m], 6) for m in METRICS):
-            print(f"note: {root} holds {cell} twice with different numbers; the newest counts", file=sys.stderr)
-        if kept is None or r["finished"] > kept["finished"]:
-            newest[cell] = r
-    return [{"version": version, "scenario": s, "method": m, "seed": seed, **{k: r[k] for k in METRICS}}
-            for (s, m, seed), r in newest.items()]
+    """One row per (scenario, method, seed) of ROOT: its newest ok record, as reports pick it
+    (`mubench.report.records.current_ok`)."""
+    df = load_records(root)
+    ok = df[df["status"].eq("ok")]
+    cell = ["scenario", "method", "seed"]
+    distinct = ok[cell + list(METRICS)].round(6).drop_duplicates()
+    for scenario, method, seed in distinct.loc[distinct.duplicated(cell), cell].itertuples(index=False):
+        print(f"note: {root} holds {(scenario, method, int(seed))} twice with different numbers; the newest counts", file=sys.stderr)
+    return current_ok(df)[cell + list(METRICS)].assign(version=version).to_dict("records")
 
 
 def table(frame: pd.DataFrame, methods: list[str] | None) -> str:
