@@ -83,6 +83,9 @@ class ExecutionConfig:
 
 ATTACKS = ("svc", "refmia", "ulira")  # [evaluation] attacks (docs/metrics.md); the SVC always runs
 ULIRA_VARIANCES = ("tied", "per_side")  # lira_stats.fit_gaussians: one tied σ, or one per side (MIA.md's text)
+# The σ rule of U-LiRA runs made before the option existed: Evaluate keys leave it out (their
+# records stay valid) and a record without `ulira_variance` used it.
+UNKEYED_ULIRA_VARIANCE = "per_side"
 
 
 @dataclass(frozen=True)

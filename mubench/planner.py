@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import ExperimentConfig, method_overrides
+from .config import UNKEYED_ULIRA_VARIANCE, ExperimentConfig, method_overrides
 from .data import LoadOptions
 from .errors import ConfigError
 from .jobs import Job, Original, Resource, Split
@@ -233,10 +233,10 @@ def evaluation_settings(config: ExperimentConfig, dataset: str) -> dict:
     for attack, setting in (("ulira", "ulira_shadows"), ("ulira", "ulira_variance"), ("refmia", "reference_models")):
         if attack not in attacks:
             del settings[setting]
-    if settings.get("ulira_variance") == "per_side":
-        # The rule of runs made before the option existed, keyed without the field: their
-        # records stay valid as per-side ones, and a run with any other rule (the default tied
-        # one included) gets its own key, so an old per-side record is never read as tied.
+    if settings.get("ulira_variance") == UNKEYED_ULIRA_VARIANCE:
+        # Keyed like runs made before the option: their records stay valid as per-side ones,
+        # and any other rule (the default tied one included) gets its own key, so an old
+        # per-side record is never read as tied.
         del settings["ulira_variance"]
     if attacks == ("svc",):
         del settings["attacks"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lira_stats as ls
+from .config import UNKEYED_ULIRA_VARIANCE
 from .jobs import Original, RunContext, Split
 from .store import Store, stable_hash
 
@@ -127,7 +128,7 @@ def attack_fields(job, ctx: RunContext, data, split, outputs, reference_outputs)
     neg = ls.phi(reference_outputs.forget.logits, reference_outputs.forget.labels)
     phis = np.stack([forget_phi(ctx, u, data, split) for u in job.shadows])
     mask = np.stack([u.split.membership(n) for u in job.shadows])
-    variance = job.settings.get("ulira_variance", "per_side")  # absent: per side (planner.evaluation_settings)
+    variance = job.settings.get("ulira_variance", UNKEYED_ULIRA_VARIANCE)  # planner.evaluation_settings
     g = ls.fit_gaussians(phis, mask, variance)
     fields = ls.summary(ls.lira_scores(g, pos), ls.lira_scores(g, neg), seed=job.seed)
     train_s, unlearn_s = shadow_seconds(ctx.store, job.shadows)

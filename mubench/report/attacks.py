@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import UNKEYED_ULIRA_VARIANCE
 from .records import CELL, current_ok, method_label
 
 COLUMNS = {  # record field → side-by-side header (ideal values in the header)
@@ -67,7 +68,7 @@ def _sigma_rules(rows: pd.DataFrame) -> pd.Series:
     """Per record, the σ rule its U-LiRA numbers used: `ulira_variance`, absent in records made
     before the option (those were per side); "" where the row has no U-LiRA numbers."""
     rule = rows["ulira_variance"] if "ulira_variance" in rows else pd.Series(None, index=rows.index, dtype=object)
-    return rule.fillna("per_side").where(rows["ulira_auc"].notna(), "")
+    return rule.fillna(UNKEYED_ULIRA_VARIANCE).where(rows["ulira_auc"].notna(), "")
 
 
 def _margins(rows: pd.DataFrame) -> dict[str, np.ndarray]:
