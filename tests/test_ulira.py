@@ -176,7 +176,10 @@ def _phi(model, data, split) -> np.ndarray:
     return ls.phi(out.forget.logits, out.forget.labels)
 
 
-def _calibrated(audited, scenario, variance=EvaluationConfig().ulira_variance):
+DEFAULT_VARIANCE = EvaluationConfig().ulira_variance  # the sanity checks read the default rule
+
+
+def _calibrated(audited, scenario, variance=DEFAULT_VARIANCE):
     """Gaussians fit on the shadow originals themselves (IN: trained on x; OUT: never), and φ on
     D_f of the cell's Retrain, of another seed's Retrain (reference model 0, trained on D_r)
     and of the untouched original."""

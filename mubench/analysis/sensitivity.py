@@ -41,7 +41,8 @@ def grid_config(root: str | Path) -> ExperimentConfig:
 def default_params(config: ExperimentConfig, dataset: str, model: str, scenario_kind: str) -> dict:
     """The forget vector's values in a cell of the grid: preset, the tuned settings the grid
     used (mubench/tuned.py), β by scenario kind — the point the sweep is centred on."""
-    from ..methods.forget_vector import ForgetVector  # imported, so registered, in a fresh process too
+    # Imported here, so registered, in a fresh `mubench analyze` process too.
+    from ..methods.forget_vector import ForgetVector
     from ..planner import resolve_params
     from ..tuned import tuned_for, tuned_layer
 
