@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from _common import interleaved, parser, record, setup, table
 
+from mubench.attacks.svc import MIAConfig, attack_indices, mia_efficacy
 from mubench.data import LoadOptions, eval_view
 from mubench.evaluation import PartOutputs, _part_data, evaluate, forward_split
 from mubench.metrics import accuracy, unlearning_accuracy
-from mubench.mia import MIAConfig, attack_indices, mia_efficacy
 from mubench.pipeline import cached_dataset, fresh_model, get_split
 from mubench.predictor import Predictor
 from mubench.training import eval_batch_size

@@ -27,9 +27,9 @@ def main() -> None:
     args = p.parse_args()
     device = setup(args)
     from mubench.methods.fv_bank import MAX_STACK_VALUES, learn_vectors
-    from mubench.plugins import load_methods
+    from mubench.plugins import load_plugins
 
-    load_methods(())
+    load_plugins(())
     data = cached_dataset(args.dataset)
     original = get_original(None, data, "small_cnn", preset_for(args.dataset).recipe, 0, device, progress=False)
     params = fv_params(args.dataset, "class")

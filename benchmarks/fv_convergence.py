@@ -80,9 +80,9 @@ def main() -> None:
     args = p.parse_args()
     args.tols = [float(t) for t in args.tols.split(",") if t]
     device = setup(args)
-    from mubench.plugins import load_methods
+    from mubench.plugins import load_plugins
 
-    load_methods(())
+    load_plugins(())
     data = cached_dataset(args.dataset)
     original = get_original(None, data, "small_cnn", preset_for(args.dataset).recipe, 0, device, progress=False)
     conv = convergence(args, device, data, original)

@@ -14,8 +14,8 @@ for seed in $SEEDS; do
   for sc in random:10 class:0; do
     echo "cell $sc seed $seed start $(date -u +%T)"
     python -m mubench run --datasets digits --scenarios "$sc" --seeds "$seed" --methods "$METHODS" \
-      --set evaluation.attacks=svc,refmia,ulira --set evaluation.ulira_shadows="$K" \
-      --set evaluation.ulira_variance="${VARIANCE:-tied}" --jobs "${JOBS:-2}" --threads "${THREADS:-0}" --quiet --out "$OUT"
+      --set evaluation.attacks=svc,refmia,ulira --set evaluation.attacks.ulira.shadows="$K" \
+      --set evaluation.attacks.ulira.variance="${VARIANCE:-tied}" --jobs "${JOBS:-2}" --threads "${THREADS:-0}" --quiet --out "$OUT"
     rc=$?  # before the echo: a $(...) in its text would reset $?
     echo "cell $sc seed $seed end $(date -u +%T) rc $rc"
   done

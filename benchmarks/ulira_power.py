@@ -23,14 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from mubench import lira_stats as ls  # noqa: E402
+from mubench.attacks import lira_stats as ls  # noqa: E402
 from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig  # noqa: E402
 from mubench.jobs import RunContext  # noqa: E402
 from mubench.outputs import forward_split  # noqa: E402
 from mubench.predictor import Predictor  # noqa: E402
 from mubench.runner import build_plan, execute  # noqa: E402
 from mubench.store import Store  # noqa: E402
-from mubench.ulira import forget_phi  # noqa: E402
 
 
 def phi_of(model, data, split) -> np.ndarray:
@@ -65,7 +64,7 @@ def main() -> None:
             datasets=("digits",), scenarios=("class:0", "random:10"), seeds=(seed,),
             methods=("retrain", "forget_vector"), method_params={"forget_vector": {"epochs": 1}},
             train_subset=args.train_subset, out=args.out, precision="fp32", recipe={"epochs": args.epochs},
-            evaluation=EvaluationConfig(attacks=("svc", "refmia", "ulira"), ulira_shadows=args.shadows),
+            evaluation=EvaluationConfig(attacks={"refmia": {}, "ulira": {"shadows": args.shadows}}),
             execution=ExecutionConfig(backend="sequential", threads_per_worker=1))
         store = Store(args.out)
         plan = build_plan(config, store)
@@ -76,12 +75,13 @@ def main() -> None:
         for scenario in config.scenarios:
             ev = next(e for e in plan.evaluations() if e.method == "forget_vector" and e.scenario == scenario)
             data, split = ev.unlearn.original.ref.load(), ev.unlearn.split.load(store)
-            phis = np.stack([phi_of(u.original.load(ctx).model, data, split) for u in ev.shadows])
-            mask = np.stack([u.split.membership(len(split.forget)) for u in ev.shadows])
+            shadows = ev.models_of("ulira")
+            phis = np.stack([phi_of(u.original.load(ctx).model, data, split) for u in shadows])
+            mask = np.stack([u.split.membership(len(split.forget)) for u in shadows])
             per_side = ls.fit_gaussians(phis, mask, "per_side")
-            retrain = forget_phi(ctx, ev.reference.unlearn, data, split)
+            retrain = phi_of(ev.reference.unlearn.predictor(ctx).model, data, split)
             member = phi_of(ev.unlearn.original.load(ctx).model, data, split)
-            null = phi_of(ev.references[0].load(ctx).model, data, split)
+            null = phi_of(ev.models_of("refmia")[0].load(ctx).model, data, split)
             for variance in ("per_side", "tied"):
                 g = ls.fit_gaussians(phis, mask, variance)
                 print(f"| {seed} | {scenario} | {variance} | {per_side.sd_in:.2f} / {per_side.sd_out:.2f} | "

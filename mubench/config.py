@@ -35,9 +35,12 @@
     controls = true                   # bypass / random-δ / KL extras
     mia_legacy_first_n = false
     attacks = ["svc", "refmia"]       # default: the dataset preset's (digits: svc + refmia, else svc);
-                                      # "refmia": reference models, "ulira": shadow models (docs/metrics.md)
-    ulira_shadows = 16                # K, even; shadows per cell (U-LiRA only)
-    reference_models = 4              # K' models trained on D_r (reference screen only)
+                                      # or one table per attack (mubench/attacks/, docs/metrics.md):
+    # [evaluation.attacks.refmia]     # the reference-model screen
+    # models = 4                      # K' models trained on D_r
+    # [evaluation.attacks.ulira]      # U-LiRA
+    # shadows = 16                    # K, even; shadows per cell
+    # variance = "tied"               # tied | per_side
 
     [execution]
     backend   = "loky"                # loky | dask | sequential
@@ -81,11 +84,23 @@ class ExecutionConfig:
     slurm: dict = field(default_factory=dict)  # dask_jobqueue.SLURMCluster keyword arguments
 
 
-ATTACKS = ("svc", "refmia", "ulira")  # [evaluation] attacks (docs/metrics.md); the SVC always runs
-ULIRA_VARIANCES = ("tied", "per_side")  # lira_stats.fit_gaussians: one tied σ, or one per side (MIA.md's text)
-# The σ rule of U-LiRA runs made before the option existed: Evaluate keys leave it out (their
-# records stay valid) and a record without `ulira_variance` used it.
-UNKEYED_ULIRA_VARIANCE = "per_side"
+# Flat [evaluation] fields of attack settings that became attack tables (mubench/attacks/).
+MOVED_EVALUATION_FIELDS = {"ulira_shadows": "attacks.ulira.shadows", "ulira_variance": "attacks.ulira.variance",
+                           "reference_models": "attacks.refmia.models"}
+
+
+def attack_tables(value, where: str = "[evaluation] attacks") -> dict[str, dict]:
+    """`["svc", "ulira"]`, `"svc,ulira"` or `{"ulira": {"shadows": 16}}` → {name: its table}.
+    Names and values are checked once plugins are loaded (`attacks.configure`)."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected attack names; got {value!r}")
+        return {v: {} for v in value}
+    if isinstance(value, dict) and all(isinstance(t, dict) for t in value.values()):
+        return {name: dict(table) for name, table in value.items()}
+    raise ConfigError(f"{where}: expected a list of attack names or [evaluation.attacks.NAME] tables; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -93,38 +108,23 @@ class EvaluationConfig:
     controls: bool = True  # bypass / random-δ noise / KL-to-Retrain extras
     extra_mia: bool = False  # entropy / m-entropy / correctness MIA variants
     mia_legacy_first_n: bool = False  # OPTML's first-n shadow sets instead of seeded random ones
-    # "svc" (SPEC §5, always run), "refmia" (reference-model screen), "ulira" (shadow models);
-    # None: the dataset preset's (presets.Preset.attacks: the screen is on for digits)
-    attacks: tuple[str, ...] | None = None
-    ulira_shadows: int = 16  # K shadows per cell (even); only read when "ulira" is in attacks
-    # U-LiRA's pooled σ: "tied" over both sides, or "per_side" as MIA.md writes it; tied is the
-    # default because per side misreads a class-wise null (docs/metrics.md, "Which σ")
-    ulira_variance: str = "tied"
-    reference_models: int = 4  # K' reference models per retain set; only read when "refmia" is in attacks
+    # The attacks that run, each with its instance table ([evaluation.attacks.ulira] shadows = 16;
+    # `attacks = ["svc", "refmia"]` for default tables). The SVC (SPEC §5) always runs.
+    attacks: dict = field(default_factory=dict)
+    # Also run the dataset preset's attacks (presets.Preset.attacks: the screen on digits);
+    # None: yes unless `attacks` lists some
+    preset_attacks: bool | None = None
 
     def __post_init__(self):
-        if self.attacks is not None:
-            attacks = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
-            object.__setattr__(self, "attacks", attacks)
-            bad = [a for a in attacks if a not in ATTACKS]
-            if bad:
-                raise ConfigError(f"[evaluation] attacks: unknown attack {bad[0]!r}; valid: {', '.join(ATTACKS)}")
-        k = self.ulira_shadows
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
-            raise ConfigError(f"[evaluation] ulira_shadows must be an even integer >= 2 (8+ for real use); got {k!r}")
-        if self.ulira_variance not in ULIRA_VARIANCES:
-            raise ConfigError(f"[evaluation] ulira_variance: {self.ulira_variance!r} is not one of "
-                              f"{', '.join(ULIRA_VARIANCES)}")
-        r = self.reference_models
-        if isinstance(r, bool) or not isinstance(r, int) or r < 2:
-            raise ConfigError(f"[evaluation] reference_models must be an integer >= 2; got {r!r}")
+        object.__setattr__(self, "attacks", attack_tables(self.attacks))
 
-    def attacks_for(self, dataset: str) -> tuple[str, ...]:
-        """The attacks run on `dataset`: the configured ones, else its preset's; SVC first."""
+    def attack_tables(self, dataset: str) -> dict[str, dict]:
+        """{name: table} of the attacks run on `dataset`: the preset's (when on), then the listed ones."""
         from .presets import preset_for
 
-        chosen = self.attacks if self.attacks is not None else preset_for(dataset).attacks
-        return ("svc", *[a for a in ATTACKS[1:] if a in chosen])
+        on = self.preset_attacks if self.preset_attacks is not None else not self.attacks
+        preset = {name: {} for name in preset_for(dataset).attacks} if on else {}
+        return {**preset, **self.attacks}
 
 
 TUNING_SEEDS = (100, 101, 102)  # disjoint from the reporting seeds 0, 1, 2 (docs/tuning.md)
@@ -217,28 +217,35 @@ def with_set_options(config: ExperimentConfig, sets: dict[str, dict]) -> Experim
 
 
 def with_evaluation_sets(evaluation: EvaluationConfig, values: dict[str, str]) -> EvaluationConfig:
-    """`--set evaluation.attacks=svc,ulira`, `--set evaluation.ulira_shadows=8`: strings to the
-    field's type (a tuple is comma-separated, a bool true/false, a string as given, an int digits)."""
-    fields = {f.name: f for f in dataclasses.fields(EvaluationConfig)}
-    out = {}
+    """`--set evaluation.controls=false`: strings to the field's type (a bool true/false).
+    `--set evaluation.attacks=svc,ulira` names the attacks that run (instead of the preset's);
+    `--set evaluation.attacks.ulira.shadows=8` sets one field of an attack's table and turns it on.
+    Attack values stay strings: the attack's Params convert them."""
+    fields = {f.name for f in dataclasses.fields(EvaluationConfig)}
+    out: dict = {}
+    attacks = {name: dict(table) for name, table in evaluation.attacks.items()}
     for name, text in values.items():
-        if name not in fields:
-            raise ConfigError(f"--set evaluation.{name}: unknown field; valid: {', '.join(fields)}")
-        default = fields[name].default
-        if name == "attacks":
-            out[name] = tuple(v.strip() for v in text.split(",") if v.strip())
-        elif isinstance(default, bool):
-            if text.lower() not in ("true", "false"):
-                raise ConfigError(f"--set evaluation.{name}: expected true or false; got {text!r}")
-            out[name] = text.lower() == "true"
-        elif isinstance(default, str):
-            out[name] = text
+        if name.startswith("attacks."):
+            attack, _, setting = name[len("attacks."):].partition(".")
+            if not attack or not setting:
+                raise ConfigError(f"--set evaluation.{name}: expected evaluation.attacks.NAME.FIELD=VALUE")
+            attacks.setdefault(attack, {})[setting] = text
+            if evaluation.preset_attacks is None and not evaluation.attacks:  # the preset's stay on beside it
+                out.setdefault("preset_attacks", True)
+        elif name == "attacks":
+            attacks = {a: attacks.get(a, {}) for a in attack_tables(text, "--set evaluation.attacks")}
+            out["preset_attacks"] = False
+        elif name in MOVED_EVALUATION_FIELDS:
+            raise ConfigError(f"--set evaluation.{name}: this setting moved to its attack's table; "
+                              f"use --set evaluation.{MOVED_EVALUATION_FIELDS[name]}={text}")
+        elif name not in fields:
+            raise ConfigError(f"--set evaluation.{name}: unknown field; valid: {', '.join(sorted(fields))}, "
+                              "attacks.NAME.FIELD")
+        elif text.lower() not in ("true", "false"):  # every other field is a switch
+            raise ConfigError(f"--set evaluation.{name}: expected true or false; got {text!r}")
         else:
-            try:
-                out[name] = int(text)
-            except ValueError:
-                raise ConfigError(f"--set evaluation.{name}: expected an integer; got {text!r}") from None
-    return dataclasses.replace(evaluation, **out)
+            out[name] = text.lower() == "true"
+    return dataclasses.replace(evaluation, attacks=attacks, **out)
 
 
 def parse_set_options(items: list[str], source: str = "--set") -> dict[str, dict[str, str]]:

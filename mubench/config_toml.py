@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
+    MOVED_EVALUATION_FIELDS,
     TUNING_SEEDS,
     EvaluationConfig,
     ExecutionConfig,
     ExperimentConfig,
     TuneConfig,
+    attack_tables,
     split_scenarios,
 )
 from .errors import ConfigError
@@ -74,6 +76,23 @@ def _sub_config(cls, table: dict, source: str, section: str):
     return cls(**values)
 
 
+def _evaluation_table(table: dict, source: str) -> EvaluationConfig:
+    """[evaluation]: listing attacks (`attacks = [...]` or [evaluation.attacks.NAME] tables) replaces
+    the dataset preset's (`EvaluationConfig.attack_tables`) unless `preset_attacks = true` keeps them."""
+    moved = sorted(set(table) & set(MOVED_EVALUATION_FIELDS))
+    if table.get("preset_attacks") is not None and not isinstance(table["preset_attacks"], bool):
+        raise ConfigError(f"{source} [evaluation]: 'preset_attacks' must be true or false; got {table['preset_attacks']!r}")
+    if moved:
+        name = moved[0]
+        attack, _, setting = MOVED_EVALUATION_FIELDS[name][len("attacks."):].partition(".")
+        raise ConfigError(f"{source} [evaluation]: {name!r} moved to its attack's table; write "
+                          f"[evaluation.attacks.{attack}] {setting} = {_toml_value(table[name])}")
+    table = dict(table)
+    if "attacks" in table:
+        table["attacks"] = attack_tables(table["attacks"], f"{source} [evaluation] attacks")
+    return _sub_config(EvaluationConfig, table, source, "evaluation")
+
+
 def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
     if "tuned" in doc:
         raise ConfigError(f"{source}: the [tuned] table is gone; tuned settings are files written by "
@@ -119,7 +138,7 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
         scenario_params=scenario_params,
         bank=dict(bank),
         tune=_tune_table(doc.get("tune", {}), source),
-        evaluation=_sub_config(EvaluationConfig, doc.get("evaluation", {}), source, "evaluation"),
+        evaluation=_evaluation_table(doc.get("evaluation", {}), source),
         execution=_sub_config(ExecutionConfig, doc.get("execution", {}), source, "execution"),
         source=source,
     )

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .attacks.svc import MIAConfig
 from .data import ImageData
 from .metrics import (
     MIA_EXTRAS,
@@ -26,7 +27,6 @@ from .metrics import (
     metric_value,
     select_metrics,
 )
-from .mia import MIAConfig
 from .outputs import (
     PARTS,
     PartOutputs,

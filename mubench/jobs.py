@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
+from .predictor import Predictor
 from .store import Store, stable_hash
 
 
@@ -152,6 +153,10 @@ class Original(Job):
         data = self.ref.load()
         idx = torch.from_numpy(np.sort(np.asarray(indices, dtype=np.int64)))
         return self._fit(ctx, dataclasses.replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx]))
+
+    def predictor(self, ctx: RunContext):
+        """The trained model as a Predictor (what an attack audits)."""
+        return Predictor(self.load(ctx).model)
 
     def run(self, ctx: RunContext) -> dict:
         return {**self.load(ctx).info, "status": "ok", "kind": "original"}

@@ -6,6 +6,7 @@ Evaluate record as its reference. See jobs.py for keys and the store layout.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass, field
@@ -15,8 +16,18 @@ import numpy as np
 import torch
 
 from . import __version__
+from .attacks.base import AttackInput, AttackRun
+from .attacks.svc import MIAConfig
+from .errors import MubenchError
+from .evaluation import cached_outputs, evaluate
 from .jobs import Job, Original, Resource, RunContext, Split, iso
-from .store import Store
+from .outputs import SplitOutputs, load_outputs
+from .params import apply_overrides, non_default
+from .pipeline import build_task, recipe_from_dict
+from .predictor import Predictor, predictor_from_state, predictor_state
+from .store import Store, stable_hash
+from .training import exact_fp32, synchronize
+from .unlearning import METHODS
 
 OUTPUTS_VERSION = "1"  # bump when the forward pass of evaluation changes (batching, view)
 FIGURE_EXAMPLES = 6  # forget/retain images shown before/after δ in a forget vector's figure
@@ -53,12 +64,6 @@ class Unlearn(Job):
         return store.has_artifact("predictor", self.key)
 
     def run(self, ctx: RunContext) -> dict:
-        from .params import apply_overrides, non_default
-        from .pipeline import build_task, recipe_from_dict
-        from .predictor import predictor_state
-        from .training import synchronize
-        from .unlearning import METHODS
-
         started = time.time()
         cls = METHODS.get(self.method)
         data = self.original.ref.load()
@@ -93,10 +98,11 @@ class Unlearn(Job):
         ctx.store.write_record("unlearn", self.key, record)
         return record
 
-    def load_predictor(self, store: Store, original_model):
-        from .errors import MubenchError
-        from .predictor import predictor_from_state
+    def predictor(self, ctx: RunContext) -> Predictor:
+        """The stored predictor on its own original (what an attack audits on a shadow)."""
+        return self.load_predictor(ctx.store, self.original.load(ctx).model)[0]
 
+    def load_predictor(self, store: Store, original_model):
         state = store.load_artifact("predictor", self.key)
         record = store.read_record("unlearn", self.key)
         if state is None or record is None:
@@ -107,30 +113,37 @@ class Unlearn(Job):
 
 @dataclass(frozen=True)
 class Evaluate(Job):
-    """The metrics of one stored predictor on its cell, against Retrain's record (`reference`)."""
+    """The metrics of one stored predictor on its cell, against Retrain's record (`reference`),
+    and the attacks' fields (`attacks`: each configured attack with the models it reads)."""
 
     kind: ClassVar[str] = "method"  # the record kind reports have always read
     unlearn: Unlearn
     reference: Evaluate | None  # Retrain's Evaluate of the same cell (None: this is Retrain's)
-    settings: dict  # config.EvaluationConfig fields
+    settings: dict  # [evaluation] fields, the metric names and the attacks' key fields (planner.evaluation_settings)
     tuned: dict = field(default_factory=dict)  # tuned.TunedSettings.stamp() when the params come from a search
-    shadows: tuple[Unlearn, ...] = ()  # U-LiRA: this method's runs on the cell's shadows (ulira.py)
-    references: tuple[Job, ...] = ()  # reference-model screen: reference_mia.ReferenceOriginal models (never saw D_f)
-    IGNORE: ClassVar[tuple[str, ...]] = ("tuned",)
+    attacks: tuple[AttackRun, ...] = ()  # the attacks that score this row (none for Retrain's own)
+    IGNORE: ClassVar[tuple[str, ...]] = ("tuned", "attacks")
 
     def key_fields(self) -> dict:
         fields = super().key_fields()
-        for name in ("shadows", "references"):  # absent, not empty: keys of runs without the attack stay
-            if not getattr(self, name):
-                fields.pop(name)
+        for run in self.attacks:  # each attack's models under its field; absent when it has none
+            if run.models:
+                fields[run.deps_field] = [m.key for m in run.models]
         if self.tuned:  # a tuned row is its own record (reports mark it), the predictor is shared
             fields["tuned"] = self.tuned
         return fields
 
+    def deps(self) -> tuple[Job, ...]:
+        return (*super().deps(), *self.optional())
+
     def optional(self) -> tuple[Job, ...]:
-        """The attacks' models: a failed shadow or reference run costs the row its attack
-        fields (`ulira_error` / `refmia_error` say why), never its UA, RA, TA or SVC MIA."""
-        return (*self.shadows, *self.references)
+        """The attacks' models: a failed one costs the row that attack's fields (`<name>_error`
+        says why), never its UA, RA, TA or SVC MIA."""
+        return tuple(m for run in self.attacks for m in run.models)
+
+    def models_of(self, attack: str) -> tuple[Job, ...]:
+        """The models `attack` reads for this row (none when it is off)."""
+        return next((run.models for run in self.attacks if run.name == attack), ())
 
     @property
     def method(self) -> str:
@@ -171,7 +184,7 @@ class Evaluate(Job):
         """An ok record, and one that did not miss an attack (a rerun retries its models)."""
         record = store.read_record(self.kind, self.key)
         return (record is not None and record.get("status", "ok") == "ok"
-                and not any(record.get(f"{attack}_error") for attack in ("ulira", "refmia")))
+                and not any(record.get(f"{run.name}_error") for run in self.attacks))
 
     def identity(self) -> dict:
         """The fields every record of this job carries, ok or failed."""
@@ -182,59 +195,31 @@ class Evaluate(Job):
                 "params": u.params, "display_name": display_name(self.method, u.user_params)}
 
     def run(self, ctx: RunContext) -> dict:
-        from .evaluation import cached_outputs, evaluate, load_outputs
-        from .mia import MIAConfig
-        from .training import exact_fp32
-
         started = time.time()
-        store = ctx.store
-        data = self.unlearn.original.ref.load()
+        store, data = ctx.store, self.unlearn.original.ref.load()
         original = self.unlearn.original.load(ctx)
         split = self.unlearn.split.load(store)
         predictor, unlearned = self.unlearn.load_predictor(store, original.model)
+        reference, ref_outputs = self._reference(store)
         controls = self.settings.get("controls", True)
-        reference = ref_outputs = None
-        if self.reference is not None:
-            reference = store.read_record("method", self.reference.key)
-            if reference is not None and reference.get("status") != "ok":
-                reference = None
-            if reference is not None and (controls or self.shadows or self.references):
-                state = store.load_artifact("outputs", outputs_key(self.reference.unlearn))
-                ref_outputs = load_outputs(state) if state is not None else None
         mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
         with exact_fp32(ctx.device):  # on CUDA: no TF32, deterministic kernels (SPEC §5)
             outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device)
             metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
                                reference=reference, reference_outputs=ref_outputs if controls else None, mia=mia,
-                               controls=controls,                               seed=self.seed, extra_mia=self.settings.get("extra_mia", False), outputs=outputs)
-            if (self.shadows or self.references) and reference is not None:
+                               controls=controls, seed=self.seed, extra_mia=self.settings.get("extra_mia", False),
+                               outputs=outputs)
+            if self.attacks and reference is not None:
                 if ref_outputs is None:
-                    from .errors import MubenchError
-
                     raise MubenchError(f"the attacks need Retrain's stored outputs of {self.label}; run its Retrain again")
-                missed = {**_missing(store, self.shadows, "ulira"), **_missing(store, self.references, "refmia")}
-                metrics.update(missed)
-                if self.shadows and "ulira_error" not in missed:
-                    from .ulira import attack_fields
-
-                    metrics.update(attack_fields(self, ctx, data, split, outputs, ref_outputs))
-                if self.references and "refmia_error" not in missed:
-                    from .reference_mia import reference_fields
-
-                    metrics.update(reference_fields(self.references, ctx, data, split, outputs, ref_outputs,
-                                                    seed=self.seed))
-        rte = unlearned["rte_s"]
-        if self.reference is None:
-            metrics["avg_gap"] = 0.0
-        metrics["rte_s"] = rte
-        metrics["rte_rel"] = (1.0 if self.reference is None else
-                              rte / reference["rte_s"] if reference and reference.get("rte_s") else None)
-        keep = ("method_version", "precision", "device", "n_jobs", "torch_threads", "info", "non_default_params", "delta_figure")
-        record = {**self.identity(), **metrics, **{k: unlearned[k] for k in keep if k in unlearned},
-                  **{k: v for k, v in unlearned.items() if k.endswith("_s") and k not in ("rte_s", "wall_s")},
-                  "dataset": data.name,  # carries a [n] suffix when a training subset is used
-                  "n_forget": len(split.forget), "n_retain": len(split.retain), "n_test": len(split.test) + len(split.test_forgotten),
-                  "status": "ok", "tuned": bool(self.tuned), "tuned_from": self.tuned or None, "split_hash": split.hash, "split_form": split.form,
+                inp = AttackInput(ctx, data, split, self.seed, outputs, ref_outputs, ())
+                for run in self.attacks:
+                    metrics.update(_missing(store, run) or run.attack().score(dataclasses.replace(inp, models=run.models)))
+        metrics.update(_runtime(unlearned["rte_s"], reference, own=self.reference is None))
+        record = {**self.identity(), **metrics, **_provenance(unlearned), "dataset": data.name,  # [n]: a training subset
+                  "n_forget": len(split.forget), "n_retain": len(split.retain),
+                  "n_test": len(split.test) + len(split.test_forgotten), "status": "ok", "tuned": bool(self.tuned),
+                  "tuned_from": self.tuned or None, "split_hash": split.hash, "split_form": split.form,
                   "unlearn_key": self.unlearn.key, "original_key": original.key, "retrain_key": self.retrain_key,
                   "original_train_acc": original.info.get("train_acc"),
                   "original_test_acc": original.info.get("test_acc"), "versions": versions(),
@@ -243,21 +228,49 @@ class Evaluate(Job):
         store.write_record("method", self.key, record)
         return record
 
+    def _reference(self, store: Store) -> tuple[dict | None, SplitOutputs | None]:
+        """Retrain's ok record of the cell and, where controls or attacks read them, its outputs."""
+        if self.reference is None:
+            return None, None
+        reference = store.read_record("method", self.reference.key)
+        if reference is None or reference.get("status") != "ok":
+            return None, None
+        if not (self.settings.get("controls", True) or self.attacks):
+            return reference, None
+        state = store.load_artifact("outputs", outputs_key(self.reference.unlearn))
+        return reference, (load_outputs(state) if state is not None else None)
 
-def _missing(store: Store, jobs: tuple[Job, ...], attack: str) -> dict:
-    """`{ATTACK_error: why}` when some of an attack's models did not finish (failed upstream)."""
-    missing = [j for j in jobs if not j.done(store)]
+
+# What an Evaluate record copies from its Unlearn record (besides the *_s timings).
+UNLEARN_FIELDS = ("method_version", "precision", "device", "n_jobs", "torch_threads", "info", "non_default_params",
+                  "delta_figure")
+
+
+def _provenance(unlearned: dict) -> dict:
+    return {**{k: unlearned[k] for k in UNLEARN_FIELDS if k in unlearned},
+            **{k: v for k, v in unlearned.items() if k.endswith("_s") and k not in ("rte_s", "wall_s")}}
+
+
+def _runtime(rte: float, reference: dict | None, own: bool) -> dict:
+    """RTE and RTE relative to Retrain's (Retrain's own row: gap 0, RTE ratio 1)."""
+    out = {"avg_gap": 0.0} if own else {}
+    rel = 1.0 if own else rte / reference["rte_s"] if reference and reference.get("rte_s") else None
+    return {**out, "rte_s": rte, "rte_rel": rel}
+
+
+def _missing(store: Store, run: AttackRun) -> dict:
+    """`{NAME_error: why}` when some of an attack's models did not finish (failed upstream)."""
+    missing = [j for j in run.models if not j.done(store)]
     if not missing:
         return {}
     record = store.read_record(missing[0].kind, missing[0].key) or {}
     why = record.get("error") or "not in the store"
-    return {f"{attack}_error": f"{len(missing)} of {len(jobs)} models missing ({missing[0].label}: {why}); not computed"}
+    return {f"{run.name}_error": f"{len(missing)} of {len(run.models)} models missing ({missing[0].label}: {why}); "
+                                 "not computed"}
 
 
 def outputs_key(unlearn: Unlearn) -> str:
     """Key of a predictor's cached logits per part: its Unlearn key and the forward's version."""
-    from .store import stable_hash
-
     return stable_hash({"outputs": unlearn.key, "v": OUTPUTS_VERSION})
 
 

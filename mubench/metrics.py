@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .attacks.svc import MIAConfig, MIAResult, mia_efficacy
 from .errors import ConfigError
-from .mia import MIAConfig, MIAResult, mia_efficacy
 from .registry import Registry
 
 if TYPE_CHECKING:

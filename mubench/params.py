@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,22 @@ class Options:
         return "one of " + ", ".join(repr(c) for c in self.choices)
 
 
+@dataclass(frozen=True)
+class Check:
+    """A constraint no interval states (an even count): a predicate and the words for it."""
+
+    accepts: Callable[[Any], bool]
+    text: str  # what is accepted, completing "must be an integer ..."
+
+    def __contains__(self, v) -> bool:
+        return bool(self.accepts(v))
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def param(default, check=None, help: str = ""):  # noqa: A002 - mirrors argparse's name
-    """A dataclass field with a default, a constraint (Interval/Options/None) and a help line."""
+    """A dataclass field with a default, a constraint (Interval/Options/Check/None) and a help line."""
     return field(default=default, metadata={"check": check, "help": help})
 
 

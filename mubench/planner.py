@@ -14,7 +14,8 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import UNKEYED_ULIRA_VARIANCE, ExperimentConfig, method_overrides
+from .attacks import Attack, CellJobs, configure
+from .config import ExperimentConfig, method_overrides
 from .data import LoadOptions
 from .errors import ConfigError
 from .jobs import Job, Original, Resource, Split
@@ -26,10 +27,9 @@ from .scenarios import parse_scenario
 from .store import Store
 from .training import OptimSpec, Recipe, resolve_device, resolve_precision
 from .tuned import TunedSettings, tuned_for, tuned_layer
-from .reference_mia import ReferenceOriginal
-from .ulira import ShadowOriginal, ShadowSplit
 
-JOB_TYPES = (Original, ShadowOriginal, ReferenceOriginal, Split, ShadowSplit, Resource, Unlearn, Evaluate)  # the order --dry-run lists them in
+# The order --dry-run lists job types in; an attack's own job types follow the core type they extend.
+JOB_TYPES = (Original, Split, Resource, Unlearn, Evaluate)
 
 
 @dataclass
@@ -124,68 +124,44 @@ def _resource_jobs(config: ExperimentConfig, methods: list[str], original: Origi
 
 
 def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original, split: Split, kind: str,
-               resources: dict[str, Resource], precision: str, evaluation: dict,
+               resources: dict[str, Resource], precision: str, evaluation: dict, attacks: list[Attack],
                tuned: TunedSettings | None, device=None) -> list[Job]:
+    """Retrain's Unlearn and Evaluate, then per other method its Unlearn and an Evaluate that
+    carries each attack with the models it asked for (their dependencies are planned with them)."""
     from .unlearning import METHODS
 
     def unlearn(method: str, user: dict, method_precision: str, tuned_values: dict | None = None,
-                on: Original = original, cut: Split = split, res: dict[str, Resource] = resources) -> Unlearn:
+                on: Original = original, cut: Split = split) -> Unlearn:
         cls = METHODS.get(method)
         params = resolve_params(method, original.dataset, kind, user, tuned_values)
+        res = resources if on is original else _resource_jobs(config, methods, on, device, precision)
         return Unlearn(method=method, method_version=cls.version, params=dataclasses.asdict(params),
                        precision=method_precision, original=on, split=cut,
                        resources=tuple(res[r] for r in getattr(cls, "requires", ())), user_params=user)
 
-    shadow_cell = _shadow_cell(config, methods, original, split, evaluation, device, precision)
-    jobs: list[Job] = [job for o, s, res in shadow_cell for job in (s, o, *res.values())]
-
-    def shadows(method: str, user: dict, method_precision: str, tuned_values: dict | None = None) -> tuple[Unlearn, ...]:
-        return tuple(unlearn(method, user, method_precision, tuned_values, o, s, res) for o, s, res in shadow_cell)
-
     ruser = method_overrides(config, "retrain", split.scenario)
     retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
     reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
-    references = _reference_models(original, split, kind, evaluation)
-    jobs += [*references, retrain, reference]
-    references = tuple(j for j in references if isinstance(j, ReferenceOriginal))
+    jobs: list[Job] = [retrain, reference]
     for method in methods:
         if method == "retrain":
             continue
         user = method_overrides(config, method, split.scenario)
         values, stamp = tuned_layer(tuned, method, kind, user)
+        cell = CellJobs(original, split, kind, method,
+                        rerun=lambda o, s, m=method, u=user, v=values: unlearn(m, u, precision, v, o, s))
         job = unlearn(method, user, precision, values)
-        own = shadows(method, user, precision, values)
-        jobs += [*own, job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp,
-                                     shadows=own, references=references)]
+        jobs += [job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp,
+                               attacks=tuple(attack.run(cell) for attack in attacks))]
     return jobs
-
-
-def _shadow_cell(config: ExperimentConfig, methods: list[str], original: Original, split: Split, evaluation: dict,
-                 device, precision: str) -> list[tuple]:
-    """U-LiRA's K (shadow original, shadow split, resources) of a cell; none unless asked for."""
-    from .ulira import shadow_cell, wants_ulira
-
-    if not wants_ulira(evaluation):
-        return []
-    return [(o, s, _resource_jobs(config, methods, o, device, precision))
-            for o, s in shadow_cell(original, split, evaluation["ulira_shadows"])]
-
-
-def _reference_models(original: Original, split: Split, kind: str, evaluation: dict) -> list[Job]:
-    """The reference-model screen's split and K' models of a cell; none unless asked for."""
-    from .reference_mia import reference_models, wants_references
-
-    if not wants_references(evaluation):
-        return []
-    return reference_models(original, split, kind, evaluation["reference_models"])
 
 
 def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     """Validate the whole config (before any job starts) and expand it into typed jobs."""
-    from .plugins import load_methods
+    from .plugins import load_plugins
     from .unlearning import METHODS
 
-    load_methods(config.plugins, strict_plugins=True)
+    load_plugins(config.plugins, strict_plugins=True)
     _validate(config)
     methods = METHODS.select(config.methods)
     device = resolve_device(config.execution.device)
@@ -194,13 +170,17 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                           train_subset=config.train_subset, validation=config.validation)
     jobs: dict[str, Job] = {}
 
-    def add(job: Job) -> None:
-        jobs.setdefault(job.key, job)
+    def add(job: Job) -> None:  # with its dependencies first, once each
+        if job.key not in jobs:
+            for dep in job.deps():
+                add(dep)
+            jobs[job.key] = job
 
     for dataset in config.datasets:
         data = cached_dataset(dataset, options)
         scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
-        evaluation = evaluation_settings(config, dataset)
+        attacks = configure(config.evaluation.attack_tables(dataset), config.source)
+        evaluation = evaluation_settings(config, dataset, attacks)
         for model in config.models or (preset_for(dataset).model,):
             tuned = tuned_for(config.tuned, dataset, config.train_subset, model)
             for seed in config.seeds:
@@ -214,32 +194,28 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                                   data_options=original.data_options)
                     add(split)
                     for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision,
-                                          evaluation, tuned, device):
+                                          evaluation, attacks, tuned, device):
                         add(job)
     return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
 
 
-def evaluation_settings(config: ExperimentConfig, dataset: str) -> dict:
-    """What an Evaluate key holds of the run on `dataset`: the [evaluation] table (its attacks
-    resolved for the dataset) and the names of the metrics every evaluation computes, so a
-    metric registered later re-runs evaluation only. Settings of attacks that do not run are
-    left out, and so are the attacks when only the SVC runs: the keys runs had before attacks
-    existed."""
+def evaluation_settings(config: ExperimentConfig, dataset: str, attacks: list[Attack] | None = None) -> dict:
+    """What an Evaluate key holds of the run on `dataset`: the [evaluation] switches, the names
+    of the metrics every evaluation computes (a metric registered later re-runs evaluation
+    only), and, unless only the SVC runs, the attacks' names and each instance's `key_fields()`.
+    So an attack that is off adds nothing, and the SVC alone gives the keys runs had before
+    attacks existed."""
     from .metrics import METRICS
 
-    defaults = [e.name for e in METRICS.entries() if e.meta.get("default")]
-    attacks = config.evaluation.attacks_for(dataset)
-    settings = {**dataclasses.asdict(config.evaluation), "attacks": attacks, "metrics": defaults}
-    for attack, setting in (("ulira", "ulira_shadows"), ("ulira", "ulira_variance"), ("refmia", "reference_models")):
-        if attack not in attacks:
-            del settings[setting]
-    if settings.get("ulira_variance") == UNKEYED_ULIRA_VARIANCE:
-        # Keyed like runs made before the option: their records stay valid as per-side ones,
-        # and any other rule (the default tied one included) gets its own key, so an old
-        # per-side record is never read as tied.
-        del settings["ulira_variance"]
-    if attacks == ("svc",):
-        del settings["attacks"]
+    if attacks is None:
+        attacks = configure(config.evaluation.attack_tables(dataset), config.source)
+    settings = {k: v for k, v in dataclasses.asdict(config.evaluation).items() if k not in ("attacks", "preset_attacks")}
+    settings["metrics"] = [e.name for e in METRICS.entries() if e.meta.get("default")]
+    names = tuple(a.name for a in attacks)
+    if any(not a.always for a in attacks):
+        settings["attacks"] = names
+    for attack in attacks:
+        settings.update(attack.key_fields())
     return settings
 
 
@@ -264,13 +240,17 @@ def _validate(config: ExperimentConfig) -> None:
             MODELS.get(model)
 
 
+def _type_order(job_type: type) -> int:
+    """Where a job type is listed: at the first core type it extends (a shadow original with originals)."""
+    return next((i for i, core in enumerate(JOB_TYPES) if issubclass(job_type, core)), len(JOB_TYPES))
+
+
 def describe_plan(plan: Plan) -> Iterable[str]:
     """Lines for --dry-run: jobs per type, how many are cached, and what will run."""
     total = 0
-    for job_type in JOB_TYPES:
+    types = sorted(dict.fromkeys(type(j) for j in plan.jobs), key=_type_order)  # stable: first seen first
+    for job_type in types:
         jobs = [j for j in plan.jobs if type(j) is job_type]
-        if not jobs:
-            continue
         pending = [j for j in jobs if j.key not in plan.cached]
         total += len(pending)
         yield f"{job_type.__name__}: {len(jobs)} jobs, {len(jobs) - len(pending)} cached, {len(pending)} to run"

@@ -26,24 +26,21 @@ from .errors import PluginError
 from .unlearning import METHODS
 
 ENTRY_POINT_GROUPS = ("mubench.methods", "mubench.datasets", "mubench.models", "mubench.metrics",
-                      "mubench.resources")
-ENTRY_POINT_GROUP = ENTRY_POINT_GROUPS[0]  # the methods group (older name, kept for callers)
+                      "mubench.resources", "mubench.attacks")
 BUILTIN_MODULES = ("mubench.data", "mubench.models", "mubench.metrics")  # register on import
 _loaded_sources: set[str] = set()  # idempotence guard for this process (not user state)
 
 
 def registries() -> dict:
     """Every registry a plugin may add to, by kind; the resource registry once it exists."""
+    from .attacks import ATTACKS
     from .data import DATASETS
     from .metrics import METRICS
     from .models import MODELS
+    from .resources import RESOURCES
 
-    found = {"method": METHODS, "dataset": DATASETS, "model": MODELS, "metric": METRICS}
-    try:
-        from .resources import RESOURCES  # added by the core rebuild; tolerated while absent
-    except ImportError:
-        return found
-    return {**found, "resource": RESOURCES}
+    return {"method": METHODS, "dataset": DATASETS, "model": MODELS, "metric": METRICS, "resource": RESOURCES,
+            "attack": ATTACKS}
 
 
 def registered_count() -> int:
@@ -72,33 +69,29 @@ def _guarded_import(source: str, importer) -> bool:
     return True
 
 
-def builtin_method_files() -> list[Path]:
-    from mubench import methods
+PLUGIN_FOLDERS = ("methods", "attacks")  # mubench/<folder>/*.py register themselves on import
 
-    folder = Path(methods.__file__).parent
-    return sorted(p for p in folder.glob("*.py")
-                  if not p.name.startswith(("_", "template_")))
+
+def builtin_plugin_files(folder: str = "methods") -> list[Path]:
+    """The plugin files of `mubench/<folder>/`: every module but private ones (`_x.py`),
+    templates and the folder's contract (`base.py`)."""
+    root = Path(__file__).parent / folder
+    return sorted(p for p in root.glob("*.py") if not p.name.startswith(("_", "template_")) and p.name != "base.py")
 
 
 def load_builtins() -> None:
-    """The core's datasets, models and metrics, then the methods of `mubench/methods/`."""
+    """The core's datasets, models and metrics, then the methods and attacks of `mubench/`."""
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
-    for path in builtin_method_files():
-        _guarded_import(str(path), lambda p=path: importlib.import_module(f"mubench.methods.{p.stem}"))
-
-
-load_builtin_methods = load_builtins  # older name
+    for folder in PLUGIN_FOLDERS:
+        for path in builtin_plugin_files(folder):
+            _guarded_import(str(path), lambda p=path, f=folder: importlib.import_module(f"mubench.{f}.{p.stem}"))
 
 
 def load_entry_points(groups=ENTRY_POINT_GROUPS) -> None:
     for group in groups:
         for ep in entry_points(group=group):
             _guarded_import(f"entry point {ep.name} ({ep.value}) of {group}", ep.load)
-
-
-def load_entry_point_methods() -> None:  # older name
-    load_entry_points((ENTRY_POINT_GROUP,))
 
 
 def load_plugin_file(path: str | Path, strict: bool = True) -> None:
@@ -126,7 +119,7 @@ def load_plugin_file(path: str | Path, strict: bool = True) -> None:
     before = registered_count()
     if _guarded_import(str(path), do_import) and str(path) not in METHODS.broken \
             and registered_count() == before:
-        METHODS.broken[str(path)] = ("registered nothing (no @register_method/_dataset/_model/_metric)")
+        METHODS.broken[str(path)] = ("registered nothing (no @register_method/_dataset/_model/_metric/_attack)")
     if strict and str(path) in METHODS.broken:
         reason = METHODS.broken[str(path)]
         if reason.startswith("registered nothing"):
@@ -141,5 +134,3 @@ def load_plugins(plugin_paths=(), strict_plugins: bool = False) -> None:
     for path in plugin_paths:
         load_plugin_file(path, strict=strict_plugins)
 
-
-load_methods = load_plugins  # the older name: existing callers (workers, tune, list) load everything

@@ -42,14 +42,14 @@ def run_job(job: Job, settings: WorkerSettings) -> dict:
     """Run one job in this process and return its record (also written to the store).
 
     Ordinary exceptions become a failed record with a traceback log; KeyboardInterrupt passes."""
-    from .plugins import load_methods
+    from .plugins import load_plugins
     from .workers import configure_worker
 
     store = Store(settings.root)
     started = time.time()
     try:
         device = configure_worker(settings.device, settings.threads)
-        load_methods(settings.plugins)  # plugins register in every worker process
+        load_plugins(settings.plugins)  # plugins register in every worker process
         return job.run(RunContext(store, device, settings.n_jobs, settings.progress))
     except Exception as err:  # one bad cell must not stop the grid
         log = store.write_log(job.key, f"{job.label}\n\n{traceback.format_exc()}")

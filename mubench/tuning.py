@@ -181,7 +181,7 @@ def tuning_config(config: ExperimentConfig, search: TuneConfig) -> ExperimentCon
     return dataclasses.replace(
         config, seeds=tuple(search.seeds), out=str(Path(config.out) / "tune"), tune=TuneConfig(), tuned="none",
         validation=search.validation if search.protocol == "heldout" else 0.0,
-        evaluation=dataclasses.replace(config.evaluation, attacks=("svc",)))
+        evaluation=dataclasses.replace(config.evaluation, attacks=("svc",), preset_attacks=False))
 
 
 # -- planning: one ordinary config per candidate, merged into one plan ------------------------
@@ -203,10 +203,10 @@ def _methods_to_tune(config: ExperimentConfig, grid: dict, sets: dict) -> tuple[
 
 def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets: dict) -> TunePlan:
     """Validate the search and expand every candidate into runner jobs (nothing runs here)."""
-    from .plugins import load_methods
+    from .plugins import load_plugins
     from .unlearning import METHODS
 
-    load_methods(config.plugins, strict_plugins=True)
+    load_plugins(config.plugins, strict_plugins=True)
     overlap = sorted(set(search.seeds) & set(config.seeds))
     if overlap:
         raise ConfigError(f"tuning seeds {', '.join(map(str, overlap))} are also reporting seeds; selection must "

@@ -56,6 +56,7 @@ def validate_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"{_label(config, '--train-subset', 'train_subset')}: must be 0 (the whole "
                           f"training set) or a positive number of images; got {config.train_subset!r}")
     check_datasets(config.datasets, _label(config, "--datasets", "datasets"))
+    check_attacks(config)
     check_models(config.models, _label(config, "--models", "models"))
     scenarios = check_scenarios(config.scenarios, _label(config, "--scenarios", "scenarios"))
     check_scenarios_fit(config, scenarios)
@@ -86,6 +87,14 @@ def check_methods(config: ExperimentConfig) -> list[str]:
             apply_overrides(METHODS.get(m).Params(), {**config.method_params.get(m, {}), **table},
                             f'method {m!r} ({config.source} [methods.{m}."{spec}"])')
     return methods
+
+
+def check_attacks(config: ExperimentConfig) -> None:
+    """Every attack table names a registered attack (plugins included) and validates."""
+    from .attacks import configure
+
+    for dataset in config.datasets:
+        configure(config.evaluation.attack_tables(dataset), config.source)
 
 
 def check_tune(config: ExperimentConfig) -> None:

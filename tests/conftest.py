@@ -74,7 +74,8 @@ def replace_params(params, **changes):
 
 @pytest.fixture()
 def isolated_registries():
-    """Every registry a plugin may add to (methods, datasets, models, metrics), restored after the test."""
+    """Every registry a plugin may add to (methods, datasets, models, metrics, resources, attacks),
+    restored after the test."""
     from mubench import plugins
 
     plugins.load_plugins()

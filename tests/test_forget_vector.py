@@ -153,11 +153,11 @@ def test_render_forget_vector_writes_a_png(learned, digits, tmp_path):
     ("digits", "random:10", 0.2)])
 def test_beta_default_follows_the_scenario_kind_on_every_dataset(cls_name, dataset, scenario, beta):
     from mubench.methods.forget_vector import resolve_beta
-    from mubench.plugins import load_methods
+    from mubench.plugins import load_plugins
     from mubench.runner import resolve_params
     from mubench.scenarios import parse_scenario
 
-    load_methods()
+    load_plugins()
     kind = parse_scenario(scenario).kind
     assert resolve_beta(resolve_params(cls_name, dataset, kind, {}), kind).beta == beta
     # A user's β wins over the kind's default.

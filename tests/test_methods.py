@@ -17,11 +17,11 @@ from conftest import HAND_VALUES
 from mubench import testing as kit
 from mubench.errors import ConfigError
 from mubench.params import apply_overrides
-from mubench.plugins import load_methods
+from mubench.plugins import load_plugins
 from mubench.predictor import Predictor
 from mubench.unlearning import METHODS
 
-load_methods()
+load_plugins()
 ALL_METHODS = METHODS.names()
 BASELINES = ("retrain", "finetune", "grad_ascent", "random_label", "l1_sparse", "salun")
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mubench.errors import ConfigError
-from mubench.mia import (
+from mubench.attacks.svc import (
     MIAConfig,
     attack_indices,
     confidence,
@@ -19,6 +18,7 @@ from mubench.mia import (
     mia_efficacy,
     min_support,
 )
+from mubench.errors import ConfigError
 
 
 def with_confidence(conf) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,7 +69,7 @@ class Bad(EpochMethod):
 @pytest.fixture()
 def isolated_registry():
     """Plugins loaded in-process are removed again, so other tests see only the built-ins."""
-    plugins.load_methods()
+    plugins.load_plugins()
     entries, broken = dict(METHODS._entries), dict(METHODS.broken)
     loaded = set(plugins._loaded_sources)
     yield
@@ -170,10 +170,10 @@ def test_a_plugin_file_may_register_a_dataset_a_model_and_a_metric(tmp_path, cap
 
 
 def test_the_workers_loader_gets_every_registry_in_a_fresh_process(tmp_path):
-    """Workers call load_methods(plugin_paths) (the older name): a fresh process gets the file's
+    """Workers call load_plugins(plugin_paths) (the older name): a fresh process gets the file's
     dataset, model and metric too, as a new Dask or loky worker must."""
     path = _write(tmp_path, "everything", EVERYTHING.format(prefix="fresh"))
-    code = ("import sys; from mubench.plugins import load_methods; load_methods([sys.argv[1]], strict_plugins=True); "
+    code = ("import sys; from mubench.plugins import load_plugins; load_plugins([sys.argv[1]], strict_plugins=True); "
             "from mubench.data import DATASETS; from mubench.models import MODELS; from mubench.metrics import METRICS; "
             "print('fresh_digits' in DATASETS, 'fresh_linear' in MODELS, 'fresh_forget_size' in METRICS)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True, cwd=tmp_path)
@@ -182,7 +182,7 @@ def test_the_workers_loader_gets_every_registry_in_a_fresh_process(tmp_path):
 
 def test_a_plugin_that_registers_nothing(tmp_path, capsys, isolated_registries):
     empty = _write(tmp_path, "nothing", "import torch  # no decorator\n")
-    with pytest.raises(PluginError, match=r"nothing.py registered nothing \(no @register_method/_dataset/_model/_metric\)"):
+    with pytest.raises(PluginError, match=r"nothing.py registered nothing \(no @register_method/_dataset/_model/_metric/_attack\)"):
         plugins.load_plugins([empty], strict_plugins=True)
     with pytest.raises(PluginError, match="registered nothing"):  # still an error when loaded again
         plugins.load_plugin_file(empty, strict=True)
@@ -218,7 +218,7 @@ def test_entry_points_of_every_group_are_loaded(monkeypatch, isolated_registries
     plugins.load_plugins()
     assert asked == list(plugins.ENTRY_POINT_GROUPS)
     assert set(asked) == {"mubench.methods", "mubench.datasets", "mubench.models", "mubench.metrics",
-                          "mubench.resources"}
+                          "mubench.resources", "mubench.attacks"}
     assert "ep_digits" in DATASETS
 
 

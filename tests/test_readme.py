@@ -26,3 +26,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_readme_example_plugin_is_the_tested_file():
     example = (ROOT / "examples" / "plugin_example.py").read_text()
     assert example in README
+
+
+def test_extending_shows_the_tested_attack_plugin():
+    """docs/extending.md's attack example is examples/attack_example.py (run by test_attack_plugin.py)
+    from its first import on."""
+    example = (ROOT / "examples" / "attack_example.py").read_text()
+    body = example.split('"""', 2)[2].strip()  # everything after the module docstring
+    assert body in (ROOT / "docs" / "extending.md").read_text()

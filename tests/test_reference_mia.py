@@ -11,16 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from mubench import lira_stats as ls
-from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig, TuneConfig, with_evaluation_sets
+from mubench.attacks import lira_stats as ls
+from mubench.attacks.refmia import ReferenceOriginal
+from mubench.config import (
+    EvaluationConfig,
+    ExecutionConfig,
+    ExperimentConfig,
+    TuneConfig,
+    with_evaluation_sets,
+)
 from mubench.errors import ConfigError
 from mubench.jobs import RunContext
 from mubench.outputs import forward_split
 from mubench.predictor import Predictor
-from mubench.reference_mia import ReferenceOriginal
 from mubench.runner import build_plan, execute
 from mubench.store import Store
 from mubench.tuning import tuning_config
+from mubench.validate import validate_config
 
 # ---------------------------------------------------------------------------------------------
 # RMIA by hand
@@ -83,15 +90,19 @@ def test_true_class_probability_is_the_softmax_entry():
 
 def test_the_screen_is_on_by_default_on_digits_only_and_settable():
     default = EvaluationConfig()
-    assert default.attacks_for("digits") == ("svc", "refmia")
-    assert default.attacks_for("cifar10") == ("svc",)
-    assert EvaluationConfig(attacks=("ulira",)).attacks_for("digits") == ("svc", "ulira")
-    assert with_evaluation_sets(default, {"attacks": "svc"}).attacks_for("digits") == ("svc",)
-    assert with_evaluation_sets(default, {"reference_models": "6"}).reference_models == 6
-    with pytest.raises(ConfigError, match="reference_models must be an integer >= 2"):
-        EvaluationConfig(reference_models=1)
+    assert list(default.attack_tables("digits")) == ["svc", "refmia"]
+    assert list(default.attack_tables("cifar10")) == ["svc"]
+    assert list(EvaluationConfig(attacks=("ulira",)).attack_tables("cifar10")) == ["ulira"]
+    assert list(EvaluationConfig(attacks=("ulira",), preset_attacks=False).attack_tables("digits")) == ["ulira"]
+    assert list(with_evaluation_sets(default, {"attacks": "svc"}).attack_tables("digits")) == ["svc"]
+    six = with_evaluation_sets(default, {"attacks.refmia.models": "6"})
+    assert six.attack_tables("digits") == {"svc": {}, "refmia": {"models": "6"}}  # the preset's, one field set
+    with pytest.raises(ConfigError, match=r"\[evaluation.attacks.refmia\]: 'models' must be an integer in \[2, inf\); got 1"):
+        validate_config(ExperimentConfig(evaluation=EvaluationConfig(attacks={"refmia": {"models": 1}})))
     with pytest.raises(ConfigError, match="unknown attack 'rmia'"):
-        EvaluationConfig(attacks=("rmia",))
+        validate_config(ExperimentConfig(evaluation=EvaluationConfig(attacks=("rmia",))))
+    with pytest.raises(ConfigError, match="moved to its attack's table; use --set evaluation.attacks.refmia.models=6"):
+        with_evaluation_sets(default, {"reference_models": "6"})
 
 
 def _config(out, **changes) -> ExperimentConfig:
@@ -111,12 +122,12 @@ def test_class_wise_seeds_share_their_references_random_cells_get_their_own(tmp_
     classwise = build_plan(_config(tmp_path, seeds=(0, 1, 2)), store)
     assert len(_references(classwise)) == 4
     evaluations = [e for e in classwise.evaluations() if e.method == "finetune"]
-    assert len({tuple(r.key for r in e.references) for e in evaluations}) == 1
+    assert len({tuple(r.key for r in e.models_of("refmia")) for e in evaluations}) == 1
     random = build_plan(_config(tmp_path, scenarios=("random:10",), seeds=(0, 1)), store)
     assert len(_references(random)) == 8
     assert {r.split.seed for r in _references(random)} == {0, 1}
-    off = build_plan(_config(tmp_path, evaluation=EvaluationConfig(attacks=("svc",))), store)
-    assert _references(off) == [] and all(not e.references for e in off.evaluations())
+    off = build_plan(_config(tmp_path, evaluation=EvaluationConfig(attacks=("svc",), preset_attacks=False)), store)
+    assert _references(off) == [] and all(not e.models_of("refmia") for e in off.evaluations())
 
 
 def test_tuning_cells_train_no_reference_models(tmp_path):
@@ -153,7 +164,7 @@ def test_records_carry_both_screens_and_references_never_saw_the_forget_set(scre
         assert r[f"{prefix}_auc_lo"] <= r[f"{prefix}_auc"] <= r[f"{prefix}_auc_hi"]
         assert len(r[f"{prefix}_margin"]) == r["n_forget"]
     retain = ft.unlearn.split.load(store).retain
-    for ref in ft.references:
+    for ref in ft.models_of("refmia"):
         assert store.read_record("original", ref.key)["n_train"] == len(retain)
     assert "refmia_auc" not in records[ft.reference.key]  # Retrain's own row: nothing to compare
 
@@ -171,7 +182,7 @@ def _phi_scores(screened, scenario: str):
         o = forward_split(Predictor(model), data, split, ctx.device, parts=("forget",))
         return ls.phi(o.forget.logits, o.forget.labels)
 
-    refs = [phi(r.load(ctx).model) for r in ft.references]
+    refs = [phi(r.load(ctx).model) for r in ft.models_of("refmia")]
     mu, sd = ls.out_gaussian(np.stack(refs[1:]))
     retrain = ft.reference.unlearn.load_predictor(ctx.store, ft.unlearn.original.load(ctx).model)[0]
     o = forward_split(retrain, data, split, ctx.device, parts=("forget",))
@@ -181,7 +192,7 @@ def _phi_scores(screened, scenario: str):
 
 
 def test_the_null_band_is_50_when_every_reference_is_retrain():
-    from mubench.reference_mia import null_band
+    from mubench.attacks.refmia import null_band
 
     phi = np.random.default_rng(0).normal(0, 1, (1, 30))
     band = null_band(np.repeat(phi, 4, axis=0) + np.arange(4)[:, None] * 1e-9, phi[0])
@@ -230,7 +241,7 @@ class FailsOnShadows(Method):
     class Params:
         pass
     def unlearn(self, task):
-        if task.seed >= 1000:  # shadow originals' seeds (ulira.shadow_seed)
+        if task.seed >= 1000:  # shadow originals' seeds (attacks/ulira.shadow_seed)
             raise RuntimeError("boom on a shadow")
         return Predictor(copy.deepcopy(task.original))
 '''
@@ -241,7 +252,7 @@ def test_a_failed_shadow_keeps_the_rows_other_numbers_and_is_retried(tmp_path, i
     plugin.write_text(SHADOW_FAILS)
     config = _config(tmp_path / "out", methods=("retrain", "fails_on_shadows"), recipe={"epochs": 3},
                      plugins=(str(plugin),),
-                     evaluation=EvaluationConfig(attacks=("svc", "refmia", "ulira"), ulira_shadows=2))
+                     evaluation=EvaluationConfig(attacks={"refmia": {}, "ulira": {"shadows": 2}}))
     plan = build_plan(config, Store(config.out))
     result = execute(plan, config, progress=False)
     assert result.failed == []  # no row failed: only its attack did
@@ -251,4 +262,4 @@ def test_a_failed_shadow_keeps_the_rows_other_numbers_and_is_retried(tmp_path, i
     assert "2 of 2 models missing" in record["ulira_error"] and "boom on a shadow" in record["ulira_error"]
     assert "ulira_auc" not in record and record["refmia_auc"] is not None  # the screen did not need them
     pending = build_plan(config, Store(config.out)).pending()
-    assert ev in pending and len([j for j in pending if j in ev.shadows]) == 2  # a rerun tries again
+    assert ev in pending and len([j for j in pending if j in ev.models_of("ulira")]) == 2  # a rerun tries again

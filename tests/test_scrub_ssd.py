@@ -17,10 +17,10 @@ import pytest
 import torch
 from conftest import HAND_VALUES
 
-from mubench.plugins import load_methods
+from mubench.plugins import load_plugins
 from mubench.unlearning import METHODS
 
-load_methods()
+load_plugins()
 
 
 def _ua_ra(predictor, task) -> tuple[float, float]:

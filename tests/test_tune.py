@@ -19,7 +19,7 @@ from mubench.config_toml import config_from_dict, config_to_toml, tomllib
 from mubench.errors import ConfigError
 from mubench.params import check_params
 from mubench.planner import build_plan
-from mubench.plugins import load_methods
+from mubench.plugins import load_plugins
 from mubench.search import Choice, LogUniform, draw, search_space
 from mubench.store import Store
 from mubench.tuned import SHIPPED_DIR, read_tuned, shipped
@@ -128,7 +128,7 @@ def test_draws_cover_each_axis_and_are_reproducible():
 
 
 def test_every_builtin_method_declares_a_space_its_params_accept():
-    load_methods(())
+    load_plugins(())
     for name in METHODS.names():
         cls = METHODS.get(name)
         space = search_space(cls.Params)
@@ -151,7 +151,7 @@ def test_every_method_gets_the_same_number_of_candidates(tmp_path, capsys):
     n_methods = len(METHODS.names()) - 1
     assert f"{n_methods * 2 * 3} candidates in {n_methods * 2} (dataset, model, scenario kind, method) cells" in out
     # a field fixed with --set is left out of that method's draw
-    load_methods(())
+    load_plugins(())
     assert {tuple(c.overrides) for c in kind_candidates("finetune", "class", 4, None, {"epochs": "3"})} == {("lr",)}
 
 
@@ -351,12 +351,12 @@ def test_a_method_without_a_space_or_grid_is_skipped_and_said(tmp_path, capsys):
 # -- the shipped settings -------------------------------------------------------------------------
 def _builtin_methods() -> list[str]:
     """Registered methods that ship with mubench (plugins loaded by other tests excluded)."""
-    load_methods(())
+    load_plugins(())
     return [m for m in METHODS.names() if "/mubench/methods/" in METHODS.entry(m).source.replace("\\", "/")]
 
 
 def test_shipped_files_cover_every_method_and_kind_with_equal_budgets():
-    load_methods(())
+    load_plugins(())
     files = shipped()
     assert {f.dataset for f in files} >= {"digits", "fashion-mnist"}
     for f in files:
@@ -372,7 +372,7 @@ def test_shipped_files_cover_every_method_and_kind_with_equal_budgets():
 
 
 def test_the_default_run_uses_the_shipped_digits_settings(tmp_path):
-    load_methods(())
+    load_plugins(())
     plan = build_plan(ExperimentConfig(out=str(tmp_path)), Store(tmp_path))
     builtin = set(_builtin_methods()) - {"retrain"}
     evaluations = [j for j in plan.evaluations() if j.method in builtin]

@@ -18,7 +18,9 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from mubench import lira_stats as ls
+from mubench.attacks import lira_stats as ls
+from mubench.attacks.refmia import ReferenceOriginal
+from mubench.attacks.ulira import ShadowOriginal, ULiRAParams
 from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig
 from mubench.errors import ConfigError
 from mubench.jobs import Original, RunContext
@@ -27,8 +29,7 @@ from mubench.outputs import forward_split
 from mubench.predictor import Predictor
 from mubench.runner import build_plan, execute
 from mubench.store import Store
-from mubench.reference_mia import ReferenceOriginal
-from mubench.ulira import ShadowOriginal, forget_phi
+from mubench.validate import validate_config
 
 K = 8
 
@@ -101,14 +102,26 @@ def test_balanced_assignment_puts_every_example_in_exactly_half(n, k):
 
 
 def test_bad_attack_settings_fail_in_one_sentence():
-    with pytest.raises(ConfigError, match="unknown attack 'lira'"):
-        EvaluationConfig(attacks=("svc", "lira"))
-    with pytest.raises(ConfigError, match="even integer"):
-        EvaluationConfig(attacks=("svc", "ulira"), ulira_shadows=5)
+    def check(**evaluation):
+        validate_config(ExperimentConfig(evaluation=EvaluationConfig(**evaluation)))
+
+    with pytest.raises(ConfigError, match="unknown attack 'lira'; did you mean 'ulira'"):
+        check(attacks=("svc", "lira"))
+    with pytest.raises(ConfigError, match=r"\[evaluation.attacks.ulira\]: 'shadows' must be an integer that is even"):
+        check(attacks={"ulira": {"shadows": 5}})
+    with pytest.raises(ConfigError, match="'variance' must be one of 'tied', 'per_side'; got 'pooled'"):
+        check(attacks={"ulira": {"variance": "pooled"}})
+    with pytest.raises(ConfigError, match="unknown hyper-parameter 'shadow'; did you mean 'shadows'"):
+        check(attacks={"ulira": {"shadow": 8}})
 
 
 # ---------------------------------------------------------------------------------------------
 # One real run on digits
+
+
+def _attacks(variance: str | None = None) -> dict:
+    """[evaluation.attacks] of the audited run: the screen and U-LiRA with K shadows."""
+    return {"svc": {}, "refmia": {}, "ulira": {"shadows": K, **({"variance": variance} if variance else {})}}
 
 
 def _config(out, **evaluation) -> ExperimentConfig:
@@ -127,7 +140,7 @@ def audited(tmp_path_factory):
     out = tmp_path_factory.mktemp("ulira")
     plain = _config(out)
     assert not execute(build_plan(plain, Store(out)), plain, progress=False).failed
-    config = _config(out, attacks=("svc", "refmia", "ulira"), ulira_shadows=K)
+    config = _config(out, attacks=_attacks())
     plan = build_plan(config, Store(out))
     pending = plan.pending()
     result = execute(plan, config, progress=False)
@@ -152,9 +165,10 @@ def test_a_forget_vectors_shadows_each_learn_their_own_delta(audited):
     for ev in plan.evaluations():
         if ev.method != "forget_vector":
             continue
-        deltas = [store.load_artifact("predictor", u.key)["delta"] for u in (ev.unlearn, *ev.shadows)]
+        shadows = ev.models_of("ulira")
+        deltas = [store.load_artifact("predictor", u.key)["delta"] for u in (ev.unlearn, *shadows)]
         assert len(deltas) == K + 1
-        assert len({u.original.key for u in ev.shadows}) == K  # each on its own shadow original
+        assert len({u.original.key for u in shadows}) == K  # each on its own shadow original
         for i in range(len(deltas)):
             for j in range(i):
                 assert not torch.equal(deltas[i], deltas[j])
@@ -172,11 +186,12 @@ def test_records_carry_the_attack_with_its_ci(audited):
 
 
 def _phi(model, data, split) -> np.ndarray:
-    out = forward_split(Predictor(model), data, split, torch.device("cpu"), parts=("forget",))
+    predictor = model if isinstance(model, Predictor) else Predictor(model)
+    out = forward_split(predictor, data, split, torch.device("cpu"), parts=("forget",))
     return ls.phi(out.forget.logits, out.forget.labels)
 
 
-DEFAULT_VARIANCE = EvaluationConfig().ulira_variance  # the sanity checks read the default rule
+DEFAULT_VARIANCE = ULiRAParams().variance  # the sanity checks read the default rule
 
 
 def _calibrated(audited, scenario, variance=DEFAULT_VARIANCE):
@@ -188,11 +203,12 @@ def _calibrated(audited, scenario, variance=DEFAULT_VARIANCE):
     ctx = RunContext(store=Store(out), device=torch.device("cpu"))
     data = ev.unlearn.original.ref.load()
     split = ev.unlearn.split.load(ctx.store)
-    phis = np.stack([_phi(u.original.load(ctx).model, data, split) for u in ev.shadows])
-    mask = np.stack([u.split.membership(len(split.forget)) for u in ev.shadows])
+    shadows = ev.models_of("ulira")
+    phis = np.stack([_phi(u.original.load(ctx).model, data, split) for u in shadows])
+    mask = np.stack([u.split.membership(len(split.forget)) for u in shadows])
     g = ls.fit_gaussians(phis, mask, variance)
-    retrain = ls.lira_scores(g, forget_phi(ctx, ev.reference.unlearn, data, split))
-    other_seed = ls.lira_scores(g, _phi(ev.references[0].load(ctx).model, data, split))
+    retrain = ls.lira_scores(g, _phi(ev.reference.unlearn.predictor(ctx), data, split))
+    other_seed = ls.lira_scores(g, _phi(ev.models_of("refmia")[0].load(ctx).model, data, split))
     original = ls.lira_scores(g, _phi(ev.unlearn.original.load(ctx).model, data, split))
     return retrain, other_seed, original
 
@@ -233,12 +249,12 @@ def test_the_untouched_original_reads_clearly_more_than_retrain(audited, scenari
 
 
 def test_the_sigma_rule_reruns_evaluation_only(audited):
-    """ulira_variance is an evaluation setting: switching it plans Evaluates and nothing else,
+    """U-LiRA's variance is an evaluation setting: switching it plans Evaluates and nothing else,
     and the records say which rule ran (the audited run used the default, tied)."""
     out, plan, _, records = audited
     fv = [records[e.key] for e in plan.evaluations() if e.method == "forget_vector"]
     assert all(r["ulira_variance"] == "tied" and r["ulira_sd_in"] == r["ulira_sd_out"] for r in fv)
-    config = _config(out, attacks=("svc", "refmia", "ulira"), ulira_shadows=K, ulira_variance="per_side")
+    config = _config(out, attacks=_attacks("per_side"))
     plan = build_plan(config, Store(out))
     assert {type(j) for j in plan.pending()} == {Evaluate}
     result = execute(plan, config, progress=False)
@@ -248,24 +264,23 @@ def test_the_sigma_rule_reruns_evaluation_only(audited):
 
 def test_without_the_attack_evaluate_settings_are_those_of_older_runs():
     """The default [evaluation] adds no field to Evaluate keys (runs made before attacks
-    existed stay cached); asking for U-LiRA adds its fields. Per-side σ, the rule of runs made
-    before the σ option, keeps their keys; the default tied σ gets its own, so an old per-side
-    record is never read as a tied one."""
+    existed stay cached); asking for U-LiRA adds the flat fields it was keyed by before attacks
+    were plugins. Per-side σ, the rule of runs made before the σ option, keeps their keys; the
+    default tied σ gets its own, so an old per-side record is never read as a tied one."""
     from mubench.planner import evaluation_settings
+
+    def settings(attacks, dataset="digits"):
+        return evaluation_settings(dataclasses.replace(ExperimentConfig(), evaluation=EvaluationConfig(
+            attacks=attacks, preset_attacks=False)), dataset)
 
     plain = evaluation_settings(ExperimentConfig(), "fashion-mnist")
     assert not {"attacks", "ulira_shadows", "reference_models"} & set(plain)
-    svc = dataclasses.replace(ExperimentConfig(), evaluation=EvaluationConfig(attacks=("svc",)))
-    assert evaluation_settings(svc, "digits") == plain
-    on = evaluation_settings(dataclasses.replace(
-        ExperimentConfig(), evaluation=EvaluationConfig(attacks=("svc", "ulira"), ulira_shadows=8)), "digits")
+    assert settings(("svc",)) == plain
+    on = settings({"ulira": {"shadows": 8}})
     assert on["attacks"] == ("svc", "ulira") and on["ulira_shadows"] == 8 and "reference_models" not in on
     assert on["ulira_variance"] == "tied"
-    per_side = evaluation_settings(dataclasses.replace(ExperimentConfig(), evaluation=EvaluationConfig(
-        attacks=("svc", "ulira"), ulira_shadows=8, ulira_variance="per_side")), "digits")
+    per_side = settings({"ulira": {"shadows": "8", "variance": "per_side"}})  # --set strings convert alike
     assert per_side == {k: v for k, v in on.items() if k != "ulira_variance"}
-    with pytest.raises(ConfigError, match="ulira_variance"):
-        EvaluationConfig(ulira_variance="pooled")
 
 
 def _record(method: str, seed: int, **fields) -> dict:

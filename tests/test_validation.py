@@ -144,7 +144,7 @@ def test_a_plugin_that_registers_nothing_is_an_error(capsys, tmp_path):
     empty = tmp_path / "empty_plugin.py"
     empty.write_text("X = 1  # forgot @register_method\n")
     line = _fails(capsys, tmp_path, "--plugin", str(empty))
-    assert f"plugin {empty} registered nothing (no @register_method/_dataset/_model/_metric)" in line
+    assert f"plugin {empty} registered nothing (no @register_method/_dataset/_model/_metric/_attack)" in line
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..mia import MIAConfig, mia_efficacy
+from ..attacks.svc import MIAConfig, mia_efficacy
 from ..predictor import Predictor
 from .cells import StoredCell, cached
 from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, pgd

@@ -1,19 +1,19 @@
-"""`mubench list [datasets|models|scenarios|methods|metrics|resources]`: what is available, one line each."""
+"""`mubench list [datasets|models|scenarios|methods|metrics|resources|attacks]`: what is available, one line each."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-KINDS = ("datasets", "models", "scenarios", "methods", "metrics", "resources")
+KINDS = ("datasets", "models", "scenarios", "methods", "metrics", "resources", "attacks")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list datasets, models, scenarios, methods, metrics or resources",
+    p = sub.add_parser("list", help="list datasets, models, scenarios, methods, metrics, resources or attacks",
                        description="List what mubench can run, with one-line descriptions.")
     p.add_argument("kind", nargs="?", choices=KINDS, default=None, help="what to list (default: everything)")
     p.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                   help="also load methods, datasets, models or metrics from this file (repeatable)")
+                   help="also load methods, datasets, models, metrics or attacks from this file (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -88,5 +88,21 @@ def _resources(args):
         yield f"{e.name:<16} {e.description}" + (f"  [{section}]" if section else "")
 
 
+def _attacks(args):
+    """Attacks with their instance table's fields and the report columns they add."""
+    from mubench.attacks import ATTACKS
+    from mubench.params import fields_help
+
+    for e in ATTACKS.entries():
+        cls = e.obj
+        on = "  [always on]" if cls.always else f"  [evaluation.attacks.{e.name}]"
+        yield f"{e.name:<16} {e.description}{on}"
+        for name, tp, default, text in fields_help(cls.Params):
+            yield f"    {name:<14} {tp:<6} = {default!r:<12} {text}"
+        summary = [col.summary_header for col in cls.columns.values() if col.summary]
+        if summary:
+            yield f"    columns: {', '.join(summary)}"
+
+
 LISTERS = {"datasets": _datasets, "models": _models, "scenarios": _scenarios,
-           "methods": _methods, "metrics": _metrics, "resources": _resources}
+           "methods": _methods, "metrics": _metrics, "resources": _resources, "attacks": _attacks}

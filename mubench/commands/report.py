@@ -19,12 +19,16 @@ def add_parser(sub) -> None:
                    "(default: md,latex,csv,html; parquet needs pyarrow)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where to write the report (default: <results>/report)")
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                   help="load methods or attacks from this file, for their labels and columns (repeatable)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mubench.plugins import load_plugins
     from mubench.report import write_report
 
+    load_plugins(args.plugin, strict_plugins=True)
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -205,8 +205,8 @@ def preset_config(spec: PaperSpec, preset: str, out: str | None = None) -> Exper
     over = {k: v for k, v in spec.presets.get(preset, {}).items() if k != "note"}
     doc = _merge(spec.grid, over)
     config = config_from_dict(doc, source=f"{spec.path} [presets.{preset}]")
-    if config.evaluation.attacks is None:  # paper tables print SPEC §5's SVC: no screen models unless asked
-        config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, attacks=("svc",)))
+    if config.evaluation.preset_attacks is None:  # paper tables print SPEC §5's SVC: no screen models unless asked
+        config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, preset_attacks=False))
     if out is not None:
         config = dataclasses.replace(config, out=out)
     for sc in config.scenarios:

@@ -9,66 +9,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import UNKEYED_ULIRA_VARIANCE
-from .records import CELL, current_ok, method_label
-
-COLUMNS = {  # record field → side-by-side header (ideal values in the header)
-    "mia_efficacy": "SVC MIA-Efficacy (ideal: Retrain's)",
-    "ulira_auc": "U-LiRA AUC (50)",
-    "ulira_auc_lo": "AUC CI low",
-    "ulira_auc_hi": "AUC CI high",
-    "ulira_tpr1": "TPR@1%FPR (1)",
-    "ulira_tpr01": "TPR@0.1%FPR (0.1)",
-    "ulira_bacc": "bal. acc. (50)",
-    "ulira_win": "examples won (50)",
-    "refmia_auc": "Ref-MIA AUC (50)",
-    "refmia_null_lo": "Ref-MIA null low",
-    "refmia_null_hi": "Ref-MIA null high",
-    "rmia_auc": "RMIA AUC (50)",
-    "ulira_shadow_train_s": "shadows (s)",
-    "ulira_shadow_unlearn_s": "shadow unlearning (s)",
-}
+from ..attacks import ATTACKS, report_columns
+from .records import CELL, attack_metrics, current_ok, method_label
 
 
-PER_EXAMPLE = ("ulira_auc", "refmia_auc")  # a record with either is in the side-by-side
-
-
-def _attacked(df: pd.DataFrame, fields=PER_EXAMPLE) -> pd.Series:
-    """Rows with a value of any of `fields`."""
+def _attacked(df: pd.DataFrame, fields=None) -> pd.Series:
+    """Rows with a value of any of `fields` (default: every attack's summary columns)."""
+    fields = attack_metrics() if fields is None else fields
     found = [pd.to_numeric(df[f], errors="coerce").notna() for f in fields if f in df]
     return pd.concat(found, axis=1).any(axis=1) if found else pd.Series(False, index=df.index)
 
 
-def has_attack(df: pd.DataFrame, fields=PER_EXAMPLE) -> bool:
+def has_attack(df: pd.DataFrame, fields=None) -> bool:
     return bool(_attacked(df, fields).any())
 
 
 def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, method): mean over seeds of the SVC's MIA-Efficacy (with Retrain's, its
-    target) beside U-LiRA's AUC, CI, TPRs and per-example wins and the reference-model screen
-    with its null band; seconds are per cell."""
+    target) beside every attack's side-by-side columns (U-LiRA's AUC, CI, TPRs and per-example
+    wins, the reference-model screen with its null band, a plugin's own) and the text columns
+    the attacks describe their rows with (`Attack.describe`); seconds are per cell."""
     ok = current_ok(df)
     retrain = ok[ok["method"].eq("retrain")].groupby(CELL)["mia_efficacy"].mean()
     rows = ok[_attacked(ok)].copy()
-    cols = [c for c in COLUMNS if c in rows]
+    columns = report_columns("side")
+    cols = [c for c in columns if c in rows]
     for c in cols:
         rows[c] = pd.to_numeric(rows[c], errors="coerce")
+    groups = [rows[c] for c in CELL + ["variant"]]
     table = rows.groupby(CELL + ["variant"], sort=False)[cols].mean()
     table.insert(1, "Retrain's MIA-Efficacy", [retrain.get(tuple(i[:3]), np.nan) for i in table.index])
     table["seeds"] = rows.groupby(CELL + ["variant"], sort=False).size()
-    if "ulira_auc" in cols:
-        table["U-LiRA σ"] = _sigma_rules(rows).groupby([rows[c] for c in CELL + ["variant"]], sort=False).agg(
-            lambda rules: " + ".join(sorted(set(rules) - {""})))
-    table = table.rename(columns=COLUMNS).round(2).reset_index()
+    for entry in ATTACKS.entries():
+        for name, text in entry.obj.describe(rows).items():
+            table[name] = text.groupby(groups, sort=False).agg(lambda v: " + ".join(sorted(set(v) - {""})))
+    table = table.rename(columns=columns).round(2).reset_index()
     table["method"] = table.pop("variant").map(method_label)
     return table.set_index(CELL + ["method"])
-
-
-def _sigma_rules(rows: pd.DataFrame) -> pd.Series:
-    """Per record, the σ rule its U-LiRA numbers used: `ulira_variance`, absent in records made
-    before the option (those were per side); "" where the row has no U-LiRA numbers."""
-    rule = rows["ulira_variance"] if "ulira_variance" in rows else pd.Series(None, index=rows.index, dtype=object)
-    return rule.fillna(UNKEYED_ULIRA_VARIANCE).where(rows["ulira_auc"].notna(), "")
 
 
 def _margins(rows: pd.DataFrame) -> dict[str, np.ndarray]:

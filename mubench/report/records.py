@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..attacks import report_columns
 from ..errors import MubenchError
+from ..plugins import load_plugins
 from ..store import Store
+from ..unlearning import METHODS
 
 CELL = ["dataset", "model", "scenario"]
 JOB = CELL + ["method", "variant", "seed"]  # one job of the grid
@@ -22,15 +25,18 @@ GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
 # Result columns (API, lower snake) → the paper's names, which appear only in rendered tables.
 TABLE_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy",
                  "avg_gap": "Avg. Gap", "rte_s": "RTE (s)", "params_changed": "params changed"}
-# The per-example attacks' columns (../shared/MIA.md), shown only when some record has them;
-# the header states the ideal (an unlearned predictor the attack cannot tell from Retrain).
-ATTACK_METRICS = {"ulira_auc": "U-LiRA AUC (ideal 50)", "ulira_tpr1": "U-LiRA TPR@1%FPR (ideal 1)",
-                  "refmia_auc": "Ref-MIA AUC (ideal 50)", "rmia_auc": "RMIA AUC (ideal 50)"}
+
+
+def attack_metrics() -> dict[str, str]:
+    """The attacks' summary columns (mubench/attacks/), each header stating its ideal (an unlearned
+    predictor the attack cannot tell from Retrain), from every registered attack, plugins included."""
+    load_plugins()
+    return report_columns("summary")
 
 
 def table_metrics(df: pd.DataFrame) -> dict[str, str]:
-    """TABLE_METRICS, plus ATTACK_METRICS that some row of `df` has a value of."""
-    extra = {k: v for k, v in ATTACK_METRICS.items() if k in df and pd.to_numeric(df[k], errors="coerce").notna().any()}
+    """TABLE_METRICS, plus the attack columns that some row of `df` has a value of."""
+    extra = {k: v for k, v in attack_metrics().items() if k in df and pd.to_numeric(df[k], errors="coerce").notna().any()}
     return {**TABLE_METRICS, **extra}
 
 
@@ -43,11 +49,8 @@ class _MethodLabels(Mapping):
     _cache: tuple = ((), {})
 
     def _table(self) -> dict[str, str]:
-        from ..plugins import load_methods
-        from ..unlearning import METHODS
-
         if not self._cache[0]:
-            load_methods()  # built-ins and entry points, once; file plugins register themselves
+            load_plugins()  # built-ins and entry points, once; file plugins register themselves
         names = tuple(METHODS.names())
         if names != self._cache[0]:
             classes = sorted((METHODS.get(n) for n in names), key=lambda c: (c.rank, c.name))

@@ -1,11 +1,12 @@
-"""The reference-model screen (../shared/MIA.md, attack 2): models that never saw D_f.
+"""The reference-model screen as an attack plugin (../shared/MIA.md, attack 2): models that never saw D_f.
 
     ReferenceOriginal(recipe, seed_j, D_r)   → the cell's recipe trained on D_r only   artifacts/original
 
 K' reference models are the cell's recipe trained on its retain set with their own seeds
 (`reference_seed`, disjoint from reporting, tuning and shadow seeds). No method runs on them,
 so the screen costs K' trainings, not K' × (training + every method's run) like U-LiRA:
-cheap enough to be on by default on the small presets (`presets.Preset.attacks`).
+cheap enough to be on by default on the small presets (`presets.Preset.attacks`). Instance
+table: `[evaluation.attacks.refmia] models = 4`, keyed as the flat `reference_models` it was.
 
 For class-wise scenarios D_f and D_r do not depend on the seed (the forget set is the whole
 class), so the references are keyed on the seed-0 split and every seed of the scenario shares
@@ -26,11 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..jobs import Original, RunContext, Split
+from ..params import Interval, param
 from . import lira_stats as ls
-from .jobs import Job, Original, RunContext, Split
-from .store import stable_hash
+from .base import Attack, AttackInput, CellJobs, Column, register_attack
 
-REFERENCE_OUTPUTS_VERSION = "1"
 CLASSWISE_KINDS = ("class", "classes")  # D_f = the whole listed classes: the same for every seed
 
 
@@ -54,32 +55,13 @@ class ReferenceOriginal(Original):
         return self._fit_on_training_subset(ctx, self.split.load(ctx.store).retain)
 
 
-def reference_models(original: Original, split: Split, kind: str, count: int) -> list[Job]:
-    """The split the references train on (the seed-0 one for class-wise scenarios, so seeds
-    share them) followed by the `count` ReferenceOriginals."""
+def reference_models(original: Original, split: Split, kind: str, count: int) -> list[ReferenceOriginal]:
+    """The `count` ReferenceOriginals of a cell, trained on the seed-0 split's retain set for
+    class-wise scenarios (so seeds share them), else on the cell's own."""
     base = dataclasses.replace(split, seed=0) if kind in CLASSWISE_KINDS else split
-    refs = [ReferenceOriginal(dataset=original.dataset, data=original.data, model=original.model, arch=original.arch,
+    return [ReferenceOriginal(dataset=original.dataset, data=original.data, model=original.model, arch=original.arch,
                               recipe=original.recipe, seed=reference_seed(j), data_options=original.data_options,
                               split=base) for j in range(count)]
-    return [base, *refs]
-
-
-def wants_references(settings: dict) -> bool:
-    return "refmia" in settings.get("attacks", ())
-
-
-def reference_outputs(ctx: RunContext, reference: ReferenceOriginal, data, split):
-    """A reference model's outputs on the cell's D_f and test split (cached as "outputs")."""
-    from .outputs import forward_split, load_outputs, save_outputs
-    from .predictor import Predictor
-
-    key = stable_hash({"reference_outputs": reference.key, "split": split.hash, "v": REFERENCE_OUTPUTS_VERSION})
-    state = ctx.store.load_artifact("outputs", key)
-    if state is not None:
-        return load_outputs(state)
-    out = forward_split(Predictor(reference.load(ctx).model), data, split, ctx.device, parts=("forget", "test"))
-    ctx.store.save_artifact("outputs", key, save_outputs(out))
-    return out
 
 
 def null_band(phi_refs: np.ndarray, neg: np.ndarray) -> dict:
@@ -96,16 +78,16 @@ def null_band(phi_refs: np.ndarray, neg: np.ndarray) -> dict:
     return {"refmia_null": [round(v, 2) for v in null], "refmia_null_lo": min(null), "refmia_null_hi": max(null)}
 
 
-def reference_fields(references, ctx: RunContext, data, split, outputs, retrain_outputs, seed: int) -> dict:
+def reference_fields(inp: AttackInput) -> dict:
     """The record's `refmia_*` and `rmia_*` fields: the audited predictor's outputs (positives)
     against the cell's Retrain's (negatives), both scored against the reference models."""
-    refs = [reference_outputs(ctx, r, data, split) for r in references]
+    refs = [inp.outputs_of(r, ("forget", "test")) for r in inp.models]
     fields = {"refmia_models": len(refs)}
     phi_refs = np.stack([ls.phi(r.forget.logits, r.forget.labels) for r in refs])
     mu, sd = ls.out_gaussian(phi_refs)
-    pos = ls.phi(outputs.forget.logits, outputs.forget.labels)
-    neg = ls.phi(retrain_outputs.forget.logits, retrain_outputs.forget.labels)
-    fields.update(ls.summary(ls.offline_scores(mu, sd, pos), ls.offline_scores(mu, sd, neg), seed=seed,
+    pos = ls.phi(inp.outputs.forget.logits, inp.outputs.forget.labels)
+    neg = ls.phi(inp.retrain.forget.logits, inp.retrain.forget.labels)
+    fields.update(ls.summary(ls.offline_scores(mu, sd, pos), ls.offline_scores(mu, sd, neg), seed=inp.seed,
                              prefix="refmia"))
     fields.update(null_band(phi_refs, neg))
 
@@ -114,6 +96,37 @@ def reference_fields(references, ctx: RunContext, data, split, outputs, retrain_
 
     ref_x = np.stack([prob(r.forget) for r in refs])
     ref_z = np.stack([prob(r.test) for r in refs])
-    rmia = [ls.rmia_scores(prob(o.forget), ref_x, prob(o.test), ref_z) for o in (outputs, retrain_outputs)]
-    fields.update(ls.summary(*rmia, seed=seed, prefix="rmia"))
+    rmia = [ls.rmia_scores(prob(o.forget), ref_x, prob(o.test), ref_z) for o in (inp.outputs, inp.retrain)]
+    fields.update(ls.summary(*rmia, seed=inp.seed, prefix="rmia"))
     return fields
+
+
+@dataclass(frozen=True)
+class RefMIAParams:
+    models: int = param(4, Interval(2, None), "K' reference models per retain set (trained on D_r, never on D_f)")
+
+
+@register_attack("refmia")
+class ReferenceScreen(Attack):
+    """The reference-model screen: offline LiRA (`refmia_*`, with its null band) and RMIA
+    (`rmia_*`) of the audited predictor against models that never saw D_f; no shadow runs."""
+
+    label = "reference-model screen (offline LiRA, RMIA)"
+    Params = RefMIAParams
+    rank = 20
+    deps_field = "references"
+    columns = {
+        "refmia_auc": Column("Ref-MIA AUC", "50", summary=True, null=("refmia_null_lo", "refmia_null_hi")),
+        "refmia_null_lo": Column("Ref-MIA null low"),
+        "refmia_null_hi": Column("Ref-MIA null high"),
+        "rmia_auc": Column("RMIA AUC", "50", summary=True),
+    }
+
+    def key_fields(self) -> dict:
+        return {"reference_models": self.params.models}  # the flat field's key, as before attacks were plugins
+
+    def jobs(self, cell: CellJobs) -> tuple:
+        return tuple(reference_models(cell.original, cell.split, cell.kind, self.params.models))
+
+    def score(self, inp: AttackInput) -> dict:
+        return reference_fields(inp)

@@ -1,4 +1,4 @@
-"""The membership-inference attack behind MIA-Efficacy (SPEC §5).
+"""The SVC attack behind MIA-Efficacy (SPEC §5): the population attack, as an attack plugin.
 
 The attack asks: does the unlearned predictor treat the forget set like data it was trained on
 (retain: members) or like data it never saw (test: non-members)? It fits an RBF SVM on one
@@ -19,8 +19,10 @@ counts the non-members the attack was fit on that are at least as unconfident as
 samples' median (for the confidence feature: at or below it); `MIAResult.extrapolates` flags
 the number when that support is below `min_support(n)`.
 
-Everything here works on logits already computed by `evaluation.forward_split`: the attack
-never runs a model.
+Everything here works on logits already computed by `outputs.forward_split`: the attack never
+runs a model and needs none of its own. Its numbers are metrics (`mia_efficacy`, `mia_support`,
+`mia_extrapolates`, registered in metrics.py): they enter the Avg. Gap, so every row computes them,
+Retrain's and the noise control's included, and the attack is always on.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .base import Attack, Column, register_attack
 
 SVC_C = 3.0  # SPEC §5: SVC(kernel="rbf", C=3, gamma="auto")
 # Extrapolation flag: fewer non-members than this many, or than this fraction of n, at least as
@@ -219,3 +222,15 @@ def mia_efficacy(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Te
         support = attack_support(f_nonmember, f_forget, config.feature)
     extrapolates = support is not None and support < min_support(len(members))
     return MIAResult(efficacy, verdict, len(members), members, nonmembers, support, extrapolates)
+
+
+@register_attack("svc")
+class SVCAttack(Attack):
+    """SPEC §5's population attack: one RBF SVC on the true-class confidence, members = retain,
+    non-members = test. It is always on and plans no model; its record fields are metrics."""
+
+    label = "SVC MIA-Efficacy (SPEC §5)"
+    always = True
+    rank = 0
+    # the summary table shows MIA-Efficacy among the gap metrics; the side-by-side puts it first
+    columns = {"mia_efficacy": Column("SVC MIA-Efficacy", "Retrain's", side="SVC MIA-Efficacy (ideal: Retrain's)")}

@@ -1,0 +1,170 @@
+"""U-LiRA as an attack plugin: shadow models per cell, shadow runs per method (../shared/MIA.md).
+
+    ShadowSplit(cell split, k, K)           → forget = S_k ⊂ D_f, retain = D_r   artifacts/split
+    ShadowOriginal(recipe, seed_k, S_k)     → the recipe trained on D_r ∪ S_k    artifacts/original
+    Unlearn(method, shadow original, S_k)   → the method's shadow predictor      artifacts/predictor
+
+The shadow jobs are new job types (their type name is in their keys), so turning the attack
+on adds jobs and never changes the key of the cell's Original, Retrain or real method runs;
+shadow originals are shared by every method and cached like originals. Each method's Evaluate
+then lists its K shadow Unlearns as dependencies (`ULiRA.jobs`, through `cell.rerun`), and
+`ULiRA.score` turns their φ on D_f into the record's `ulira_*` fields. (Retrain needs no shadow
+runs: its negatives are the cell's Retrain itself; the reference-model screen has its own
+models, refmia.py.) Shadows are job types of their own rather than a `Resource`: a resource
+depends on the original only, a shadow on the cell's split too.
+
+Instance table: `[evaluation.attacks.ulira] shadows = 16, variance = "tied"`. Its Evaluate key
+entries are those of the flat fields it had before attacks were plugins (`ulira_shadows`, and
+`ulira_variance` unless per side), so no earlier record changes its key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..jobs import Original, RunContext, Split
+from ..params import Check, Options, param
+from ..store import Store
+from . import lira_stats as ls
+from .base import Attack, AttackInput, CellJobs, Column, register_attack
+
+VARIANCES = ("tied", "per_side")  # lira_stats.fit_gaussians: one tied σ, or one per side (MIA.md's text)
+# The σ rule of U-LiRA runs made before the option existed: Evaluate keys leave it out (their
+# records stay valid) and a record without `ulira_variance` used it.
+UNKEYED_VARIANCE = "per_side"
+
+
+def shadow_seed(seed: int, k: int) -> int:
+    """The training seed of shadow k of a cell seed (disjoint from the reporting seeds)."""
+    return 1000 * (seed + 1) + k
+
+
+@dataclass(frozen=True)
+class ShadowSplit(Split):
+    """Shadow k's split: forget = S_k (its balanced share of D_f), retain = D_r, test unchanged."""
+
+    base: Split | None = None
+    shadow: int = 0
+    shadows: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"shadow split {self.shadow}/{self.shadows} {self.scenario}/seed {self.seed}"
+
+    def membership(self, n_forget: int) -> np.ndarray:
+        """(n_forget,) bool: which forget examples are in S_k (seeded by the cell's split key)."""
+        return ls.balanced_assignment(n_forget, self.shadows, int(self.base.key[:8], 16))[self.shadow]
+
+    def load(self, store: Store):
+        base = self.base.load(store)
+        split = dataclasses.replace(base, forget=base.forget[self.membership(len(base.forget))])
+        if not store.has_artifact("split", self.key):
+            store.save_artifact("split", self.key, split.to_state())
+        return split
+
+
+@dataclass(frozen=True)
+class ShadowOriginal(Original):
+    """The cell's recipe trained on D_r ∪ S_k with shadow k's seed, keyed like an original."""
+
+    split: ShadowSplit | None = None
+
+    @property
+    def label(self) -> str:
+        s = self.split
+        return f"shadow original {s.shadow}/{s.shadows} {self.dataset}/{self.model}/{s.scenario}/seed {s.seed}"
+
+    def load(self, ctx: RunContext):
+        split = self.split.load(ctx.store)
+        return self._fit_on_training_subset(ctx, np.concatenate([split.retain, split.forget]))
+
+
+def shadow_cell(original: Original, split: Split, shadows: int) -> list[tuple[ShadowOriginal, ShadowSplit]]:
+    """The K (shadow original, shadow split) pairs of a cell, shared by every method."""
+    out = []
+    for k in range(shadows):
+        s = ShadowSplit(dataset=split.dataset, data=split.data, scenario=split.scenario, seed=split.seed,
+                        data_options=split.data_options, base=split, shadow=k, shadows=shadows)
+        o = ShadowOriginal(dataset=original.dataset, data=original.data, model=original.model, arch=original.arch,
+                           recipe=original.recipe, seed=shadow_seed(original.seed, k),
+                           data_options=original.data_options, split=s)
+        out.append((o, s))
+    return out
+
+
+def shadow_seconds(store: Store, unlearns) -> tuple[float, float]:
+    """(training seconds of the shadow originals, wall seconds of the shadow unlearning runs)."""
+    train = sum((store.read_record("original", u.original.key) or {}).get("seconds") or 0.0 for u in unlearns)
+    unlearn = sum((store.read_record("unlearn", u.key) or {}).get("wall_s") or 0.0 for u in unlearns)
+    return float(train), float(unlearn)
+
+
+def forget_phi(inp: AttackInput, unlearn) -> np.ndarray:
+    """φ of a shadow predictor on the cell's whole D_f (its outputs cached in the store)."""
+    out = inp.outputs_of(unlearn, ("forget",)).forget
+    return ls.phi(out.logits, out.labels)
+
+
+@dataclass(frozen=True)
+class ULiRAParams:
+    shadows: int = param(16, Check(lambda k: k >= 2 and k % 2 == 0, "that is even and at least 2 (8+ for real use)"),
+                         "K shadows per cell; every forget example is IN exactly K/2 of them")
+    # tied is the default because per side misreads a class-wise null (docs/metrics.md, "Which σ")
+    variance: str = param("tied", Options(VARIANCES), "pooled σ: one tied over IN and OUT, or one per side")
+
+
+@register_attack("ulira")
+class ULiRA(Attack):
+    """U-LiRA (Hayes et al., SaTML 2025): per-example Gaussians from K shadow runs of the audited
+    method; positives = the audited predictor on D_f, negatives = the cell's Retrain on D_f."""
+
+    label = "U-LiRA (per-example, shadow-calibrated)"
+    Params = ULiRAParams
+    rank = 10
+    deps_field = "shadows"
+    columns = {
+        "ulira_auc": Column("U-LiRA AUC", "50", summary=True),
+        "ulira_auc_lo": Column("AUC CI low"),
+        "ulira_auc_hi": Column("AUC CI high"),
+        "ulira_tpr1": Column("U-LiRA TPR@1%FPR", "1", summary=True, side="TPR@1%FPR (1)"),
+        "ulira_tpr01": Column("TPR@0.1%FPR", "0.1"),
+        "ulira_bacc": Column("bal. acc.", "50"),
+        "ulira_win": Column("examples won", "50"),
+        "ulira_shadow_train_s": Column("shadows (s)"),
+        "ulira_shadow_unlearn_s": Column("shadow unlearning (s)"),
+    }
+
+    def key_fields(self) -> dict:
+        out = {"ulira_shadows": self.params.shadows}
+        if self.params.variance != UNKEYED_VARIANCE:  # per side keeps the keys of runs made before the option
+            out["ulira_variance"] = self.params.variance
+        return out
+
+    def jobs(self, cell: CellJobs) -> tuple:
+        """The audited method rerun on each of the cell's K shadows (shadow originals are shared)."""
+        return tuple(cell.rerun(o, s) for o, s in shadow_cell(cell.original, cell.split, self.params.shadows))
+
+    def score(self, inp: AttackInput) -> dict:
+        n = len(inp.split.forget)
+        pos = ls.phi(inp.outputs.forget.logits, inp.outputs.forget.labels)
+        neg = ls.phi(inp.retrain.forget.logits, inp.retrain.forget.labels)
+        phis = np.stack([forget_phi(inp, u) for u in inp.models])
+        mask = np.stack([u.split.membership(n) for u in inp.models])
+        g = ls.fit_gaussians(phis, mask, self.params.variance)
+        fields = ls.summary(ls.lira_scores(g, pos), ls.lira_scores(g, neg), seed=inp.seed)
+        train_s, unlearn_s = shadow_seconds(inp.ctx.store, inp.models)
+        fields.update(ulira_shadows=len(inp.models), ulira_variance=self.params.variance, ulira_sd_in=g.sd_in,
+                      ulira_sd_out=g.sd_out, ulira_shadow_train_s=train_s, ulira_shadow_unlearn_s=unlearn_s)
+        return fields
+
+    @classmethod
+    def describe(cls, rows) -> dict:
+        """"U-LiRA σ": the rule each row's numbers used (records made before the option have none:
+        they were per side)."""
+        if "ulira_auc" not in rows:
+            return {}
+        rule = rows["ulira_variance"] if "ulira_variance" in rows else rows["ulira_auc"].map(lambda _: None)
+        return {"U-LiRA σ": rule.fillna(UNKEYED_VARIANCE).where(rows["ulira_auc"].notna(), "")}
