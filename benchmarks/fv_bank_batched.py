@@ -1,7 +1,7 @@
 """The class-wise forget-vector bank: batched (all class problems stacked through the model)
 against one class at a time.
 
-`mubench.methods.fv_bank.learn_vectors` learns δ_1…δ_K of one frozen model. Batched, every batch goes through the
+`mubench.methods._fv_bank.learn_vectors` learns δ_1…δ_K of one frozen model. Batched, every batch goes through the
 model as K perturbed copies and all vectors stop together; one at a time, K runs of the
 forget_vector method each stop on their own. Both on the digits original (small CNN, preset
 recipe, seed 0) with the preset's class-wise params; the figures are the runtime ratio and the
@@ -15,7 +15,7 @@ from __future__ import annotations
 from _common import interleaved, parser, record, setup, table
 from fv_convergence import fv_params, ua_ra
 
-from mubench.pipeline import cached_dataset, get_original, get_split
+from mubench.pipeline import build_task, cached_dataset, get_original, get_split
 from mubench.predictor import Predictor
 from mubench.presets import preset_for
 
@@ -26,7 +26,7 @@ def main() -> None:
     p.set_defaults(repeats=1)
     args = p.parse_args()
     device = setup(args)
-    from mubench.methods.fv_bank import MAX_STACK_VALUES, learn_vectors
+    from mubench.methods._fv_bank import MAX_STACK_VALUES, learn_vectors
     from mubench.plugins import load_plugins
 
     load_plugins(())
@@ -36,7 +36,11 @@ def main() -> None:
     banks = {}
 
     def learn(batched: bool):
-        banks[batched] = learn_vectors(None, data, original.model, 0, device, params, batched, "fp32")[0]
+        def task_of(k: int):
+            return build_task(data, get_split(None, data, f"class:{k}", 0), original.model, "small_cnn",
+                              preset_for(args.dataset).recipe, 0, device, precision="fp32")
+
+        banks[batched] = learn_vectors(task_of, data.num_classes, params, batched, device)[0]
 
     seconds = interleaved({"batched": lambda: learn(True), "one class at a time": lambda: learn(False)},
                           args.repeats, device, warmup=False)

@@ -51,27 +51,24 @@ def tiny_task(seed: int = 0, scenario: str = "class:0", resources: dict | None =
                       precision="fp32", resources=resources, progress=False)
 
 
-def synthetic_fv_bank(task: UnlearnTask, scale: float = 0.05) -> torch.Tensor:
-    """K random class-wise vectors (K, C, H, W): shape-correct, seeded, meaningless."""
-    g = torch.Generator().manual_seed(task.seed + 17)
-    return torch.randn((task.num_classes, *task.input_shape), generator=g).to(task.device) * scale
+def _synthetic(name: str):
+    """The resource's own stand-in builder (`register_resource(..., synthetic=fn)`), or None."""
+    from mubench.resources import RESOURCES
 
-
-RESOURCE_BUILDERS = {"fv_bank": synthetic_fv_bank}
+    return RESOURCES.get(name).synthetic if name in RESOURCES else None
 
 
 def missing_resources(method_cls, task: UnlearnTask) -> list[str]:
-    """Required resources the task lacks and the kit cannot build."""
-    return [r for r in getattr(method_cls, "requires", ()) if r not in task.resources
-            and r not in RESOURCE_BUILDERS]
+    """Required resources the task lacks and that bring no synthetic stand-in."""
+    return [r for r in getattr(method_cls, "requires", ()) if r not in task.resources and _synthetic(r) is None]
 
 
 def with_resources(method_cls, task: UnlearnTask) -> UnlearnTask:
-    """The task with the method's required resources, synthesised where the kit knows how."""
+    """The task with the method's required resources, synthesised by each resource's stand-in."""
     resources = dict(task.resources)
     for r in getattr(method_cls, "requires", ()):
-        if r not in resources and r in RESOURCE_BUILDERS:
-            resources[r] = RESOURCE_BUILDERS[r](task)
+        if r not in resources and _synthetic(r) is not None:
+            resources[r] = _synthetic(r)(task)
     return dataclasses.replace(task, resources=resources)
 
 
@@ -83,7 +80,6 @@ def params_for_tests(method_cls, overrides: dict | None = None):
     return method_cls.params_from({**base, **(overrides or {})})
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Metrics: a synthetic context (no model, no data)
 
@@ -91,10 +87,7 @@ def params_for_tests(method_cls, overrides: dict | None = None):
 def synthetic_outputs(seed: int = 0, num_classes: int = 10, n: int = 120):
     """Seeded logits that favour the true label (accuracies strictly between 0 and 100) for a
     class-wise split: forget and test_forgotten are class 0, retain and test the other classes."""
-    try:
-        from .outputs import PartOutputs, SplitOutputs
-    except ImportError:  # before outputs.py split off evaluation.py
-        from .evaluation import PartOutputs, SplitOutputs
+    from .outputs import PartOutputs, SplitOutputs
 
     g = torch.Generator().manual_seed(seed)
 

@@ -19,12 +19,16 @@ The work itself lives in pipeline.py (data, splits, originals, tasks) and evalua
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
+from .data import LoadOptions
+from .pipeline import build_task, cached_dataset, get_original, get_split, recipe_from_dict
 from .predictor import Predictor
+from .resources import RESOURCES, ResourceContext
 from .store import Store, stable_hash
 
 
@@ -107,9 +111,6 @@ class DataRef:
     data: str = ""  # pipeline.data_key of the loaded dataset
 
     def load(self):
-        from .data import LoadOptions
-        from .pipeline import cached_dataset
-
         return cached_dataset(self.name, LoadOptions(**self.options))
 
 
@@ -140,8 +141,6 @@ class Original(Job):
         return self._fit(ctx, self.ref.load())
 
     def _fit(self, ctx: RunContext, data):
-        from .pipeline import get_original, recipe_from_dict
-
         return get_original(ctx.store, data, self.model, recipe_from_dict(self.recipe), self.seed,
                             ctx.device, progress=ctx.progress, key=self.key)
 
@@ -178,8 +177,6 @@ class Split(Job):
         return store.has_artifact("split", self.key)
 
     def load(self, store: Store):
-        from .pipeline import get_split
-
         return get_split(store, DataRef(self.dataset, self.data_options, self.data).load(), self.scenario,
                          self.seed, key=self.key)
 
@@ -210,12 +207,12 @@ class Resource(Job):
         return record is not None and record.get("status", "ok") == "ok" and self._has_output(store)
 
     def run(self, ctx: RunContext) -> dict:
-        from .resources import RESOURCES, ResourceContext
-
         resource = RESOURCES.get(self.name)
         original = self.original.load(ctx)
-        rctx = ResourceContext(data=self.original.ref.load(), original=original, seed=self.original.seed,
-                               device=ctx.device, settings=self.settings, store=ctx.store, progress=ctx.progress)
+        data = self.original.ref.load()
+        rctx = ResourceContext(data=data, original=original, seed=self.original.seed, device=ctx.device,
+                               settings=self.settings, task=functools.partial(self._task, ctx, data, original),
+                               progress=ctx.progress)
         started = time.time()
         artifact, info = resource.build(rctx)
         ctx.store.save_artifact(self.name, self.key, artifact)
@@ -225,9 +222,14 @@ class Resource(Job):
         ctx.store.write_record(self.name, self.key, record)
         return record
 
-    def load(self, store: Store, device):
-        from .resources import RESOURCES
+    def _task(self, ctx: RunContext, data, original, scenario: str, precision: str = "auto"):
+        """The original's task on `scenario`, split by the planner's own Split job (one key per split)."""
+        o = self.original
+        split = Split(dataset=o.dataset, data=o.data, scenario=scenario, seed=o.seed, data_options=o.data_options)
+        return build_task(data, split.load(ctx.store), original.model, o.model, recipe_from_dict(o.recipe), o.seed,
+                          ctx.device, precision=precision, progress=ctx.progress)
 
+    def load(self, store: Store, device):
         resource = RESOURCES.get(self.name)
         artifact = store.load_artifact(self.name, self.key)
         record = store.read_record(self.name, self.key) or {}

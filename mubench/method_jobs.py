@@ -217,7 +217,7 @@ class Evaluate(Job):
                     metrics.update(_missing(store, run) or run.attack().score(dataclasses.replace(inp, models=run.models)))
         metrics.update(_runtime(unlearned["rte_s"], reference, own=self.reference is None))
         record = {**self.identity(), **metrics, **_provenance(unlearned), "dataset": data.name,  # [n]: a training subset
-                  "n_forget": len(split.forget), "n_retain": len(split.retain),
+                  "data_options": self.unlearn.original.data_options, "n_forget": len(split.forget), "n_retain": len(split.retain),
                   "n_test": len(split.test) + len(split.test_forgotten), "status": "ok", "tuned": bool(self.tuned),
                   "tuned_from": self.tuned or None, "split_hash": split.hash, "split_form": split.form,
                   "unlearn_key": self.unlearn.key, "original_key": original.key, "retrain_key": self.retrain_key,

@@ -20,10 +20,8 @@ from .data import ImageData, LoadOptions, eval_view, load_dataset
 from .models import build_model, spec_for
 from .scenarios import Split, make_split
 from .store import Store, stable_hash
-from .training import Recipe, accuracy, fit_supervised, resolve_precision
+from .training import Recipe, accuracy, fit_supervised
 
-ORIGINAL_VERSION = "1"  # bump when the way originals are trained changes
-SPLIT_VERSION = "1"
 UNDERFIT_TRAIN_ACC = 99.0  # SPEC §1: an original below this barely remembers its data
 
 
@@ -38,11 +36,10 @@ def data_key(data: ImageData) -> str:
 
 
 def get_split(store: Store | None, data: ImageData, scenario: str, seed: int, key: str | None = None) -> Split:
-    """The split of (dataset, scenario, seed), saved once in the store and reused.
-
-    key: the planner's `jobs.Split` key (else a key of the same inputs, for direct callers)."""
+    """The split of (dataset, scenario, seed), saved once in the store under `key` (the planner's
+    `jobs.Split` key: one key rule per artifact) and reused; without a store, just made."""
     fp = data_key(data)
-    key = key or stable_hash({"kind": "split", "data": fp, "scenario": scenario, "seed": seed, "v": SPLIT_VERSION})
+    _needs_key(store, key, "split", "jobs.Split")
     if store is not None:
         state = store.load_artifact("split", key)
         if state is not None:
@@ -60,12 +57,10 @@ def architecture_key(model_name: str, spec) -> str:
     return stable_hash(repr(build_model(model_name, spec)))
 
 
-def original_key(data: ImageData, model_name: str, recipe: Recipe, seed: int, device_kind: str) -> str:
-    return stable_hash({"kind": "original", "data": data_key(data), "model": model_name,
-                        "arch": architecture_key(model_name, spec_for(data)),
-                        "recipe": dataclasses.asdict(recipe), "seed": seed,
-                        "precision": resolve_precision(recipe.precision, torch.device(device_kind)),
-                        "v": ORIGINAL_VERSION})
+def _needs_key(store: Store | None, key: str | None, what: str, job: str) -> None:
+    """A stored artifact is keyed by its job only, so the cache has one key rule per artifact."""
+    if store is not None and key is None:
+        raise ValueError(f"a {what} kept in a store needs its {job} key (plan the job, or pass store=None)")
 
 
 def recipe_from_dict(d: dict) -> Recipe:
@@ -87,16 +82,15 @@ def fresh_model(data: ImageData, model_name: str, seed: int) -> nn.Module:
 @dataclass
 class OriginalModel:
     model: nn.Module
-    key: str
+    key: str | None  # its Original job's key (None: trained without a store)
     info: dict  # train/test accuracy, seconds, device, whether it was loaded from the store
 
 
 def get_original(store: Store | None, data: ImageData, model_name: str, recipe: Recipe, seed: int,
                  device: torch.device, progress: bool | None = None, key: str | None = None) -> OriginalModel:
-    """Train the original model of (dataset, model, recipe, seed), or load it from the store.
-
-    key: the planner's `jobs.Original` key (else `original_key` of the same inputs)."""
-    key = key or original_key(data, model_name, recipe, seed, device.type)
+    """Train the original model of (dataset, model, recipe, seed), or load it from the store
+    under `key` (the planner's `jobs.Original` key); without a store, just train it."""
+    _needs_key(store, key, "original", "jobs.Original")
     model = fresh_model(data, model_name, seed)
     if recipe.channels_last:  # loaded weights keep this layout: every method and evaluation gain
         model.to(memory_format=torch.channels_last)

@@ -69,10 +69,11 @@ CAPTIONS = {
 def method_color(method: str) -> str:
     """The method class's `color`; methods without one (or unknown names) get a stable spare
     colour from a hash of the name."""
-    from .report.records import METHOD_LABELS
+    from .plugins import load_plugins
     from .unlearning import METHODS
 
-    if method in METHOD_LABELS and METHODS.get(method).color:
+    load_plugins()  # built-ins and entry points, once per process; file plugins register themselves
+    if method in METHODS and METHODS.get(method).color:
         return METHODS.get(method).color
     return _SPARE_COLORS[zlib.crc32(method.encode()) % len(_SPARE_COLORS)]
 

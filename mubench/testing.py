@@ -18,7 +18,8 @@ too. Methods (STYLE lesson 15):
   come from `task.generator()` / `task.seed`); the original model's state_dict is unchanged;
   the task carries no test split, and loading a dataset during `unlearn` fails the check.
 
-Speed and resources (test_params, a synthetic fv_bank): mubench/_kit_fixtures.py. Metrics,
+Speed and resources (test_params; a required resource's own `synthetic` stand-in):
+mubench/_kit_fixtures.py. Metrics,
 datasets and models: see `check_metric`, `check_dataset` and `check_model` below.
 """
 
@@ -32,13 +33,11 @@ from unittest import mock
 import torch
 
 from ._kit_fixtures import (
-    RESOURCE_BUILDERS,
     TINY_EPOCHS,
     missing_resources,
     params_for_tests,
     state_hash,
     synthetic_context,
-    synthetic_fv_bank,
     synthetic_outputs,
     tensors_hash,
     tiny_task,
@@ -53,7 +52,7 @@ __all__ = [  # the checks, the pieces they run, and the fixtures they run on (mu
     "check_method", "check_metric", "check_dataset", "check_model",
     "check_params_class", "check_rejects_bad_values", "check_unlearn", "check_task_has_no_test_split",
     "bad_value", "state_hash", "no_dataset_access", "task_logits",
-    "tiny_task", "synthetic_fv_bank", "RESOURCE_BUILDERS", "missing_resources", "with_resources",
+    "tiny_task", "missing_resources", "with_resources",
     "params_for_tests", "synthetic_outputs", "synthetic_context", "TINY_EPOCHS",
 ]
 

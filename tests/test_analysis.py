@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from mubench.methods.forget_vector import ForgetVector, retain_subsample
@@ -146,31 +147,64 @@ def test_sweep_defaults_resolve_in_a_fresh_process():
 
 
 def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(tmp_path):
-    """A tiny real grid: load_cells rebuilds each stored predictor (its TA is the record's), the
-    config round-trips through config.json, and a sweep's default point is the grid's own job."""
+    """A tiny real grid: load_cells rebuilds each stored predictor through the jobs of the run's
+    plan (its TA is the record's), the run's config round-trips through runs/, a sweep's default
+    point is the grid's own job, and the sweep's other point is not read as a grid row."""
     from mubench.analysis.cells import load_cells
-    from mubench.analysis.sensitivity import grid_config
     from mubench.analysis.sweep import run_points
     from mubench.config import ExecutionConfig, ExperimentConfig
     from mubench.metrics import accuracy as part_accuracy
     from mubench.outputs import forward_split
-    from mubench.store import write_json_atomic
+    from mubench.runs import run_configs, write_run
 
     config = ExperimentConfig(scenarios=("class:0",), seeds=(0,), methods=("forget_vector",), out=str(tmp_path),
                               precision="fp32", recipe={"epochs": 3},
                               method_params={"forget_vector": {"epochs": 2}},
                               execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
-    write_json_atomic(tmp_path / "config.json", config.to_dict())
-    assert grid_config(tmp_path) == config
+    write_run(tmp_path, config)
+    assert run_configs(tmp_path) == [config]
     first = run_points(config, "forget_vector", [{"epochs": 2}, {"epochs": 2, "retain_fraction": 0.5}])
     assert [len(r.records) for r in first] == [1, 1]
     again = run_points(config, "forget_vector", [{"epochs": 2}])  # cached: the same record
     assert again[0].records[0]["key"] == first[0].records[0]["key"]
     (cell,) = load_cells(tmp_path)
     assert set(cell.records) == {"retrain", "forget_vector"}
+    assert cell.records["forget_vector"]["key"] == first[0].records[0]["key"]  # the grid's point, not the sweep's
     for method, rec in cell.records.items():
         out = forward_split(cell.predictor(method), cell.data, cell.split, torch.device("cpu"))
         assert abs(part_accuracy(out.test) - rec["ta"]) < 1e-9, method
+
+
+def test_each_run_keeps_its_own_config_and_analyses_read_every_run(tmp_path):
+    """Two runs into one root (the resume workflow, or a second grid): neither config file is
+    overwritten, and the analyses plan both grids, so the cells of the first run stay readable
+    after the second (they read whichever run came last when there was one config.json)."""
+    from mubench.analysis.cells import load_cells
+    from mubench.config import ExecutionConfig, ExperimentConfig
+    from mubench.runner import build_plan, execute
+    from mubench.runs import run_configs, write_run
+    from mubench.store import Store
+
+    base = ExperimentConfig(seeds=(0,), methods=("finetune",), out=str(tmp_path), precision="fp32",
+                            recipe={"epochs": 3}, method_params={"finetune": {"epochs": 1}},
+                            execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
+    for scenario in ("class:0", "random:10"):
+        config = dataclasses.replace(base, scenarios=(scenario,))
+        write_run(tmp_path, config)
+        assert not execute(build_plan(config, Store(tmp_path)), config, progress=False).failed
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2
+    assert [c.scenarios for c in run_configs(tmp_path)] == [("class:0",), ("random:10",)]
+    cells = load_cells(tmp_path)
+    assert sorted(c.scenario for c in cells) == ["class:0", "random:10"]
+    assert all(set(c.records) == {"retrain", "finetune"} for c in cells)
+
+
+def test_analyses_of_a_root_without_a_run_config_say_what_to_do(tmp_path):
+    from mubench.analysis.cells import load_cells
+    from mubench.errors import MubenchError
+
+    with pytest.raises(MubenchError, match="no run config under .*runs.*run the grid first"):
+        load_cells(tmp_path)
 
 
 def test_analyze_rejects_an_unknown_analysis_in_one_line(capsys):

@@ -13,18 +13,23 @@ import pytest
 import torch
 
 from mubench.errors import ConfigError
+from mubench.methods._fv_bank import learn_vectors
 from mubench.methods.forget_vector import ForgetVectorParams, forget_vector_loss
 from mubench.methods.fv_arithmetic import FVArithmetic, FVArithmeticParams
-from mubench.methods.fv_bank import learn_vectors
+from mubench.pipeline import build_task, get_split
 
 BANK_PARAMS = ForgetVectorParams(batch_size=128, epochs=6, tol=0.0)
 
 
 @pytest.fixture(scope="module")
-def bank(digits, digits_original, cpu):
+def bank(digits, digits_original, digits_recipe, cpu):
     """The class-wise vectors, stacked (fp32, as every fixture: the same numbers on CPUs with and
     without AMX). Storing, reloading and keying the bank are tested in tests/test_fv_bank.py."""
-    vectors, epochs, seconds = learn_vectors(None, digits, digits_original, 0, cpu, BANK_PARAMS, True, "fp32")
+    def task_of(k):
+        return build_task(digits, get_split(None, digits, f"class:{k}", 0), digits_original, "small_cnn",
+                          digits_recipe, 0, cpu, precision="fp32", progress=False)
+
+    vectors, epochs, seconds = learn_vectors(task_of, 10, BANK_PARAMS, True, cpu)
     assert epochs == [BANK_PARAMS.epochs] * 10 and seconds > 0
     return vectors
 

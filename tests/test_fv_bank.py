@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from mubench.methods.fv_bank import MAX_STACK_VALUES, bank_settings, classes_per_group
+from mubench.methods._fv_bank import MAX_STACK_VALUES, bank_settings, classes_per_group
 
 
 def test_stacked_groups_shrink_with_the_image_size():

@@ -1,16 +1,26 @@
-"""Cache keys of originals: what changes the model changes the key."""
+"""Cache keys of originals (the Original job's key, the only key a stored original has): what
+changes the model changes the key, and a stored model of another architecture is never loaded."""
 
+import pytest
 import torch
 
+from mubench.data import LoadOptions
+from mubench.jobs import RunContext
 from mubench.models import MODELS, ModelSpec, build_model
-from mubench.pipeline import architecture_key, get_original, original_key
+from mubench.pipeline import architecture_key, get_original
+from mubench.planner import original_job
 from mubench.store import Store
 from mubench.training import OptimSpec, Recipe
 
+CPU = torch.device("cpu")
 
-def test_editing_a_model_changes_the_original_key(digits, monkeypatch):
-    recipe = Recipe(epochs=1, batch_size=64, optim=OptimSpec(lr=0.05))
-    before = original_key(digits, "small_cnn", recipe, 0, "cpu")
+
+def _key(model="small_cnn", recipe=None, seed=0) -> str:
+    return original_job("digits", LoadOptions(), model, recipe or {"epochs": 1}, "fp32", seed, CPU).key
+
+
+def test_editing_a_model_changes_the_original_key(monkeypatch):
+    before = _key()
     original_builder = MODELS.get("small_cnn")
 
     def wider(spec: ModelSpec):
@@ -22,26 +32,31 @@ def test_editing_a_model_changes_the_original_key(digits, monkeypatch):
         "small_cnn", wider, "test", "test"))
     architecture_key.cache_clear()
     try:
-        assert original_key(digits, "small_cnn", recipe, 0, "cpu") != before
+        assert _key() != before
     finally:
         monkeypatch.undo()
         architecture_key.cache_clear()
-    assert original_key(digits, "small_cnn", recipe, 0, "cpu") == before
+    assert _key() == before
 
 
-def test_key_depends_on_seed_recipe_and_model(digits):
-    r1 = Recipe(epochs=1)
-    r2 = Recipe(epochs=2)
-    keys = {original_key(digits, m, r, s, "cpu") for m in ("small_cnn", "resnet8") for r in (r1, r2) for s in (0, 1)}
+def test_key_depends_on_seed_recipe_and_model():
+    keys = {_key(m, r, s) for m in ("small_cnn", "resnet8") for r in ({"epochs": 1}, {"epochs": 2}) for s in (0, 1)}
     assert len(keys) == 8
 
 
 def test_a_stored_original_of_another_architecture_is_retrained_not_loaded(digits, tmp_path):
-    store = Store(tmp_path)
-    recipe = Recipe(epochs=1, batch_size=128, optim=OptimSpec(lr=0.05))
-    first = get_original(store, digits, "small_cnn", recipe, 0, torch.device("cpu"), progress=False)
+    ctx = RunContext(Store(tmp_path), CPU)
+    job = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1, "batch_size": 128}, "fp32", 0, CPU)
+    first = job.load(ctx)
     # Corrupt the cache the way a code edit would: same key, weights of another architecture.
     other = build_model("resnet8", ModelSpec(10, 1, 8, digits.mean, digits.std))
-    store.save_artifact("original", first.key, other.state_dict())
-    again = get_original(store, digits, "small_cnn", recipe, 0, torch.device("cpu"), progress=False)
+    ctx.store.save_artifact("original", first.key, other.state_dict())
+    with pytest.warns(UserWarning, match="does not fit model 'small_cnn'"):
+        again = job.load(ctx)
     assert again.info["loaded"] is False
+
+
+def test_a_stored_original_needs_its_jobs_key(digits, tmp_path):
+    """One key rule per artifact: the store never keeps an original under a second recipe."""
+    with pytest.raises(ValueError, match="needs its jobs.Original key"):
+        get_original(Store(tmp_path), digits, "small_cnn", Recipe(epochs=1, optim=OptimSpec(lr=0.05)), 0, CPU)

@@ -186,15 +186,22 @@ def test_empty_forget_set_is_an_error():
         make_split(labels, np.array([0, 1, 2, 3]), "class:2", seed=0)
 
 
-def test_get_split_is_saved_once_and_reused(tmp_path, digits):
-    from mubench.pipeline import get_split
+def test_a_split_is_saved_once_under_its_jobs_key_and_reused(tmp_path, digits):
+    from mubench.jobs import Split as SplitJob
+    from mubench.pipeline import data_key, get_split
     from mubench.store import Store
 
     store = Store(tmp_path)
-    first = get_split(store, digits, "random:10", 0)
+
+    def job(seed):
+        return SplitJob(dataset="digits", data=data_key(digits), scenario="random:10", seed=seed)
+
+    first = job(0).load(store)
     files = list((tmp_path / "artifacts" / "split").iterdir())
-    assert len(files) == 1
-    again = get_split(store, digits, "random:10", 0)
+    assert [f.stem for f in files] == [job(0).key]
+    again = job(0).load(store)
     assert again.hash == first.hash and np.array_equal(again.forget, first.forget)
     assert len(first.forget) == round(0.1 * len(digits.train_y))
-    assert get_split(store, digits, "random:10", 1).hash != first.hash
+    assert job(1).load(store).hash != first.hash
+    with pytest.raises(ValueError, match="needs its jobs.Split key"):  # one key rule per artifact
+        get_split(store, digits, "random:10", 0)

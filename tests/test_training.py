@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from mubench.augment import Augment
+from mubench.data import LoadOptions
 from mubench.errors import ConfigError
-from mubench.pipeline import get_original
+from mubench.jobs import RunContext
+from mubench.planner import original_job
 from mubench.store import Store
 from mubench.training import (
     Batch,
@@ -260,14 +262,15 @@ def test_loss_fn_sees_batches_with_forget_flags():
 
 def test_digits_original_fits_and_is_loaded_the_second_time(tmp_path, digits, digits_recipe):
     store = Store(tmp_path / "results")
-    first = get_original(store, digits, "small_cnn", digits_recipe, 0, CPU, progress=False)
+    ctx = RunContext(store, CPU)
+    first = original_job("digits", LoadOptions(), "small_cnn", {}, "fp32", 0, CPU).load(ctx)
     info = first.info
     assert info["loaded"] is False
     assert info["test_acc"] >= 95.0 and info["train_acc"] >= 99.0  # measured: 98.7 / 99.6
     assert store.has_artifact("original", first.key) and store.read_record("original", first.key)
 
     start = time.perf_counter()
-    second = get_original(store, digits, "small_cnn", digits_recipe, 0, CPU, progress=False)
+    second = original_job("digits", LoadOptions(), "small_cnn", {}, "fp32", 0, CPU).load(ctx)
     elapsed = time.perf_counter() - start
     assert second.info["loaded"] is True and second.key == first.key
     assert elapsed < info["seconds"] / 3, (elapsed, info["seconds"])
@@ -278,5 +281,5 @@ def test_digits_original_fits_and_is_loaded_the_second_time(tmp_path, digits, di
 
     # another recipe is another artifact; one epoch under-fits, which SPEC §1 says to warn about
     with pytest.warns(UserWarning, match="under-fits its training set"):
-        short = get_original(store, digits, "small_cnn", Recipe(epochs=1, batch_size=64), 0, CPU, progress=False)
+        short = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1}, "fp32", 0, CPU).load(ctx)
     assert short.key != first.key and short.info["loaded"] is False

@@ -1,25 +1,34 @@
-"""What analyses read: the stored cells of a finished grid, rebuilt from records and artifacts
-(never retrained), and a cache of analysis results keyed by what determines them.
+"""What analyses read: the stored cells of a finished grid, loaded through the jobs of the
+plans its runs made (never retrained), and a cache of analysis results keyed by what
+determines them.
 
 A `StoredCell` is one (dataset, model, scenario, seed): its data, split, original model and
-every method's stored predictor (Retrain's included). An analysis result is cached as JSON
-under DIR/analysis/cache/<analysis>/<key>.json, the key hashing the analysis name, its version,
-the predictor keys it read and its settings, so a rerun reads it and a new grid recomputes it.
+every method's stored predictor (Retrain's included), each loaded by its own job (`Original.load`,
+`Split.load`, `Unlearn.load_predictor`), planned again from the configs the root's runs wrote
+(mubench/runs.py). So the analyses read exactly the artifacts the records name, whichever run came
+last, and sweep points (not in any run config) are not mistaken for the grid's rows. An analysis
+result is cached as JSON under DIR/analysis/cache/<analysis>/<key>.json, the key hashing the
+analysis name, its version, the predictor keys it read and its settings, so a rerun reads it
+and a new grid recomputes it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..data import ImageData, LoadOptions, eval_view
+from ..config import ExperimentConfig
+from ..data import ImageData, eval_view
 from ..errors import MubenchError
-from ..predictor import Predictor, predictor_from_state
+from ..jobs import RunContext
+from ..method_jobs import Evaluate, Unlearn
+from ..planner import build_plan
+from ..predictor import Predictor
+from ..runs import run_configs
 from ..scenarios import Split
 from ..store import Store, stable_hash, write_json_atomic
 
@@ -38,6 +47,8 @@ class StoredCell:
     original_key: str
     records: dict[str, dict]  # method → its Evaluate record
     store: Store
+    unlearns: dict[str, Unlearn] = field(default_factory=dict)  # method → the job that stored its predictor
+    config: ExperimentConfig | None = None  # the run that planned this cell
     _predictors: dict = field(default_factory=dict)
 
     @property
@@ -49,14 +60,7 @@ class StoredCell:
         if method == "original":
             return Predictor(self.original)
         if method not in self._predictors:
-            rec = self.records[method]
-            state = self.store.load_artifact("predictor", rec["unlearn_key"])
-            unlearn = self.store.read_record("unlearn", rec["unlearn_key"]) or {}
-            if state is None:
-                raise MubenchError(f"the predictor of {method} in {self.label} is not in {self.store.root}; "
-                                   "rerun the grid (python -m mubench run ...)")
-            self._predictors[method] = predictor_from_state(state, self.original, unlearn.get("clamp", False),
-                                                            unlearn.get("params_changed_stated"), unlearn.get("info"))
+            self._predictors[method] = self.unlearns[method].load_predictor(self.store, self.original)[0]
         return self._predictors[method]
 
     def part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,58 +71,40 @@ class StoredCell:
         return eval_view(self.data, x[idx]), y[idx]
 
 
-def data_options(root: Path, dataset: str) -> tuple[str, LoadOptions]:
-    """(registry name, load options) of a record's dataset name, with the run's data root."""
-    m = re.fullmatch(r"(.+)\[(\d+)\]", dataset)
-    name, subset = (m.group(1), int(m.group(2))) if m else (dataset, 0)
-    config = root / "config.json"
-    data_root = json.loads(config.read_text()).get("data_root") or None if config.is_file() else None
-    return name, LoadOptions(data_root=data_root, train_subset=subset)
-
-
-def _grid_variants(root: Path, df) -> list[bool]:
-    """Which rows are the grid's own runs: each method's variant under the overrides of the
-    run's config.json (plain method names without one); sweep points are left out."""
-    from ..config import method_overrides
-    from ..method_jobs import display_name
-
-    config = None
-    if (root / "config.json").is_file():
-        from .sensitivity import grid_config
-
-        config = grid_config(root)
-    out = []
-    for _, row in df.iterrows():
-        user = method_overrides(config, row["method"], row["scenario"]) if config is not None else {}
-        out.append(row["variant"] == display_name(row["method"], user))
+def _finished(store: Store, config: ExperimentConfig) -> dict[tuple, dict[str, tuple[Evaluate, dict]]]:
+    """(dataset, model, scenario, seed) → method → (Evaluate job, its ok record), for one run's plan."""
+    out: dict[tuple, dict] = {}
+    for ev in build_plan(config, store).evaluations():
+        record = store.read_record("method", ev.key)
+        if record is not None and record.get("status") == "ok":
+            out.setdefault((ev.dataset, ev.model, ev.scenario, ev.seed), {})[ev.method] = (ev, record)
     return out
 
 
 def load_cells(root: str | Path) -> list[StoredCell]:
-    """Every cell of the grid under `root` whose Retrain finished ok."""
-    from ..models import build_model, spec_for
-    from ..pipeline import cached_dataset, get_split
-    from ..report.records import current_ok, load_records
-
+    """Every cell of the grids run into `root` whose Retrain finished ok."""
     store = Store(root)
-    df = current_ok(load_records(root))
-    df = df[_grid_variants(store.root, df)]
+    configs = run_configs(store.root)
+    if not configs:
+        raise MubenchError(f"no run config under {str(store.root / 'runs')!r}: analyses re-plan the grids that "
+                           f"`python -m mubench run --out {store.root}` wrote there; run the grid first")
+    found: dict[tuple, tuple[ExperimentConfig, dict]] = {}
+    for config in configs:
+        for cell, rows in _finished(store, config).items():
+            found.setdefault(cell, (config, {}))[1].update(rows)
+    ctx = RunContext(store, torch.device("cpu"))
     cells = []
-    for (dataset, model, scenario, seed), rows in df.groupby(["dataset", "model", "scenario", "seed"], sort=True):
-        if "retrain" not in set(rows["method"]):
+    for (_, model, scenario, seed), (config, rows) in sorted(found.items()):
+        if "retrain" not in rows:
             continue
-        records = {r["method"]: store.read_record("method", r["key"]) for _, r in rows.iterrows()}
-        original_key = records["retrain"]["original_key"]
-        data = cached_dataset(*data_options(store.root, dataset))
-        split = get_split(None, data, scenario, int(seed))
-        if split.hash != records["retrain"]["split_hash"]:
-            raise MubenchError(f"the split of {dataset}/{scenario}/seed {seed} rebuilt here differs from the "
-                               "stored one (another data version?); rerun the grid")
-        state = store.load_artifact("original", original_key)
-        original = build_model(model, spec_for(data))
-        original.load_state_dict(state)
-        cells.append(StoredCell(dataset, model, scenario, int(seed), data, split, original.eval(), original_key,
-                                records, store))
+        unlearn = rows["retrain"][0].unlearn
+        if not unlearn.original.done(store):
+            raise MubenchError(f"the original of {unlearn.label} is not in {store.root}; rerun the grid")
+        original = unlearn.original.load(ctx)
+        records = {method: record for method, (_, record) in rows.items()}
+        cells.append(StoredCell(records["retrain"]["dataset"], model, scenario, seed, unlearn.original.ref.load(),
+                                unlearn.split.load(store), original.model.eval(), original.key, records, store,
+                                {method: ev.unlearn for method, (ev, _) in rows.items()}, config))
     if not cells:
         raise MubenchError(f"no finished cell (with Retrain) under {store.root}; run the grid first")
     return cells

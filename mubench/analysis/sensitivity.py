@@ -10,11 +10,13 @@ jobs; the curves are Avg. Gap (to each seed's Retrain) and RTE, mean over seeds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from pathlib import Path
 
-from ..config import EvaluationConfig, ExecutionConfig, ExperimentConfig, TuneConfig
+from ..config import ExecutionConfig, ExperimentConfig
+from ..errors import MubenchError
+from ..presets import preset_for
+from ..runs import run_configs
 from .sweep import run_points
 
 METHOD = "forget_vector"
@@ -23,19 +25,6 @@ FACTORS = {"beta": (0.5, 2.0), "lam": (0.1, 10.0), "tau": (0.5, 2.0), "epochs": 
 # plus a shared machine's load cost more than they gain (measured: a loky sweep on a loaded
 # 2-core machine finished 1 job in 10 min).
 SWEEP_EXECUTION = ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1)
-TUPLES = ("datasets", "models", "scenarios", "seeds", "methods", "plugins")
-
-
-def grid_config(root: str | Path) -> ExperimentConfig:
-    """The resolved config a `mubench run` wrote to DIR/config.json (results stay in DIR)."""
-    d = json.loads((Path(root) / "config.json").read_text())
-    d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(ExperimentConfig)}}
-    d.update({k: tuple(d[k]) for k in TUPLES if k in d})
-    d["evaluation"] = EvaluationConfig(**d.get("evaluation", {}))
-    d["execution"] = ExecutionConfig(**d.get("execution", {}))
-    tune = d.get("tune", {})
-    d["tune"] = TuneConfig(**{**tune, "seeds": tuple(tune.get("seeds", TuneConfig().seeds))})
-    return ExperimentConfig(**{**d, "out": str(root)})
 
 
 def default_params(config: ExperimentConfig, dataset: str, model: str, scenario_kind: str) -> dict:
@@ -67,30 +56,41 @@ def sweep_points(defaults: dict, swept: tuple[str, ...] = SWEPT) -> list[tuple[s
     return points
 
 
+def _grid_cells(root: str | Path, scenarios: tuple[str, ...]):
+    """(run config, dataset, scenario) of every run written into `root` (mubench/runs.py)."""
+    configs = run_configs(root)
+    if not configs:
+        raise MubenchError(f"no run config under {str(Path(root) / 'runs')!r}: the sweep re-runs the grid a "
+                           f"`python -m mubench run --out {root}` wrote there; run the grid first")
+    for config in configs:
+        for dataset in config.datasets:
+            for scenario in scenarios or config.scenarios:
+                yield config, dataset, scenario
+
+
 def analyze_sensitivity(root: str | Path, swept: tuple[str, ...] = SWEPT, scenarios: tuple[str, ...] = (),
                         progress: bool | None = False) -> list[dict]:
     """One row per (dataset, scenario, parameter, value): Avg. Gap and RTE, mean over seeds.
     swept: parameters to sweep (default all); scenarios: the grid's scenarios to sweep (default all)."""
-    config = grid_config(root)
-    rows = []
-    for dataset in config.datasets:
-        for scenario in scenarios or config.scenarios:
-            kind = scenario.split(":")[0]
-            from ..presets import preset_for
-
-            model = (config.models or (preset_for(dataset).model,))[0]
-            defaults = default_params(config, dataset, model, kind)
-            points = sweep_points(defaults, swept)
-            cell = dataclasses.replace(config, datasets=(dataset,), scenarios=(scenario,), methods=(METHOD,),
-                                       execution=SWEEP_EXECUTION)
-            results = run_points(cell, METHOD, [o for _, _, o in points], progress=progress)
-            for (name, value, _), res in zip(points, results, strict=True):
-                if not res.records:
-                    continue
-                shown = {"default": "—", "select": value}.get(name, value)
-                rows.append({"dataset": dataset, "scenario": scenario, "param": name, "value": shown,
-                             "default": {"default": "—", "select": "last"}.get(name, defaults.get(name)),
-                             "avg_gap": statistics.fmean(r["avg_gap"] for r in res.records),
-                             "rte_s": statistics.fmean(r["rte_s"] for r in res.records),
-                             "seeds": len(res.records)})
+    rows, seen = [], set()
+    for config, dataset, scenario in _grid_cells(root, scenarios):
+        if (dataset, scenario) in seen:  # two runs of one grid into the root: sweep it once
+            continue
+        seen.add((dataset, scenario))
+        kind = scenario.split(":")[0]
+        model = (config.models or (preset_for(dataset).model,))[0]
+        defaults = default_params(config, dataset, model, kind)
+        points = sweep_points(defaults, swept)
+        cell = dataclasses.replace(config, datasets=(dataset,), scenarios=(scenario,), methods=(METHOD,),
+                                   execution=SWEEP_EXECUTION)
+        results = run_points(cell, METHOD, [o for _, _, o in points], progress=progress)
+        for (name, value, _), res in zip(points, results, strict=True):
+            if not res.records:
+                continue
+            shown = {"default": "—", "select": value}.get(name, value)
+            rows.append({"dataset": dataset, "scenario": scenario, "param": name, "value": shown,
+                         "default": {"default": "—", "select": "last"}.get(name, defaults.get(name)),
+                         "avg_gap": statistics.fmean(r["avg_gap"] for r in res.records),
+                         "rte_s": statistics.fmean(r["rte_s"] for r in res.records),
+                         "seeds": len(res.records)})
     return rows

@@ -1,6 +1,6 @@
 """Transfer: does the class-c forget vector forget only class c? (issue 16, item 1)
 
-From the class-wise bank (mubench/methods/fv_bank.py) of an original model: the K×K matrix of
+From the class-wise bank (mubench/methods/_fv_bank.py) of an original model: the K×K matrix of
 training accuracy on class c′ under δ_c (row c, column c′; the diagonal is each vector's own
 forget-set accuracy), and zero-shot composition beyond sum/mean: δ_a + δ_b and (δ_a + δ_b)/2
 for class pairs, with the accuracy on a and b and on every third class — the reviewers'

@@ -100,7 +100,8 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from mubench.runner import build_plan, describe_plan, execute, settings_line
-    from mubench.store import Store, write_json_atomic
+    from mubench.runs import write_run
+    from mubench.store import Store
     from mubench.tuned import describe_tuned
     from mubench.validate import validate_config
 
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         for line in describe_plan(plan):
             print(line)
         return 0
-    write_json_atomic(store.root / "config.json", config.to_dict())  # the resolved config, for the record
+    write_run(store.root, config)  # this run's resolved config, beside the earlier runs' (mubench/runs.py)
     result = execute(plan, config, progress=None if not args.quiet else False)
     print(summary_text(result.records + result.failed))
     print(f"\n{result.ran} jobs run, {result.cached} cached, {len(result.failed)} failed "

@@ -34,7 +34,7 @@ Convergence stop: with `tol > 0` (default 1e-3), training stops after the first 
 how many epochs ran (measured effect: docs/forget-vectors.md); `tol=0` always runs `epochs`.
 
 `learn_perturbation` below is the shared learner: forget-vector arithmetic (fv_arithmetic)
-reuses it with δ = Σ_k w_k δ_k, and the class-wise bank (mubench/fv_bank.py) stacks several
+reuses it with δ = Σ_k w_k δ_k, and the class-wise bank (mubench/methods/_fv_bank.py) stacks several
 class problems through the model at once.
 """
 

@@ -1,7 +1,8 @@
 """Forget-vector arithmetic: a new task's δ as a weighted sum of class-wise forget vectors.
 
 Sun et al. (arXiv 2412.16780), compositional unlearning; SPEC §4. Given the bank δ_1…δ_K of
-the same frozen model (mubench/fv_bank.py), δ = Σ_k w_k δ_k with
+the same frozen model (the `fv_bank` resource of mubench/methods/_fv_bank.py, imported here:
+this method owns it), δ = Σ_k w_k δ_k with
 - weights="learned": K unconstrained scalars w, initialised at 0 and trained with the forget
   vector's data terms, optimiser, schedule, β by scenario kind, epoch selection and convergence
   stop (learn_perturbation from mubench/methods/forget_vector.py), plus the penalty λ·‖w‖₂
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from mubench.errors import ConfigError
+from mubench.methods import _fv_bank  # noqa: F401 - registers the fv_bank resource this method requires
 from mubench.methods.forget_vector import PerturbationMethod, PerturbationParams, learn_perturbation
 from mubench.params import Options, param
 from mubench.predictor import Predictor

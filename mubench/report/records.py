@@ -75,7 +75,7 @@ PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "meth
               "display_name", "tuned", "tuned_from", "tuned_file", "tuning_protocol", "split_hash", "original_key", "retrain_key",
               "original_train_acc", "original_test_acc", "device", "n_jobs", "started",
               "finished", "wall_s", "n_forget", "n_retain", "n_test"]
-_NOT_METRICS = set(CELL) | set(PROVENANCE) | {"seed", "method", "variant", "params", "info",
+_NOT_METRICS = set(CELL) | set(PROVENANCE) | {"seed", "method", "variant", "params", "info", "data_options",
                                              "versions", "superseded", "gap_ref_key", "kind",
                                              "non_default_params"}
 

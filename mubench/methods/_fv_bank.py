@@ -3,10 +3,13 @@
 Forget-vector arithmetic (mubench/methods/fv_arithmetic.py, SPEC §4) composes new forget vectors from
 the K class-wise vectors of the same original model. Each δ_k solves the `class:k`
 forget-vector problem (forget every training image of class k, retain the rest). The bank is a
-resource (mubench/resources.py) registered here, by the plugin that owns it: one `Resource` job
-per original model, an artifact of kind "fv_bank" with a record holding its one-time cost in
+resource (mubench/resources.py) registered here and imported by the method that owns it
+(fv_arithmetic.py; a private module, so the method loader skips it): one `Resource` job per
+original model, an artifact of kind "fv_bank" with a record holding its one-time cost in
 seconds, which records of methods using it report separately (`bank_s`), not inside
-arithmetic's runtime.
+arithmetic's runtime. It learns each δ_k on the task the resource context hands it
+(`ctx.task("class:k")`: the planner's own split of that original), so it neither builds
+splits nor touches the store.
 
 Its settings are the forget vector's class-wise ones (`ForgetVectorParams` with the dataset's
 `class` preset) overridden by the config's own `[bank]` table (`--set bank.FIELD=VALUE`), never
@@ -36,16 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from mubench.data import ImageData
 from mubench.params import apply_overrides
-from mubench.pipeline import build_task, get_split
 from mubench.resources import ResourceContext, register_resource
-from mubench.store import Store
-from mubench.training import Recipe, synchronize
+from mubench.training import synchronize
+from mubench.unlearning import UnlearnTask
 
 from .forget_vector import ForgetVector, ForgetVectorParams, learn_perturbation, resolve_beta
 
@@ -75,35 +76,35 @@ def bank_settings(dataset: str, overrides: dict, device: torch.device, precision
 def learn_bank(ctx: ResourceContext) -> tuple[dict, dict]:
     """The K class-wise forget vectors of one original model (SPEC §4)."""
     params = apply_overrides(ForgetVectorParams(), ctx.settings["params"], "[bank]")
-    vectors, epochs, seconds = learn_vectors(ctx.store, ctx.data, ctx.original.model, ctx.seed, ctx.device, params,
-                                             ctx.settings["batched"], ctx.settings["precision"], ctx.progress)
-    return {"vectors": vectors}, {"num_classes": ctx.data.num_classes, "epochs_run": epochs, "seconds": seconds}
+    vectors, epochs, seconds = learn_vectors(lambda k: ctx.task(f"class:{k}", ctx.settings["precision"]),
+                                             ctx.num_classes, params, ctx.settings["batched"], ctx.device)
+    return {"vectors": vectors}, {"num_classes": ctx.num_classes, "epochs_run": epochs, "seconds": seconds}
 
 
 def load_bank(artifact: dict, device: torch.device) -> torch.Tensor:
     return artifact["vectors"].to(device)
 
 
+def synthetic_bank(task: UnlearnTask, scale: float = 0.05) -> torch.Tensor:
+    """K random class-wise vectors (K, C, H, W) for method checks: shape-correct, seeded, meaningless."""
+    g = torch.Generator().manual_seed(task.seed + 17)
+    return torch.randn((task.num_classes, *task.input_shape), generator=g).to(task.device) * scale
+
+
 register_resource("fv_bank", section="bank", settings=bank_settings, build=learn_bank, load=load_bank,
-                  record_field="bank_s")
+                  record_field="bank_s", synthetic=synthetic_bank)
 
 
-def learn_vectors(store: Store | None, data: ImageData, original: nn.Module, seed: int, device: torch.device,
-                  params: ForgetVectorParams, batched: bool, precision: str,
-                  progress=None) -> tuple[torch.Tensor, list[int], float]:
-    """(vectors (K, C, H, W) on the CPU, epochs run per class, seconds) for `original`."""
-
-    def task_of(k: int):
-        split = get_split(store, data, f"class:{k}", seed)
-        # The bank never builds or retrains a model: the architecture name and recipe are unused.
-        return build_task(data, split, original, "", Recipe(), seed, device, precision=precision, progress=progress)
-
+def learn_vectors(task_of: Callable[[int], UnlearnTask], num_classes: int, params: ForgetVectorParams,
+                  batched: bool, device: torch.device) -> tuple[torch.Tensor, list[int], float]:
+    """(vectors (K, C, H, W) on the CPU, epochs run per class, seconds) of the class problems
+    `task_of(k)` (the class:k task of one frozen original)."""
     synchronize(device)
     start = time.perf_counter()
     if batched:
-        vectors, epochs = _learn_stacked(task_of, data.num_classes, params)
+        vectors, epochs = _learn_stacked(task_of, num_classes, params)
     else:
-        vectors, epochs = _learn_one_by_one(task_of, data.num_classes, params)
+        vectors, epochs = _learn_one_by_one(task_of, num_classes, params)
     synchronize(device)
     return vectors.detach().float().cpu(), epochs, time.perf_counter() - start
 
