@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from . import __version__
@@ -30,7 +29,6 @@ from .training import exact_fp32, synchronize
 from .unlearning import METHODS
 
 OUTPUTS_VERSION = "1"  # bump when the forward pass of evaluation changes (batching, view)
-FIGURE_EXAMPLES = 6  # forget/retain images shown before/after δ in a forget vector's figure
 
 
 def display_name(method: str, user_params: dict) -> str:
@@ -93,8 +91,6 @@ class Unlearn(Job):
                   # with it; the count is not in the key (a cached result serves any layout)
                   "torch_threads": torch.get_num_threads(),
                   "finished": iso(time.time()), "wall_s": time.time() - started}
-        if predictor.delta is not None:
-            record["delta_figure"] = _save_delta_figure(ctx.store, self.key, predictor, data, split)
         ctx.store.write_record("unlearn", self.key, record)
         return record
 
@@ -242,8 +238,7 @@ class Evaluate(Job):
 
 
 # What an Evaluate record copies from its Unlearn record (besides the *_s timings).
-UNLEARN_FIELDS = ("method_version", "precision", "device", "n_jobs", "torch_threads", "info", "non_default_params",
-                  "delta_figure")
+UNLEARN_FIELDS = ("method_version", "precision", "device", "n_jobs", "torch_threads", "info", "non_default_params")
 
 
 def _provenance(unlearned: dict) -> dict:
@@ -280,18 +275,3 @@ def versions() -> dict:
 
 def _jsonable_info(info: dict) -> dict:
     return {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in info.items()}
-
-
-def _save_delta_figure(store: Store, key: str, predictor, data, split) -> str:
-    """A forget vector's picture (δ and examples before/after) for reports."""
-    from .data import eval_view
-    from .visual import render_forget_vector
-
-    n = FIGURE_EXAMPLES // 2
-    idx = torch.from_numpy(np.concatenate([split.forget[:n], split.retain[:n]]))
-    images = eval_view(data, data.train_x[idx])
-    flags = torch.arange(len(idx)) < min(n, len(split.forget))
-    png = store.root / "figures" / f"{key}.png"
-    render_forget_vector(predictor, images, data.train_y[idx], data.classes, png, forget=flags)
-    render_forget_vector(predictor, images, data.train_y[idx], data.classes, png.with_suffix(".pdf"), forget=flags)
-    return str(png.relative_to(store.root))

@@ -1,10 +1,15 @@
-"""Report figures (matplotlib, Agg; PNG + PDF): metric bars, efficacy–cost scatter, arithmetic
-weights.
+"""Report figures (matplotlib, Agg; PNG + PDF): the two every cell gets (metric bars,
+efficacy–cost scatter) and the registry of figures owned by what they show (benchopt's plot
+plugins): a method or an attack registers its own in its file (`register_figure`: the forget
+vector's δ, the arithmetic's weights, U-LiRA's per-example curves), and the report draws every
+registered figure per cell from the records and, where a figure asks, the stored predictors.
+Jobs draw nothing.
 
-Every figure takes data already computed by `report` (summary statistics, records) and never
-reads files itself. Each method keeps one colour in every figure (`method_color`), so a reader
-can follow FV across plots; parameter variants of one method share its colour and differ by
-hatch.
+Every figure takes data the report already computed (summary statistics, records, stored cells)
+and never reads files itself. Each method keeps one colour in every figure (`method_color`), so
+a reader can follow FV across plots; parameter variants of one method share its colour and
+differ by hatch. `pyplot`, `save_figure`, `slug` and `method_color` are the helpers figure
+plugins draw with.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .registry import Registry
 
 CELL = ["dataset", "model", "scenario"]
 BAR_METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy", "avg_gap": "Avg. Gap"}
@@ -31,7 +39,7 @@ class Figure:
     """One written figure: the cell it belongs to, what it shows, and its two files."""
 
     cell: tuple
-    kind: str    # "metrics", "efficacy_cost", "weights"
+    kind: str    # "metrics", "efficacy_cost", or a registered figure's name
     title: str
     png: Path
     pdf: Path
@@ -42,6 +50,8 @@ class Figure:
 
     @property
     def caption(self) -> str:
+        if self.kind in FIGURES:
+            return FIGURES.entry(self.kind).meta["caption"]
         return CAPTIONS.get(self.kind, self.title)
 
 
@@ -51,19 +61,34 @@ CAPTIONS = {
     "efficacy_cost": "Each method at (RTE, Avg. Gap), mean ± std over seeds; lower-left is better. "
                      "Ringed points are on the Pareto front: no other method is both faster and "
                      "closer to Retrain.",
-    "delta": "The learned perturbation δ (mean over channels, diverging colours, symmetric scale) "
-             "and training images without (top) and with δ (bottom); titles give the predicted "
-             "class, red where δ changed it away from the true class.",
-    "ulira_examples": "Per forget example, U-LiRA's score of the unlearned predictor minus Retrain's, pooled over "
-                      "seeds: the curve gives the share of examples above each margin. An unlearned predictor "
-                      "Retrain-like for every example crosses 50% at 0; a curve far right of it leaves "
-                      "examples identifiable.",
-    "svc_vs_ulira": "Each method at (SVC MIA-Efficacy, U-LiRA AUC), mean ± std over seeds. Ideal: the "
-                    "crossing of the dotted lines (Retrain's MIA-Efficacy, AUC 50); a point near Retrain's "
-                    "MIA-Efficacy but high on AUC is one the population attack misjudges.",
-    "weights": "Learned weight of each class-wise forget vector in the arithmetic combination; "
-               "bars: mean ± std over seeds, dots: single seeds.",
 }
+
+FIGURES = Registry("figure")
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureInput:
+    """What a registered figure draws one cell from."""
+
+    cell: tuple  # (dataset, model, scenario)
+    rows: pd.DataFrame  # the cell's current ok records, one row per (variant, seed)
+    stats: pd.DataFrame  # the cell's summary statistics (its `label` column names each variant)
+    stem: Path  # where the cell's figures go: stem.name + "_<what>" (+ .png / .pdf, by save_figure)
+    stored: Callable[[str, int], Any] | None = None  # (method, seed) → the stored cell (analysis.cells), or None
+
+    def label(self, variant: str) -> str:
+        found = self.stats.loc[self.stats["variant"].eq(variant), "label"]
+        return found.iloc[0] if len(found) else variant
+
+    def path(self, *parts: str) -> Path:
+        return self.stem.with_name("_".join([self.stem.name, *map(slug, parts)]))
+
+
+def register_figure(name: str, caption: str, stored: bool = False):
+    """Decorator: `@register_figure("fv_weights", caption=...)` on `draw(inp: FigureInput) ->
+    list[Figure]`, called by the report once per cell. stored: the figure reads stored predictors
+    (`inp.stored(method, seed)`); without a run config in the results root it is skipped."""
+    return FIGURES.register(name, caption=caption, stored=stored)
 
 
 def method_color(method: str) -> str:
@@ -97,11 +122,12 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
     return ~(le & lt).any(axis=1)
 
 
-def _slug(*parts) -> str:
+def slug(*parts) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(map(str, parts))).strip("-")
 
 
-def _save(fig, stem: Path, cell: tuple, kind: str, title: str) -> Figure:
+def save_figure(fig, stem: Path, cell: tuple, kind: str, title: str) -> Figure:
+    """Write `fig` as stem.png and stem.pdf (a reproducible PDF: no creation date) and close it."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
     fig.savefig(png, dpi=130)  # constrained layout already fits legends: no "tight" re-draw
@@ -112,7 +138,8 @@ def _save(fig, stem: Path, cell: tuple, kind: str, title: str) -> Figure:
     return Figure(tuple(cell), kind, title, png, pdf)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no screen)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +152,7 @@ def plot_metric_bars(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure:
     """Grouped bars, one bar per method, error bar = std over seeds: UA, RA, TA, MIA-Efficacy
     on a 0–100 axis, and Avg. Gap on its own panel, since gaps of a few points would be
     invisible on the accuracy scale."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = stats[stats["metric"].isin(BAR_METRICS)]
     variants = list(dict.fromkeys(rows["variant"]))
     styles = _styles(rows)
@@ -153,7 +180,7 @@ def plot_metric_bars(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure:
     fig.suptitle(title, fontsize=10)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8,
                frameon=False)
-    return _save(fig, stem, cell, "metrics", title)
+    return save_figure(fig, stem, cell, "metrics", title)
 
 
 def _place_labels(ax, points: Sequence[tuple[float, float, str, str]]) -> None:
@@ -184,7 +211,7 @@ def _place_labels(ax, points: Sequence[tuple[float, float, str, str]]) -> None:
 def plot_efficacy_cost(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure | None:
     """Avg. Gap (lower = closer to Retrain) against RTE on a log axis; the Pareto front of
     methods that no other method beats on both is joined by a dashed line and ringed."""
-    plt = _pyplot()
+    plt = pyplot()
     gap = stats[stats["metric"].eq("avg_gap")].set_index("variant")
     rte = stats[stats["metric"].eq("rte_s")].set_index("variant")
     both = gap[["mean", "std", "label", "method"]].join(
@@ -224,75 +251,25 @@ def plot_efficacy_cost(stats: pd.DataFrame, cell: tuple, stem: Path) -> Figure |
     title = f"{' / '.join(map(str, cell))}: efficacy vs cost"
     ax.set_title(title, fontsize=10)
     _place_labels(ax, labels)
-    return _save(fig, stem, cell, "efficacy_cost", title)
+    return save_figure(fig, stem, cell, "efficacy_cost", title)
 
 
-def plot_arithmetic_weights(weights: dict[int, Sequence[float]], cell: tuple, label: str,
-                            stem: Path) -> Figure | None:
-    """Bar per class-wise vector k: the learned weight, mean ± std over seeds, seeds as dots."""
-    plt = _pyplot()
-    sizes = {len(w) for w in weights.values()}
-    if len(sizes) != 1 or not sizes.pop():
-        return None  # no weights, or seeds with different K cannot share an axis
-    w = np.array([list(map(float, weights[s])) for s in sorted(weights)])
-    k = np.arange(w.shape[1])
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(k) + 2.5), 3.2), layout="constrained")
-    ax.bar(k, w.mean(axis=0), yerr=w.std(axis=0, ddof=1) if len(w) > 1 else None,
-           color=method_color("fv_arithmetic"), capsize=2, label="mean ± std over seeds")
-    for row in w:
-        ax.plot(k, row, "o", ms=3, color="black", alpha=0.6)
-    ax.plot([], [], "o", ms=3, color="black", alpha=0.6, label="one seed")
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_xticks(k)
-    ax.set_xlabel("class-wise forget vector k")
-    ax.set_ylabel("weight")
-    ax.grid(axis="y", alpha=0.3)
-    fig.legend(fontsize=8, frameon=False, loc="outside right upper")
-    title = f"{' / '.join(map(str, cell))}: {label} weights"
-    ax.set_title(title, fontsize=10)
-    return _save(fig, stem, cell, "weights", title)
-
-
-def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path) -> list[Figure]:
-    """Every figure of a report, per (dataset, model, scenario), written under `out_dir`."""
+def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path,
+                   stored: Callable[[tuple, str, int], Any] | None = None) -> list[Figure]:
+    """Every figure of a report, per (dataset, model, scenario), written under `out_dir`: the
+    metric bars and efficacy–cost scatter, then each registered figure (those that read stored
+    predictors only when `stored(cell, method, seed)` is given)."""
     figures: list[Figure] = []
     for cell, s in stats.groupby(CELL, sort=False):
-        stem = Path(out_dir) / _slug(*cell)
+        stem = Path(out_dir) / slug(*cell)
         figures.append(plot_metric_bars(s, cell, stem.with_name(stem.name + "_metrics")))
         fig = plot_efficacy_cost(s, cell, stem.with_name(stem.name + "_efficacy_cost"))
         figures += [fig] if fig else []
         rows = df[(df[CELL] == list(cell)).all(axis=1) & df["status"].eq("ok") & ~df["superseded"]]
-        for variant, g in rows[rows["method"].eq("fv_arithmetic")].groupby("variant", sort=False):
-            weights = {int(r.seed): (r.info or {}).get("weights") or [] for r in g.itertuples()
-                       if isinstance(r.info, dict)}
-            label = s.loc[s["variant"].eq(variant), "label"].iloc[0]
-            fig = plot_arithmetic_weights(weights, cell, label,
-                                          stem.with_name(f"{stem.name}_{_slug(variant)}_weights"))
-            figures += [fig] if fig else []
-        figures += _delta_figures(rows, s, cell, stem)
+        cell_stored = (lambda m, seed, c=cell: stored(c, m, seed)) if stored else None
+        inp = FigureInput(tuple(cell), rows, s, stem, cell_stored)
+        for entry in FIGURES.entries():
+            if entry.meta["stored"] and stored is None:
+                continue
+            figures += [f for f in entry.obj(inp) if f is not None]
     return figures
-
-
-def _delta_figures(rows: pd.DataFrame, stats: pd.DataFrame, cell: tuple, stem: Path) -> list[Figure]:
-    """The runner draws each forget vector (δ and examples before/after, mubench/visual.py) when
-    the job finishes; the report shows the lowest seed's picture per forget-vector variant."""
-    import shutil
-
-    if "delta_figure" not in rows or "results_root" not in rows:
-        return []
-    out: list[Figure] = []
-    for variant, g in rows[rows["delta_figure"].notna()].groupby("variant", sort=False):
-        r = g.sort_values("seed").iloc[0]
-        source = Path(r["results_root"]) / r["delta_figure"]
-        if not source.is_file():
-            continue
-        label = stats.loc[stats["variant"].eq(variant), "label"]
-        label = label.iloc[0] if len(label) else variant
-        target = stem.with_name(f"{stem.name}_{_slug(variant)}_delta")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        png, pdf = target.with_suffix(".png"), target.with_suffix(".pdf")
-        shutil.copyfile(source, png)
-        if source.with_suffix(".pdf").is_file():
-            shutil.copyfile(source.with_suffix(".pdf"), pdf)
-        out.append(Figure(tuple(cell), "delta", f"{label}: δ and examples (seed {r['seed']})", png, pdf))
-    return out

@@ -134,7 +134,7 @@ def test_bad_params_are_config_errors():
 
 
 def test_render_forget_vector_writes_a_png(learned, digits, tmp_path):
-    from mubench.visual import render_forget_vector
+    from mubench.methods._fv_figure import render_forget_vector
 
     task, _, predictor = learned
     images = torch.cat([task.prepare(task.forget_x[:2]), task.prepare(task.retain_x[:3])])

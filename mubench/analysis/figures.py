@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plots import _pyplot, method_color
+from ..plots import method_color, pyplot
 from .corruptions import CORRUPTIONS, SEVERITIES
 
 
@@ -15,7 +15,7 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path.with_suffix(".png"), dpi=130)
     fig.savefig(path.with_suffix(".pdf"), metadata={"CreationDate": None})
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path.with_suffix(".png")
 
 
@@ -24,7 +24,7 @@ def _color(method: str) -> str:
 
 
 def transfer_figure(result: dict, title: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     m = np.array(result["matrix"])
     fig, ax = plt.subplots(figsize=(5.2, 4.4), layout="constrained")
     im = ax.imshow(m, vmin=0, vmax=100, cmap="viridis")
@@ -42,7 +42,7 @@ def transfer_figure(result: dict, title: str, path: Path) -> Path:
 
 
 def geometry_figure(results: dict[str, dict], title: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(results), 3, figsize=(12, 3.2 * len(results)), layout="constrained", squeeze=False)
     for row, (method, r) in zip(axes, results.items(), strict=True):
         parts = list(r["cka"])
@@ -66,7 +66,7 @@ def geometry_figure(results: dict[str, dict], title: str, path: Path) -> Path:
 
 
 def shift_figure(results: dict[str, dict], title: str, path: Path, metric: str = "ta") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     names = (*CORRUPTIONS, "pgd")
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0), layout="constrained", sharey=True)
     for ax, name in zip(axes, names, strict=True):
@@ -84,7 +84,7 @@ def shift_figure(results: dict[str, dict], title: str, path: Path, metric: str =
 
 
 def sensitivity_figure(rows: list[dict], title: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     default = next(r for r in rows if r["param"] == "default")
     params = [p for p in dict.fromkeys(r["param"] for r in rows) if p not in ("default", "select")]
     fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.0), layout="constrained", squeeze=False)

@@ -24,9 +24,11 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..jobs import Original, RunContext, Split
 from ..params import Check, Options, param
+from ..plots import Figure, FigureInput, method_color, pyplot, register_figure, save_figure
 from ..store import Store
 from . import lira_stats as ls
 from .base import Attack, AttackInput, CellJobs, Column, register_attack
@@ -168,3 +170,76 @@ class ULiRA(Attack):
             return {}
         rule = rows["ulira_variance"] if "ulira_variance" in rows else rows["ulira_auc"].map(lambda _: None)
         return {"U-LiRA σ": rule.fillna(UNKEYED_VARIANCE).where(rows["ulira_auc"].notna(), "")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Its figures in the report: per-example success, and the population vs the per-example attack
+
+
+def _attacked(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[pd.to_numeric(rows["ulira_auc"], errors="coerce").notna()] if "ulira_auc" in rows else rows.iloc[:0]
+
+
+def _margins(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """variant → per-example margins Λ_pos(x) − Λ_neg(x), pooled over seeds."""
+    out = {}
+    for variant, g in rows.groupby("variant", sort=False):
+        values = [np.asarray(m, float) for m in g["ulira_margin"] if isinstance(m, list)]
+        if values:
+            out[variant] = np.concatenate(values)
+    return out
+
+
+@register_figure("ulira_examples", caption=(
+    "Per forget example, U-LiRA's score of the unlearned predictor minus Retrain's, pooled over seeds: the "
+    "curve gives the share of examples above each margin. An unlearned predictor Retrain-like for every "
+    "example crosses 50% at 0; a curve far right of it leaves examples identifiable."))
+def example_success_figure(inp: FigureInput) -> list[Figure]:
+    """Share of forget examples whose U-LiRA margin over Retrain exceeds t, per method."""
+    rows = _attacked(inp.rows)
+    if rows.empty:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    methods = dict(zip(rows["variant"], rows["method"], strict=False))
+    for variant, margin in _margins(rows).items():
+        t = np.sort(margin)
+        share = 100.0 * (1.0 - np.arange(len(t)) / len(t))
+        ax.step(t, share, where="post", color=method_color(methods[variant]), label=inp.label(variant))
+    ax.axvline(0, color="k", lw=0.8, ls=":")
+    ax.axhline(50, color="k", lw=0.8, ls=":")
+    ax.set_xscale("symlog")
+    ax.set_xlabel("per-example margin Λ(unlearned) − Λ(Retrain)")
+    ax.set_ylabel("% of forget examples above")
+    ax.legend(fontsize=7)
+    title = f"U-LiRA per example: {' / '.join(map(str, inp.cell))}"
+    ax.set_title(title, fontsize=9)
+    return [save_figure(fig, inp.path("ulira_examples"), inp.cell, "ulira_examples", title)]
+
+
+@register_figure("svc_vs_ulira", caption=(
+    "Each method at (SVC MIA-Efficacy, U-LiRA AUC), mean ± std over seeds. Ideal: the crossing of the dotted "
+    "lines (Retrain's MIA-Efficacy, AUC 50); a point near Retrain's MIA-Efficacy but high on AUC is one the "
+    "population attack misjudges."))
+def svc_vs_ulira_figure(inp: FigureInput) -> list[Figure]:
+    """Each method at (SVC MIA-Efficacy, U-LiRA AUC), mean ± std over seeds."""
+    rows = _attacked(inp.rows)
+    if rows.empty:
+        return []
+    retrain_mia = pd.to_numeric(inp.rows.loc[inp.rows["method"].eq("retrain"), "mia_efficacy"]).mean()
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    for variant, g in rows.groupby("variant", sort=False):
+        x, y = pd.to_numeric(g["mia_efficacy"]), pd.to_numeric(g["ulira_auc"])
+        ax.errorbar(x.mean(), y.mean(), xerr=x.std(ddof=1) if len(g) > 1 else None,
+                    yerr=y.std(ddof=1) if len(g) > 1 else None, fmt="o",
+                    color=method_color(g["method"].iloc[0]), label=inp.label(variant))
+    ax.axhline(50, color="k", lw=0.8, ls=":")
+    if np.isfinite(retrain_mia):
+        ax.axvline(retrain_mia, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("SVC MIA-Efficacy (%; ideal: Retrain's, dotted)")
+    ax.set_ylabel("U-LiRA AUC (%; ideal 50)")
+    ax.legend(fontsize=7)
+    title = f"population vs per-example attack: {' / '.join(map(str, inp.cell))}"
+    ax.set_title(title, fontsize=9)
+    return [save_figure(fig, inp.path("svc_vs_ulira"), inp.cell, "svc_vs_ulira", title)]

@@ -51,10 +51,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mubench.params import Interval, Options, param
+from mubench.plots import Figure, FigureInput, register_figure
 from mubench.predictor import Predictor
 from mubench.search import LogUniform
 from mubench.training import Batch, OptimSpec, train
-from mubench.unlearning import Method, UnlearnTask, register_method
+from mubench.unlearning import METHODS, Method, UnlearnTask, register_method
+
+from ._fv_figure import render_forget_vector
 
 
 @dataclass(frozen=True)
@@ -299,3 +302,34 @@ class ForgetVector(PerturbationMethod):
                 "final_loss": learned.final_loss, "delta_norm": float(delta.norm()),
                 "beta": self.resolved(p, task.scenario.kind).beta}
         return Predictor(task.original, delta=delta, clamp=p.clamp, params_changed=delta.numel(), info=info)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's figure of perturbation methods: δ and a few images before / after it
+
+FIGURE_EXAMPLES = 3  # forget and as many retain images shown beside δ
+
+
+@register_figure("delta", stored=True, caption=(
+    "The learned perturbation δ (mean over channels, diverging colours, symmetric scale) and training "
+    "images without (top) and with δ (bottom); titles give the predicted class, red where δ changed it "
+    "away from the true class."))
+def delta_figures(inp: FigureInput) -> list[Figure]:
+    """Per perturbation variant of the cell, its lowest seed's stored δ (the grid's own runs only)."""
+    out = []
+    rows = inp.rows[inp.rows["method"].map(lambda m: m in METHODS and issubclass(METHODS.get(m), PerturbationMethod))]
+    for variant, g in rows.groupby("variant", sort=False):
+        row = g.sort_values("seed").iloc[0]
+        cell = inp.stored(row["method"], int(row["seed"]))
+        if cell is None or cell.records.get(row["method"], {}).get("key") != row["key"]:
+            continue  # not a run of the grid (a sweep point): no stored cell to draw it from
+        (fx, fy), (rx, ry) = cell.part("forget"), cell.part("retain")
+        n = FIGURE_EXAMPLES
+        images, labels = torch.cat([fx[:n], rx[:n]]), torch.cat([fy[:n], ry[:n]])
+        flags = torch.arange(len(images)) < min(n, len(fx))
+        stem = inp.path(variant, "delta")
+        png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+        for path in (png, pdf):
+            render_forget_vector(cell.predictor(row["method"]), images, labels, cell.data.classes, path, forget=flags)
+        out.append(Figure(inp.cell, "delta", f"{inp.label(variant)}: δ and examples (seed {row['seed']})", png, pdf))
+    return out

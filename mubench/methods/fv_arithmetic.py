@@ -24,14 +24,18 @@ excludes it. The stored cost is K scalars (`params_changed = K`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from mubench.errors import ConfigError
 from mubench.methods import _fv_bank  # noqa: F401 - registers the fv_bank resource this method requires
 from mubench.methods.forget_vector import PerturbationMethod, PerturbationParams, learn_perturbation
 from mubench.params import Options, param
+from mubench.plots import Figure, FigureInput, method_color, pyplot, register_figure, save_figure
 from mubench.predictor import Predictor
 from mubench.unlearning import UnlearnTask, register_method
 
@@ -87,3 +91,44 @@ class FVArithmetic(PerturbationMethod):
         delta = torch.einsum("k,kchw->chw", w, bank).cpu()
         info.update(weights=[float(v) for v in w.cpu()], delta_norm=float(delta.norm()))
         return Predictor(task.original, delta=delta, clamp=p.clamp, params_changed=k, info=info)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's figure of this method: its learned weights per class-wise vector
+
+
+def plot_arithmetic_weights(weights: dict[int, Sequence[float]], cell: tuple, label: str,
+                            stem: Path) -> Figure | None:
+    """Bar per class-wise vector k: the learned weight, mean ± std over seeds, seeds as dots."""
+    plt = pyplot()
+    sizes = {len(w) for w in weights.values()}
+    if len(sizes) != 1 or not sizes.pop():
+        return None  # no weights, or seeds with different K cannot share an axis
+    w = np.array([list(map(float, weights[s])) for s in sorted(weights)])
+    k = np.arange(w.shape[1])
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(k) + 2.5), 3.2), layout="constrained")
+    ax.bar(k, w.mean(axis=0), yerr=w.std(axis=0, ddof=1) if len(w) > 1 else None,
+           color=method_color(FVArithmetic.name), capsize=2, label="mean ± std over seeds")
+    for row in w:
+        ax.plot(k, row, "o", ms=3, color="black", alpha=0.6)
+    ax.plot([], [], "o", ms=3, color="black", alpha=0.6, label="one seed")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(k)
+    ax.set_xlabel("class-wise forget vector k")
+    ax.set_ylabel("weight")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(fontsize=8, frameon=False, loc="outside right upper")
+    title = f"{' / '.join(map(str, cell))}: {label} weights"
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, stem, cell, "weights", title)
+
+
+@register_figure("weights", caption="Learned weight of each class-wise forget vector in the arithmetic combination; "
+                                    "bars: mean ± std over seeds, dots: single seeds.")
+def weights_figures(inp: FigureInput) -> list:
+    """One weights figure per arithmetic variant of the cell, from its records' `info.weights`."""
+    out = []
+    for variant, g in inp.rows[inp.rows["method"].eq(FVArithmetic.name)].groupby("variant", sort=False):
+        weights = {int(r.seed): (r.info or {}).get("weights") or [] for r in g.itertuples() if isinstance(r.info, dict)}
+        out.append(plot_arithmetic_weights(weights, inp.cell, inp.label(variant), inp.path(variant, "weights")))
+    return out

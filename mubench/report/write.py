@@ -7,8 +7,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
-from .attacks import attack_figures, has_attack, side_by_side
+from ..analysis.cells import load_cells
+from ..errors import ConfigError, MubenchError
+from .attacks import has_attack, side_by_side
 from .html import render_html
 from .latex import render_latex
 from .markdown import render_markdown
@@ -19,6 +20,24 @@ from .tables import per_seed_gaps, summary_stats, summary_table
 FORMATS = ("md", "latex", "csv", "html", "parquet")
 FILE_NAMES = {"md": "report.md", "latex": "report.tex", "csv": "records.csv",
               "html": "report.html", "parquet": "records.parquet"}
+
+
+def stored_cells(root: str | Path):
+    """(cell, method, seed) → the stored cell of the grids run into `root` (analysis.cells, loaded
+    on first use, through the jobs of each run's plan), for figures drawn from stored predictors;
+    None for a root without a run config (figures that need predictors are then left out)."""
+    cache: dict = {}
+
+    def stored(cell: tuple, method: str, seed: int):
+        if "cells" not in cache:
+            try:
+                cache["cells"] = {(c.dataset, c.model, c.scenario, c.seed): c for c in load_cells(root)}
+            except MubenchError as err:
+                warnings.warn(f"figures from stored predictors left out: {err}", stacklevel=2)
+                cache["cells"] = {}
+        return cache["cells"].get((*cell, seed))
+
+    return stored
 
 
 def write_report(root: str | Path, out_dir: str | Path | None = None,
@@ -46,7 +65,7 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
                       side_by_side(df).reset_index()))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    figures = plots.report_figures(df, summary_stats(df), out / "figures") + attack_figures(df, out / "figures")
+    figures = plots.report_figures(df, summary_stats(df), out / "figures", stored_cells(root))
     written += [p for fig in figures for p in fig.paths]
     if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
         skipped = "Parquet skipped: pyarrow is not installed (pip install pyarrow)"

@@ -1,4 +1,5 @@
-"""A picture of a forget vector: δ itself and what it does to a few images.
+"""A picture of a forget vector: δ itself and what it does to a few images (the report's
+"delta" figure, registered by mubench/methods/forget_vector.py, drawn from stored predictors).
 
 The figure shows δ amplified to its own symmetric range on a diverging colour map (red =
 brighter, blue = darker, white = unchanged; colour images show the channel mean), then each
