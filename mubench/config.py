@@ -70,18 +70,20 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .params import Interval, Options, param
+from .training import PRECISIONS
 
 BACKENDS = ("loky", "dask", "sequential")
 
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    backend: str = "loky"  # loky (local processes), dask (a cluster), sequential (this process)
-    jobs: int = 0  # parallel workers; 0 → one per GPU, or one per CPU core
-    scheduler: str = ""  # dask scheduler address (tcp://host:port)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads_per_worker: int = 0  # torch threads per worker; 0 → cores / workers
-    slurm: dict = field(default_factory=dict)  # dask_jobqueue.SLURMCluster keyword arguments
+    backend: str = param("loky", Options(BACKENDS), "loky (local processes), dask (a cluster), sequential (this process)")
+    jobs: int = param(0, Interval(0, None), "parallel workers; 0 → one per GPU, or one per CPU core")
+    scheduler: str = param("", None, "dask scheduler address (tcp://host:port)")
+    device: str = param("auto", None, "auto | cpu | cuda | cuda:N (validate.check_device)")
+    threads_per_worker: int = param(0, Interval(0, None), "torch threads per worker; 0 → cores / workers")
+    slurm: dict = param(help="dask_jobqueue.SLURMCluster keyword arguments", factory=dict)
 
 
 # Flat [evaluation] fields of attack settings that became attack tables (mubench/attacks/).
@@ -105,15 +107,15 @@ def attack_tables(value, where: str = "[evaluation] attacks") -> dict[str, dict]
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    controls: bool = True  # bypass / random-δ noise / KL-to-Retrain extras
-    extra_mia: bool = False  # entropy / m-entropy / correctness MIA variants
-    mia_legacy_first_n: bool = False  # OPTML's first-n shadow sets instead of seeded random ones
+    controls: bool = param(True, None, "bypass / random-δ noise / KL-to-Retrain extras")
+    extra_mia: bool = param(False, None, "entropy / m-entropy / correctness MIA variants")
+    mia_legacy_first_n: bool = param(False, None, "OPTML's first-n shadow sets instead of seeded random ones")
     # The attacks that run, each with its instance table ([evaluation.attacks.ulira] shadows = 16;
     # `attacks = ["svc", "refmia"]` for default tables). The SVC (SPEC §5) always runs.
-    attacks: dict = field(default_factory=dict)
+    attacks: dict = param(help="attack name → its table (mubench/attacks/)", factory=dict)
     # Also run the dataset preset's attacks (presets.Preset.attacks: the screen on digits);
     # None: yes unless `attacks` lists some
-    preset_attacks: bool | None = None
+    preset_attacks: bool | None = param(None, None, "also run the dataset preset's attacks (default: unless attacks are listed)")
 
     def __post_init__(self):
         object.__setattr__(self, "attacks", attack_tables(self.attacks))
@@ -134,33 +136,33 @@ CRITERIA = ("mean+std", "mean")  # of the Avg. Gap over the tuning seeds
 
 @dataclass(frozen=True)
 class TuneConfig:
-    seeds: tuple[int, ...] = TUNING_SEEDS  # seeds the search runs on (not the reporting seeds)
-    grid: dict = field(default_factory=dict)  # method → {field: [candidate values]} (replaces the draw)
-    budget: int = 8  # candidates per (method, scenario kind), drawn from the method's Params.SEARCH
-    protocol: str = "heldout"  # heldout (SPEC §3) | test (the references' protocol, labelled so)
-    validation: float = 0.1  # fraction of the training set held out as the tuning cells' test split
-    criterion: str = "mean+std"  # how a candidate's Avg. Gaps over the tuning seeds are scored
+    seeds: tuple[int, ...] = param(TUNING_SEEDS, None, "seeds the search runs on (not the reporting seeds)")
+    grid: dict = param(help="method → {field: [candidate values]} (replaces the draw)", factory=dict)
+    budget: int = param(8, Interval(1, None), "candidates per (method, scenario kind), drawn from Params.SEARCH")
+    protocol: str = param("heldout", Options(PROTOCOLS), "heldout (SPEC §3) | test (the references' protocol, labelled so)")
+    validation: float = param(0.1, Interval(0, 1, "neither"), "fraction of the training set held out as the tuning cells' test split")
+    criterion: str = param("mean+std", Options(CRITERIA), "how a candidate's Avg. Gaps over the tuning seeds are scored")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    datasets: tuple[str, ...] = ("digits",)
-    models: tuple[str, ...] = ()  # empty → each dataset's preset model
-    scenarios: tuple[str, ...] = ("class:0", "random:10")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = ("all",)
-    out: str = "results"
-    data_root: str = ""
-    download: bool = False
-    train_subset: int = 0  # >0: a fixed stratified subset of the training set (CPU-sized grids)
-    validation: float = 0.0  # >0: a held-out fraction of the training set is the test split (tuning cells)
-    tuned: str = "auto"  # tuned settings: "auto" (shipped file for the dataset and model), "none", or a path
-    precision: str = "auto"
-    plugins: tuple[str, ...] = ()
-    recipe: dict = field(default_factory=dict)  # overrides of the preset recipe (and recipe.optim)
-    method_params: dict = field(default_factory=dict)  # method → {field: value} (all scenarios)
-    scenario_params: dict = field(default_factory=dict)  # method → {scenario: {field: value}}
-    bank: dict = field(default_factory=dict)  # [bank]: the forget-vector bank's settings (its plugin validates)
+    datasets: tuple[str, ...] = param(("digits",), None, "dataset names")
+    models: tuple[str, ...] = param((), None, "model names; empty → each dataset's preset model")
+    scenarios: tuple[str, ...] = param(("class:0", "random:10"), None, "forget scenarios")
+    seeds: tuple[int, ...] = param((0, 1, 2), None, "reporting seeds")
+    methods: tuple[str, ...] = param(("all",), None, "method names or fnmatch patterns")
+    out: str = param("results", None, "results root")
+    data_root: str = param("", None, "where datasets live; '' → $MUBENCH_DATA or ~/.cache/mubench/data")
+    download: bool = param(False, None, "fetch missing datasets")
+    train_subset: int = param(0, Interval(0, None), ">0: a fixed stratified subset of the training set (CPU-sized grids)")
+    validation: float = param(0.0, Interval(0, 1, "left"), ">0: a held-out fraction of the training set is the test split (tuning cells)")
+    tuned: str = param("auto", None, "tuned settings: auto (shipped file for the dataset and model), none, or a path")
+    precision: str = param("auto", Options(PRECISIONS), "training precision: auto | fp32 | bf16")
+    plugins: tuple[str, ...] = param((), None, "plugin files to load")
+    recipe: dict = param(help="overrides of the preset recipe (and recipe.optim)", factory=dict)
+    method_params: dict = param(help="method → {field: value} (all scenarios)", factory=dict)
+    scenario_params: dict = param(help="method → {scenario: {field: value}}", factory=dict)
+    bank: dict = param(help="[bank]: the forget-vector bank's settings (its plugin validates)", factory=dict)
     tune: TuneConfig = field(default_factory=TuneConfig)  # the search of `mubench tune`
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)

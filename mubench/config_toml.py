@@ -13,11 +13,9 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from .config import (
     MOVED_EVALUATION_FIELDS,
-    TUNING_SEEDS,
     EvaluationConfig,
     ExecutionConfig,
     ExperimentConfig,
@@ -26,6 +24,7 @@ from .config import (
     split_scenarios,
 )
 from .errors import ConfigError
+from .params import apply_overrides, unknown_field
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,41 +38,12 @@ _EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {
 _TOP_KEYS = {"experiment", "recipe", "methods", "bank", "tune", "evaluation", "execution"}
 
 
-def _strict_int(value) -> int:
-    """int() that refuses what is not already an integer (1.5, True, "1.5")."""
-    if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError(value)
-    return int(value)
-
-
-def _as_tuple(value, key: str, source: str, item_type=str) -> tuple:
-    if isinstance(value, str):
-        parts = split_scenarios(value) if key == "scenarios" else value.split(",")
-        value = [v.strip() for v in parts if v.strip()]
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{source}: {key!r} must be a list; got {value!r}")
-    convert = _strict_int if item_type is int else item_type
-    try:
-        return tuple(convert(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {key!r} must be a list of {item_type.__name__}; got {value!r}") from None
-
-
-def _sub_config(cls, table: dict, source: str, section: str):
-    valid = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in table.items():
-        if key not in valid:
-            raise ConfigError(f"{source} [{section}]: unknown key {key!r}; valid: {', '.join(valid)}")
-        default = valid[key].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{source} [{section}]: {key!r} must be true or false; got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{source} [{section}]: {key!r} must be an integer; got {value!r}")
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"{source} [{section}]: {key!r} must be a string; got {value!r}")
-        values[key] = value
-    return cls(**values)
+def _table(cls, table, source: str, section: str):
+    """A config table checked and converted by the fields' declared constraints (params.py):
+    unknown keys, wrong types and out-of-range values are one sentence naming file and table."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{section}] must be a table; got {table!r}")
+    return apply_overrides(cls(), table, f"{source} [{section}]", "key")
 
 
 def _evaluation_table(table: dict, source: str) -> EvaluationConfig:
@@ -90,7 +60,7 @@ def _evaluation_table(table: dict, source: str) -> EvaluationConfig:
     table = dict(table)
     if "attacks" in table:
         table["attacks"] = attack_tables(table["attacks"], f"{source} [evaluation] attacks")
-    return _sub_config(EvaluationConfig, table, source, "evaluation")
+    return _table(EvaluationConfig, table, source, "evaluation")
 
 
 def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
@@ -103,27 +73,10 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
     exp = dict(doc.get("experiment", {}))
     bad = set(exp) - _EXPERIMENT_KEYS
     if bad:
-        raise ConfigError(f"{source} [experiment]: unknown key {sorted(bad)[0]!r}; valid: {', '.join(sorted(_EXPERIMENT_KEYS))}")
-    kwargs: dict[str, Any] = {}
-    for key in ("datasets", "models", "scenarios", "methods", "plugins"):
-        if key in exp:
-            kwargs[key] = _as_tuple(exp[key], key, source)
-    if "seeds" in exp:
-        kwargs["seeds"] = _as_tuple(exp["seeds"], "seeds", source, int)
-    for key in ("out", "data_root", "precision", "tuned"):
-        if key in exp:
-            kwargs[key] = str(exp[key])
-    if "download" in exp:
-        kwargs["download"] = bool(exp["download"])
-    if "train_subset" in exp:
-        if isinstance(exp["train_subset"], bool) or not isinstance(exp["train_subset"], int) or exp["train_subset"] < 0:
-            raise ConfigError(f"{source} [experiment]: 'train_subset' must be a non-negative integer; got {exp['train_subset']!r}")
-        kwargs["train_subset"] = exp["train_subset"]
-    if "validation" in exp:
-        value = exp["validation"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ConfigError(f"{source} [experiment]: 'validation' must be a fraction in [0, 1); got {value!r}")
-        kwargs["validation"] = float(value)
+        raise unknown_field(f"{source} [experiment]", sorted(bad)[0], sorted(_EXPERIMENT_KEYS), "key")
+    if isinstance(exp.get("scenarios"), str):  # commas inside scenarios: split before a kind only
+        exp["scenarios"] = list(split_scenarios(exp["scenarios"]))
+    experiment = _table(ExperimentConfig, exp, source, "experiment")
     bank = doc.get("bank", {})
     if not isinstance(bank, dict):
         raise ConfigError(f"{source}: [bank] must be a table of the forget-vector bank's settings; got {bank!r}")
@@ -131,15 +84,15 @@ def config_from_dict(doc: dict, source: str = "config") -> ExperimentConfig:
     if not isinstance(methods, dict) or any(not isinstance(v, dict) for v in methods.values()):
         raise ConfigError(f"{source}: [methods.NAME] tables must map hyper-parameter names to values")
     method_params, scenario_params = _method_tables(methods, source)
-    return ExperimentConfig(
-        **kwargs,
+    return dataclasses.replace(
+        experiment,
         recipe=dict(doc.get("recipe", {})),
         method_params=method_params,
         scenario_params=scenario_params,
         bank=dict(bank),
         tune=_tune_table(doc.get("tune", {}), source),
         evaluation=_evaluation_table(doc.get("evaluation", {}), source),
-        execution=_sub_config(ExecutionConfig, doc.get("execution", {}), source, "execution"),
+        execution=_table(ExecutionConfig, doc.get("execution", {}), source, "execution"),
         source=source,
     )
 
@@ -174,21 +127,9 @@ def _method_tables(methods: dict, source: str) -> tuple[dict, dict]:
 
 
 def _tune_table(table: dict, source: str) -> TuneConfig:
-    scalars = {f.name: f.default for f in dataclasses.fields(TuneConfig) if f.name not in ("seeds", "grid")}
-    bad = set(table) - {"seeds", "grid", *scalars}
-    if bad:
-        raise ConfigError(f"{source} [tune]: unknown key {sorted(bad)[0]!r}; valid: {', '.join(['grid', 'seeds', *scalars])}")
-    seeds = _as_tuple(table["seeds"], "seeds", f"{source} [tune]", int) if "seeds" in table else TUNING_SEEDS
-    settings = {}
-    for key, default in scalars.items():
-        if key in table:
-            value = table[key]
-            ok = isinstance(value, type(default)) and not isinstance(value, bool) or (
-                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
-            if not ok:
-                raise ConfigError(f"{source} [tune]: {key!r} must be a {type(default).__name__}; got {value!r}")
-            settings[key] = type(default)(value)
-    grid = table.get("grid", {})
+    table = dict(table)
+    grid = table.pop("grid", {})
+    tune = _table(TuneConfig, table, source, "tune")
     for method, fields in grid.items():
         if not isinstance(fields, dict):
             raise ConfigError(f"{source} [tune.grid]: expected [tune.grid.{method}] with FIELD = [values]")
@@ -196,7 +137,7 @@ def _tune_table(table: dict, source: str) -> TuneConfig:
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{source} [tune.grid.{method}]: {name!r} must be a non-empty list of "
                                   f"candidate values; got {values!r}")
-    return TuneConfig(seeds=seeds, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()}, **settings)
+    return dataclasses.replace(tune, grid={m: {k: list(v) for k, v in f.items()} for m, f in grid.items()})
 
 
 def read_toml(path: str | Path, what: str) -> dict:

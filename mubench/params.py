@@ -66,9 +66,23 @@ class Check:
         return self.text
 
 
-def param(default, check=None, help: str = ""):  # noqa: A002 - mirrors argparse's name
-    """A dataclass field with a default, a constraint (Interval/Options/Check/None) and a help line."""
-    return field(default=default, metadata={"check": check, "help": help})
+def param(default=dataclasses.MISSING, check=None, help: str = "", factory=None):  # noqa: A002 - argparse's name
+    """A dataclass field with a default (or a `factory` for mutable ones), a constraint
+    (Interval/Options/Check/None; a tuple field's constraint holds for each item) and a help line."""
+    metadata = {"check": check, "help": help}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def accepts(check, value) -> bool:
+    """Whether `value` (each item of a tuple value) satisfies `check` (None accepts everything)."""
+    if check is None or value is None:
+        return True
+    try:
+        return all(v in check for v in (value if isinstance(value, tuple) else (value,)))
+    except TypeError:  # an item of the wrong kind (a string against an interval)
+        return False
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -116,7 +130,13 @@ def _convert(value: Any, tp: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("expected a string")
         return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError("expected a table")
+        return value
     if origin is tuple:
+        if not isinstance(value, (str, list, tuple)):
+            raise ValueError("expected a list")
         items = value.split(",") if isinstance(value, str) else list(value)
         (inner, *_rest) = typing.get_args(tp) or (str,)
         return tuple(_convert(v.strip() if isinstance(v, str) else v, inner) for v in items if v != "")
@@ -142,6 +162,10 @@ def _expected(tp, check) -> str:
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         kind = " or ".join(_ARTICLE.get(a, _type_name(a)) for a in inner) + " or None"
+    elif origin is tuple:
+        inner = (typing.get_args(tp) or (str,))[0]
+        kind = f"a list of {_PLURAL.get(inner, _type_name(inner))}"
+        return f"{kind}, each {check}" if check is not None else kind
     else:
         kind = _ARTICLE.get(tp, _type_name(tp))
     if isinstance(check, Options):
@@ -149,32 +173,43 @@ def _expected(tp, check) -> str:
     return f"{kind} {check}" if check is not None else kind
 
 
-_ARTICLE = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+_ARTICLE = {float: "a number", int: "an integer", bool: "true or false", str: "a string", dict: "a table"}
+_PLURAL = {float: "numbers", int: "integers", bool: "true/false values", str: "strings"}
 
 
 def _bad(owner: str, name: str, tp, check, value) -> ConfigError:
     return ConfigError(f"{owner}: {name!r} must be {_expected(tp, check)}; got {value!r}")
 
 
-def check_params(params, owner: str) -> None:
-    """Validate every field of a params object against its type and constraint."""
+def check_params(params, owner: str | Callable[[str], str]) -> None:
+    """Validate every field of a params or config object against its type and constraint.
+    owner: where the values came from, or a function of the field name giving it (a flag per field)."""
     types = _field_types(type(params))
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)
         check = f.metadata.get("check")
+        where = owner(f.name) if callable(owner) else owner
         try:
             converted = _convert(value, types[f.name])
         except (ValueError, TypeError):
-            raise _bad(owner, f.name, types[f.name], check, value) from None
-        if check is not None and converted is not None and converted not in check:
-            raise _bad(owner, f.name, types[f.name], check, value)
+            raise _bad(where, f.name, types[f.name], check, value) from None
+        if not accepts(check, converted):
+            raise _bad(where, f.name, types[f.name], check, value)
 
 
-def apply_overrides(params, overrides: dict[str, Any], owner: str):
+def unknown_field(owner: str, key: str, valid, what: str = "hyper-parameter") -> ConfigError:
+    """'{owner}: unknown {what} 'lrr'; did you mean 'lr'? valid: …' (the one wording of a typo)."""
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"{owner}: unknown {what} {key!r}; {hint}valid: {', '.join(valid)}")
+
+
+def apply_overrides(params, overrides: dict[str, Any], owner: str, what: str = "hyper-parameter"):
     """A copy of `params` with `overrides` converted by type and validated.
 
-    owner names where the values came from (e.g. "method 'salun'"); an unknown field or a value
-    of the wrong type is a ConfigError naming the owner, the field and what is accepted.
+    owner names where the values came from (e.g. "method 'salun'", "x.toml [execution]"); an
+    unknown field (a `what`: hyper-parameter, key, field) or a value of the wrong type is a
+    ConfigError naming the owner, the field and what is accepted.
     """
     types = _field_types(type(params))
     valid = [f.name for f in dataclasses.fields(params)]
@@ -182,14 +217,12 @@ def apply_overrides(params, overrides: dict[str, Any], owner: str):
     changes = {}
     for key, raw in overrides.items():
         if key not in types:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{owner}: unknown hyper-parameter {key!r}; {hint}valid: {', '.join(valid)}")
+            raise unknown_field(owner, key, valid, what)
         try:
             changes[key] = _convert(raw, types[key])
         except (ValueError, TypeError):
             raise _bad(owner, key, types[key], checks[key], raw) from None
-        if checks[key] is not None and changes[key] is not None and changes[key] not in checks[key]:
+        if not accepts(checks[key], changes[key]):
             raise _bad(owner, key, types[key], checks[key], raw)  # quote what the user typed
     new = dataclasses.replace(params, **changes)
     check_params(new, owner)

@@ -25,7 +25,7 @@ from .pipeline import architecture_key, cached_dataset, data_key
 from .presets import preset_for
 from .scenarios import parse_scenario
 from .store import Store
-from .training import OptimSpec, Recipe, resolve_device, resolve_precision
+from .training import Recipe, recipe_with, resolve_device, resolve_precision
 from .tuned import TunedSettings, tuned_for, tuned_layer
 
 # The order --dry-run lists job types in; an attack's own job types follow the core type they extend.
@@ -68,16 +68,7 @@ def merge_plans(plans: Iterable[Plan]) -> Plan:
 
 def recipe_for(dataset: str, overrides: dict) -> Recipe:
     """The dataset preset's recipe with the config's [recipe] overrides (optim fields included)."""
-    base = preset_for(dataset).recipe
-    optim_fields = {f.name for f in dataclasses.fields(OptimSpec)}
-    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"optim"}
-    unknown = set(overrides) - optim_fields - recipe_fields
-    if unknown:
-        raise ConfigError(f"[recipe]: unknown field {sorted(unknown)[0]!r}; valid: "
-                          f"{', '.join(sorted(optim_fields | recipe_fields))}")
-    optim = apply_overrides(base.optim, {k: v for k, v in overrides.items() if k in optim_fields}, "[recipe]")
-    rest = {k: v for k, v in overrides.items() if k in recipe_fields}
-    return apply_overrides(dataclasses.replace(base, optim=optim), rest, "[recipe]")
+    return recipe_with(preset_for(dataset).recipe, overrides)
 
 
 def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict, tuned_values: dict | None = None):

@@ -8,6 +8,7 @@ augmentation on the device, seeding, bf16 autocast, channels-last, timing and pr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +21,7 @@ from torch import nn
 from .augment import Augment
 from .data import to_float
 from .errors import ConfigError  # user input (config files, --set): one line, exit 2
+from .params import Interval, Options, apply_overrides, check_params, param, unknown_field
 
 SCHEDULES = ("constant", "multistep", "exponential", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -29,16 +31,16 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class OptimSpec:
     """SGD + lr schedule. Defaults are SPEC §1's CIFAR-10 recipe."""
 
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "multistep"  # one of SCHEDULES
-    milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of training where lr ×= gamma
-    gamma: float = 0.1  # multistep factor; exponential: lr ×= gamma after every epoch
+    lr: float = param(0.1, Interval(0, None, "neither"), "learning rate")
+    momentum: float = param(0.9, Interval(0, 1), "SGD momentum")
+    weight_decay: float = param(5e-4, Interval(0, None), "L2 weight decay")
+    schedule: str = param("multistep", Options(SCHEDULES), "learning-rate schedule")
+    milestones: tuple[float, ...] = param((0.5, 0.75), Interval(0, 1, "neither"),
+                                          "multistep: fractions of training where lr ×= gamma")
+    gamma: float = param(0.1, Interval(0, None, "neither"), "multistep factor; exponential: lr ×= gamma every epoch")
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        check_params(self, "[recipe]")
 
 
 def lr_at(epoch: int, epochs: int, spec: OptimSpec) -> float:
@@ -59,13 +61,29 @@ def lr_at(epoch: int, epochs: int, spec: OptimSpec) -> float:
 class Recipe:
     """How an original model is trained (SPEC §1); Retrain uses the same recipe on the retain set."""
 
-    epochs: int = 182
-    batch_size: int = 256
-    optim: OptimSpec = field(default_factory=OptimSpec)
-    augment: bool = True  # the dataset's training augmentation (crop/flip) on or off
-    precision: str = "auto"  # auto: bf16 autocast on GPUs and AMX CPUs, else fp32 (resolve_precision)
-    channels_last: bool = True  # NHWC memory format: 1.2-1.4x for conv nets on CPU (BENCHMARKS.md)
-    compile: bool = False  # torch.compile the model: opt-in, pays only for long runs (BENCHMARKS.md)
+    epochs: int = param(182, Interval(1, None), "training epochs")
+    batch_size: int = param(256, Interval(1, None), "training batch size")
+    optim: OptimSpec = field(default_factory=OptimSpec)  # its own fields are [recipe] keys too (recipe_with)
+    augment: bool = param(True, None, "the dataset's training augmentation (crop/flip) on or off")
+    precision: str = param("auto", Options(PRECISIONS),
+                           "auto: bf16 autocast on GPUs and AMX CPUs, else fp32 (resolve_precision)")
+    channels_last: bool = param(True, None, "NHWC memory format: 1.2-1.4x for conv nets on CPU (BENCHMARKS.md)")
+    compile: bool = param(False, None, "torch.compile the model: opt-in, pays only for long runs (BENCHMARKS.md)")
+
+
+def recipe_with(base: Recipe, overrides: dict, owner: str = "[recipe]") -> Recipe:
+    """`base` with [recipe] / --set recipe.FIELD values: Recipe's own fields and, flat beside
+    them, OptimSpec's (`lr`, `schedule`, …), converted and checked by their declared constraints."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{owner}: must be a table of recipe fields; got {overrides!r}")
+    optim_fields = {f.name for f in dataclasses.fields(OptimSpec)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"optim"}
+    unknown = sorted(set(overrides) - optim_fields - recipe_fields)
+    if unknown:
+        raise unknown_field(owner, unknown[0], sorted(optim_fields | recipe_fields), "field")
+    optim = apply_overrides(base.optim, {k: v for k, v in overrides.items() if k in optim_fields}, owner, "field")
+    rest = {k: v for k, v in overrides.items() if k in recipe_fields}
+    return apply_overrides(dataclasses.replace(base, optim=optim), rest, owner, "field")
 
 
 class Batch(NamedTuple):

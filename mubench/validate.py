@@ -13,26 +13,12 @@ the forget-vector bank validates its own settings.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import typing
 
-from .config import BACKENDS, ExecutionConfig, ExperimentConfig
+from .config import ExecutionConfig, ExperimentConfig
 from .errors import ConfigError
-from .params import Interval, Options, _bad, _convert, apply_overrides
+from .params import apply_overrides, check_params, unknown_field
 
 SEED_LIMIT = 2**32  # numpy's legacy RandomState and scikit-learn's random_state stop here
-
-
-def _recipe_checks() -> dict:
-    """Constraints of the [recipe] fields that Recipe / OptimSpec do not declare themselves."""
-    from .training import PRECISIONS, SCHEDULES
-
-    return {
-        "epochs": Interval(1, None), "batch_size": Interval(1, None), "precision": Options(PRECISIONS),
-        "lr": Interval(0, None, "neither"), "momentum": Interval(0, 1), "weight_decay": Interval(0, None),
-        "schedule": Options(SCHEDULES), "milestones": Interval(0, 1, "neither"),  # each: a fraction
-        "gamma": Interval(0, None, "neither"),
-    }
 
 
 def validate_config(config: ExperimentConfig) -> None:
@@ -42,9 +28,9 @@ def validate_config(config: ExperimentConfig) -> None:
     load_plugins(config.plugins, strict_plugins=True)
     check_methods(config)
     check_seeds(config.seeds, _label(config, "--seeds", "seeds"))
+    check_params(config, lambda name: _label(config, EXPERIMENT_FLAGS.get(name, f"[experiment] {name}"), name))
     check_tune(config)
     check_recipe(config.recipe, _label(config, "--set recipe", "[recipe]"))
-    check_precision(config.precision, _label(config, "--precision", "precision"))
     check_execution(config.execution, config)
     from .tuned import check_tuned_option
 
@@ -52,14 +38,21 @@ def validate_config(config: ExperimentConfig) -> None:
         check_tuned_option(config.tuned)
     except ConfigError as err:
         raise ConfigError(f"{_label(config, '--tuned', 'tuned')}: {err}") from None
-    if isinstance(config.train_subset, bool) or not isinstance(config.train_subset, int) or config.train_subset < 0:
-        raise ConfigError(f"{_label(config, '--train-subset', 'train_subset')}: must be 0 (the whole "
-                          f"training set) or a positive number of images; got {config.train_subset!r}")
     check_datasets(config.datasets, _label(config, "--datasets", "datasets"))
     check_attacks(config)
     check_models(config.models, _label(config, "--models", "models"))
     scenarios = check_scenarios(config.scenarios, _label(config, "--scenarios", "scenarios"))
     check_scenarios_fit(config, scenarios)
+
+
+# The command-line flag of each [experiment] / [execution] / [tune] field that has one.
+EXPERIMENT_FLAGS = {"datasets": "--datasets", "models": "--models", "scenarios": "--scenarios", "seeds": "--seeds",
+                    "methods": "--methods", "out": "--out", "data_root": "--data-root", "train_subset": "--train-subset",
+                    "tuned": "--tuned", "precision": "--precision", "plugins": "--plugin", "download": "--download"}
+EXECUTION_FLAGS = {"backend": "--backend", "jobs": "--jobs", "scheduler": "--scheduler", "device": "--device",
+                   "threads_per_worker": "--threads"}
+TUNE_FLAGS = {"budget": "--budget", "protocol": "--protocol", "criterion": "--criterion", "validation": "--validation",
+              "seeds": "--seeds"}
 
 
 def _label(config: ExperimentConfig, flag: str, key: str) -> str:
@@ -100,27 +93,15 @@ def check_attacks(config: ExperimentConfig) -> None:
 def check_tune(config: ExperimentConfig) -> None:
     """[tune]: its seeds, and a grid whose methods and fields exist (each candidate is converted
     and range-checked by `tuning.check_grid` when `mubench tune` runs)."""
-    from .config import CRITERIA, PROTOCOLS
     from .unlearning import METHODS
 
     check_seeds(config.tune.seeds, f"{config.source} [tune] seeds")
-    t, where = config.tune, f"--budget/--protocol/--criterion / {config.source} [tune]"
-    if t.budget < 1:
-        raise ConfigError(f"{where}: budget must be at least 1 candidate per method and scenario kind; got {t.budget}")
-    if t.protocol not in PROTOCOLS:
-        raise ConfigError(f"{where}: protocol must be one of {', '.join(PROTOCOLS)}; got {t.protocol!r}")
-    if t.criterion not in CRITERIA:
-        raise ConfigError(f"{where}: criterion must be one of {', '.join(CRITERIA)}; got {t.criterion!r}")
-    if not 0 < t.validation < 1:
-        raise ConfigError(f"{where}: validation must be a fraction in (0, 1); got {t.validation!r}")
+    check_params(config.tune, lambda name: _label(config, TUNE_FLAGS.get(name, f"[tune] {name}"), f"[tune] {name}"))
     for method, fields in config.tune.grid.items():
-        valid = {f.name for f in dataclasses.fields(METHODS.get(method).Params)}
+        valid = sorted(f.name for f in dataclasses.fields(METHODS.get(method).Params))
         for name in fields:
             if name not in valid:
-                close = difflib.get_close_matches(name, sorted(valid), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ConfigError(f"{config.source} [tune.grid.{method}]: unknown hyper-parameter {name!r}; "
-                                  f"{hint}valid: {', '.join(sorted(valid))}")
+                raise unknown_field(f"{config.source} [tune.grid.{method}]", name, valid)
 
 
 # -- seeds ---------------------------------------------------------------------------------------
@@ -138,32 +119,11 @@ def check_seeds(seeds, label: str = "--seeds") -> None:
 
 # -- recipe --------------------------------------------------------------------------------------
 def check_recipe(recipe: dict, label: str = "[recipe]") -> None:
-    """[recipe] / --set recipe.FIELD: known fields of Recipe or OptimSpec, converted and in range."""
-    from .training import OptimSpec, Recipe
+    """[recipe] / --set recipe.FIELD: known fields of Recipe or OptimSpec, converted and in range
+    (their declared constraints)."""
+    from .training import Recipe, recipe_with
 
-    if not isinstance(recipe, dict):
-        raise ConfigError(f"{label}: must be a table of recipe fields; got {recipe!r}")
-    fields = {f.name: (cls, f) for cls in (Recipe, OptimSpec) for f in dataclasses.fields(cls) if f.name != "optim"}
-    checks = _recipe_checks()
-    for name, raw in recipe.items():
-        if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{label}: unknown field {name!r}; {hint}valid: {', '.join(sorted(fields))}")
-        cls, f = fields[name]
-        tp = typing.get_type_hints(cls)[name]
-        check = f.metadata.get("check", checks.get(name))
-        try:
-            value = _convert(raw, tp)
-        except (TypeError, ValueError):
-            raise _bad(label, name, tp, check, raw) from None
-        if check is None:
-            continue
-        if isinstance(value, tuple):
-            if not all(isinstance(v, (int, float)) and v in check for v in value):
-                raise ConfigError(f"{label}: every item of {name!r} must be a number {check}; got {raw!r}")
-        elif value not in check:
-            raise _bad(label, name, tp, check, raw)
+    recipe_with(Recipe(), recipe, label)
 
 
 def check_precision(precision: str, label: str = "--precision") -> None:
@@ -175,14 +135,10 @@ def check_precision(precision: str, label: str = "--precision") -> None:
 
 # -- execution -----------------------------------------------------------------------------------
 def check_execution(execution: ExecutionConfig, config: ExperimentConfig | None = None) -> None:
-    label = (lambda flag, key: _label(config, flag, f"[execution] {key}")) if config else (lambda flag, key: flag)
-    if execution.backend not in BACKENDS:
-        raise ConfigError(f"{label('--backend', 'backend')}: {execution.backend!r} is not one of {', '.join(BACKENDS)}")
-    for flag, key, what in (("--jobs", "jobs", "0 (one worker per GPU, else per CPU core) or a number of workers"),
-                            ("--threads", "threads_per_worker", "0 (cores / workers) or a number of threads")):
-        value = getattr(execution, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{label(flag, key)}: must be {what}; got {value!r}")
+    def label(flag: str, key: str) -> str:
+        return _label(config, flag, f"[execution] {key}") if config else flag
+
+    check_params(execution, lambda key: label(EXECUTION_FLAGS.get(key, key), key))
     # A Dask cluster's workers have their own devices; this machine's say nothing about them.
     check_device(execution.device, label("--device", "device"), present=execution.backend != "dask")
 

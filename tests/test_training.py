@@ -71,7 +71,7 @@ def test_cosine_schedule():
 
 
 def test_bad_schedule_and_precision_are_config_errors():
-    with pytest.raises(ConfigError, match="schedule 'step' is not one of constant, multistep"):
+    with pytest.raises(ConfigError, match="'schedule' must be one of 'constant', 'multistep'.*; got 'step'"):
         OptimSpec(schedule="step")
     with pytest.raises(ConfigError, match="precision 'fp16'"):
         resolve_precision("fp16", CPU)

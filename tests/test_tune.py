@@ -168,8 +168,8 @@ def test_tuning_seeds_may_not_be_reporting_seeds(tmp_path, capsys):
     (["--grid", "salun.lr=0.1"], ["'salun' is not among the methods to tune (finetune)"]),
     (["--grid", "retrain.epochs=1,2"], ["never tuned"]),
     (["--grid", "finetune.lr=0.1,0.3", "--set", "finetune.lr=0.2"], ["also fixed with --set finetune.lr"]),
-    (["--budget", "0"], ["budget must be at least 1"]),
-    (["--validation", "1.5"], ["validation must be a fraction in (0, 1)"]),
+    (["--budget", "0"], ["--budget", "'budget' must be an integer in [1, inf); got 0"]),
+    (["--validation", "1.5"], ["--validation", "'validation' must be a number in (0, 1); got 1.5"]),
 ])
 def test_bad_search_options_are_one_line_and_exit_2(args, words, tmp_path, capsys):
     code = main(["tune", "--methods", "finetune", "--scenarios", "class:0", "--out", str(tmp_path), *args])
