@@ -41,7 +41,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def setup(args) -> torch.device:
     torch.set_num_threads(args.threads)
-    from mubench.training import resolve_device
+    from mubench.device import resolve_device
 
     return resolve_device(args.device)
 
@@ -62,7 +62,7 @@ def machine(device: torch.device, threads: int) -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
             "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     if device.type == "cpu":  # AMX decides the default precision, and CPUs of one name differ in it
-        from mubench.training import cpu_has_amx_bf16, resolve_precision
+        from mubench.device import cpu_has_amx_bf16, resolve_precision
 
         info["amx"] = cpu_has_amx_bf16()
         info["auto_precision"] = resolve_precision("auto", device)
@@ -72,7 +72,7 @@ def machine(device: torch.device, threads: int) -> dict:
 
 
 def time_call(fn: Callable[[], object], device: torch.device) -> float:
-    from mubench.training import synchronize
+    from mubench.device import synchronize
 
     synchronize(device)
     start = time.perf_counter()

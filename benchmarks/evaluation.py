@@ -9,7 +9,7 @@ the small CNN (weights do not change the cost) and SPEC §5's attack, interleave
 
     per-metric, reference-style   one pass per metric, torch.no_grad, batch 256, NCHW model
     per-metric, mubench batches   one pass per metric, inference_mode, the device's eval batch
-                                  (`training.eval_batch_size`: 128 on CPU), channels-last
+                                  (`device.eval_batch_size`: 128 on CPU), channels-last
     one pass, batch 2048          mubench's passes with the large batch GPUs want
     mubench                       evaluation.forward_split: one pass per part, device batch, channels-last
 
@@ -32,11 +32,11 @@ from _common import interleaved, parser, record, setup, table
 
 from mubench.attacks.svc import MIAConfig, attack_indices, mia_efficacy
 from mubench.data import LoadOptions, eval_view
+from mubench.device import eval_batch_size
 from mubench.evaluation import PartOutputs, _part_data, evaluate, forward_split
 from mubench.metrics import accuracy, unlearning_accuracy
 from mubench.pipeline import cached_dataset, fresh_model, get_split
 from mubench.predictor import Predictor
-from mubench.training import eval_batch_size
 
 
 def per_metric_passes(predictor: Predictor, data, split, device, batch_size: int, grad_mode) -> dict:

@@ -1,6 +1,6 @@
 """Precision end to end: the default grid run in fp32 against bf16 autocast, time and numbers.
 
-Precision `auto` resolves to bf16 on GPUs and on CPUs with AMX (`training.resolve_precision`).
+Precision `auto` resolves to bf16 on GPUs and on CPUs with AMX (`device.resolve_precision`).
 A faster default must not be a different benchmark, so this script runs the same grid twice,
 `--precision fp32` and `--precision bf16`, each into a fresh results root (originals, Retrain,
 the bank and every method train at that precision; evaluation is fp32 in both), and reports:
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _common import parser, record, run_mubench, setup, table
 
-from mubench.training import resolve_precision
+from mubench.device import resolve_precision
 
 METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
 WAYS = ("fp32", "bf16")

@@ -28,8 +28,9 @@ from _common import interleaved, parser, record, setup, table
 from torch import nn
 
 from mubench.augment import Augment
+from mubench.device import resolve_precision
 from mubench.models import ModelSpec, build_model
-from mubench.training import OptimSpec, Recipe, fit_supervised, resolve_precision
+from mubench.training import OptimSpec, Recipe, fit_supervised
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 # model → (images per timed epoch, batch size): sized so each model takes a few seconds an epoch.

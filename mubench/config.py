@@ -69,9 +69,9 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from .device import PRECISIONS
 from .errors import ConfigError
 from .params import Interval, Options, param
-from .training import PRECISIONS
 
 BACKENDS = ("loky", "dask", "sequential")
 

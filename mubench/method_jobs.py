@@ -17,6 +17,7 @@ import torch
 from . import __version__
 from .attacks.base import AttackInput, AttackRun
 from .attacks.svc import MIAConfig
+from .device import exact_fp32, synchronize
 from .errors import MubenchError
 from .evaluation import cached_outputs, evaluate
 from .jobs import Job, Original, Resource, RunContext, Split, iso
@@ -25,7 +26,6 @@ from .params import apply_overrides, non_default
 from .pipeline import build_task, recipe_from_dict
 from .predictor import Predictor, predictor_from_state, predictor_state
 from .store import Store, stable_hash
-from .training import exact_fp32, synchronize
 from .unlearning import METHODS
 
 OUTPUTS_VERSION = "1"  # bump when the forward pass of evaluation changes (batching, view)

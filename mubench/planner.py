@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .attacks import Attack, CellJobs, configure
 from .config import ExperimentConfig, method_overrides
 from .data import LoadOptions
+from .device import resolve_device, resolve_precision
 from .errors import ConfigError
 from .jobs import Job, Original, Resource, Split
 from .method_jobs import Evaluate, Unlearn
@@ -25,7 +26,7 @@ from .pipeline import architecture_key, cached_dataset, data_key
 from .presets import preset_for
 from .scenarios import parse_scenario
 from .store import Store
-from .training import Recipe, recipe_with, resolve_device, resolve_precision
+from .training import Recipe, recipe_with
 from .tuned import TunedSettings, tuned_for, tuned_layer
 
 # The order --dry-run lists job types in; an attack's own job types follow the core type they extend.

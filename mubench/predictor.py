@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .device import eval_batch_size
+
 BYTES_PER_VALUE = 4  # stored as float32
 
 
@@ -53,9 +55,7 @@ class Predictor:
     def logits(self, x: torch.Tensor, device: torch.device, batch_size: int | None = None,
                prepare=None) -> torch.Tensor:
         """Logits for all of `x` on `device` (float32, on CPU), in batches of `batch_size`
-        (None: the device's `training.eval_batch_size`, small on CPU, large on GPUs)."""
-        from .training import eval_batch_size
-
+        (None: the device's `device.eval_batch_size`, small on CPU, large on GPUs)."""
         batch_size = batch_size or eval_batch_size(device)
         self.model.to(device).eval()
         outs = []

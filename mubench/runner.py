@@ -16,11 +16,11 @@ import traceback
 from dataclasses import dataclass
 
 from .config import ExperimentConfig
+from .device import resolve_device, resolve_precision
 from .jobs import Job, RunContext, Split, iso
 from .method_jobs import Evaluate, Unlearn, display_name
 from .planner import Plan, build_plan, describe_plan, merge_plans, recipe_for, resolve_params
 from .store import Store
-from .training import resolve_device, resolve_precision
 
 __all__ = ["Plan", "RunResult", "WorkerSettings", "build_plan", "describe_plan", "display_name", "execute",
            "merge_plans", "recipe_for", "resolve_params", "run_job", "settings_line"]

@@ -127,7 +127,7 @@ def check_recipe(recipe: dict, label: str = "[recipe]") -> None:
 
 
 def check_precision(precision: str, label: str = "--precision") -> None:
-    from .training import PRECISIONS
+    from .device import PRECISIONS
 
     if precision not in PRECISIONS:
         raise ConfigError(f"{label}: {precision!r} is not one of {', '.join(PRECISIONS)}")

@@ -8,12 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_data import write_cifar10
 
 from mubench import paper
 from mubench.cli import main
 from mubench.errors import ConfigError
 from mubench.store import Store
-from test_data import write_cifar10
 
 SHIPPED = ("cifar10-classwise", "cifar10-random", "imagenet10-classwise", "imagenet10-random",
            "fv-arithmetic", "runtime")

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from mubench import training
+from mubench import device
+from mubench.device import exact_fp32, resolve_precision
 from mubench.models import Fp32Conv2d, ModelSpec, build_model, keep_input_layer_fp32
-from mubench.training import exact_fp32, resolve_precision
 
 CPU = torch.device("cpu")
 # (model, channels, image size): CIFAR-shaped inputs, where random-forgetting δ are smallest
@@ -124,4 +124,4 @@ def test_exact_fp32_turns_tf32_off_and_determinism_on_for_cuda_only():
 
 
 def test_cublas_workspace_is_fixed_for_deterministic_kernels():
-    assert training.os.environ.get("CUBLAS_WORKSPACE_CONFIG")  # set on import, before any CUDA work
+    assert device.os.environ.get("CUBLAS_WORKSPACE_CONFIG")  # set on import, before any CUDA work

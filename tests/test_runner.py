@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mubench.training import resolve_precision
+from mubench.device import resolve_precision
 
 # One torch thread in every run: bf16 CPU training moves with the thread count, and the tests
 # compare records across runs (and two of them run side by side).

@@ -12,6 +12,7 @@ from torch import nn
 
 from mubench.augment import Augment
 from mubench.data import LoadOptions
+from mubench.device import resolve_precision
 from mubench.errors import ConfigError
 from mubench.jobs import RunContext
 from mubench.planner import original_job
@@ -25,7 +26,6 @@ from mubench.training import (
     fit_supervised,
     lr_at,
     make_generator,
-    resolve_precision,
     tensor_batches,
     train,
 )
@@ -82,10 +82,10 @@ def test_bad_schedule_and_precision_are_config_errors():
 @pytest.mark.parametrize("amx, bf16_kernels, expected", [(True, True, "bf16"), (False, True, "fp32"),
                                                          (True, False, "fp32")])
 def test_auto_precision_on_cpu_is_bf16_only_with_amx(monkeypatch, amx, bf16_kernels, expected):
-    import mubench.training as training
+    import mubench.device as device
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    monkeypatch.setattr(training, "bf16_supported", lambda device: bf16_kernels)
+    monkeypatch.setattr(device, "bf16_supported", lambda dev: bf16_kernels)
     assert resolve_precision("auto", CPU) == expected
 
 

@@ -38,11 +38,11 @@ def validate_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mubench.data import LoadOptions
+    from mubench.device import resolve_device
     from mubench.jobs import RunContext
     from mubench.planner import original_job
     from mubench.presets import preset_for
     from mubench.store import Store
-    from mubench.training import resolve_device
 
     validate_args(args)
     device = resolve_device(args.device)

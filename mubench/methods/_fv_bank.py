@@ -43,9 +43,9 @@ from collections.abc import Callable
 
 import torch
 
+from mubench.device import synchronize
 from mubench.params import apply_overrides
 from mubench.resources import ResourceContext, register_resource
-from mubench.training import synchronize
 from mubench.unlearning import UnlearnTask
 
 from .forget_vector import ForgetVector, ForgetVectorParams, learn_perturbation, resolve_beta
