@@ -180,6 +180,17 @@ def _attacked(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[pd.to_numeric(rows["ulira_auc"], errors="coerce").notna()] if "ulira_auc" in rows else rows.iloc[:0]
 
 
+def _axes():
+    return pyplot().subplots(figsize=(6, 4), layout="constrained")
+
+
+def _finish(fig, ax, inp: FigureInput, kind: str, title: str) -> list[Figure]:
+    """Legend, title, the files (PNG + PDF) of one of U-LiRA's figures."""
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return [save_figure(fig, inp.path(kind), inp.cell, kind, title)]
+
+
 def _margins(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """variant → per-example margins Λ_pos(x) − Λ_neg(x), pooled over seeds."""
     out = {}
@@ -199,8 +210,7 @@ def example_success_figure(inp: FigureInput) -> list[Figure]:
     rows = _attacked(inp.rows)
     if rows.empty:
         return []
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    fig, ax = _axes()
     methods = dict(zip(rows["variant"], rows["method"], strict=False))
     for variant, margin in _margins(rows).items():
         t = np.sort(margin)
@@ -211,10 +221,7 @@ def example_success_figure(inp: FigureInput) -> list[Figure]:
     ax.set_xscale("symlog")
     ax.set_xlabel("per-example margin Λ(unlearned) − Λ(Retrain)")
     ax.set_ylabel("% of forget examples above")
-    ax.legend(fontsize=7)
-    title = f"U-LiRA per example: {' / '.join(map(str, inp.cell))}"
-    ax.set_title(title, fontsize=9)
-    return [save_figure(fig, inp.path("ulira_examples"), inp.cell, "ulira_examples", title)]
+    return _finish(fig, ax, inp, "ulira_examples", f"U-LiRA per example: {' / '.join(map(str, inp.cell))}")
 
 
 @register_figure("svc_vs_ulira", caption=(
@@ -227,8 +234,7 @@ def svc_vs_ulira_figure(inp: FigureInput) -> list[Figure]:
     if rows.empty:
         return []
     retrain_mia = pd.to_numeric(inp.rows.loc[inp.rows["method"].eq("retrain"), "mia_efficacy"]).mean()
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    fig, ax = _axes()
     for variant, g in rows.groupby("variant", sort=False):
         x, y = pd.to_numeric(g["mia_efficacy"]), pd.to_numeric(g["ulira_auc"])
         ax.errorbar(x.mean(), y.mean(), xerr=x.std(ddof=1) if len(g) > 1 else None,
@@ -239,7 +245,4 @@ def svc_vs_ulira_figure(inp: FigureInput) -> list[Figure]:
         ax.axvline(retrain_mia, color="k", lw=0.8, ls=":")
     ax.set_xlabel("SVC MIA-Efficacy (%; ideal: Retrain's, dotted)")
     ax.set_ylabel("U-LiRA AUC (%; ideal 50)")
-    ax.legend(fontsize=7)
-    title = f"population vs per-example attack: {' / '.join(map(str, inp.cell))}"
-    ax.set_title(title, fontsize=9)
-    return [save_figure(fig, inp.path("svc_vs_ulira"), inp.cell, "svc_vs_ulira", title)]
+    return _finish(fig, ax, inp, "svc_vs_ulira", f"population vs per-example attack: {' / '.join(map(str, inp.cell))}")
