@@ -15,7 +15,6 @@ from .errors import ConfigError
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

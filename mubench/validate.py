@@ -126,13 +126,6 @@ def check_recipe(recipe: dict, label: str = "[recipe]") -> None:
     recipe_with(Recipe(), recipe, label)
 
 
-def check_precision(precision: str, label: str = "--precision") -> None:
-    from .device import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise ConfigError(f"{label}: {precision!r} is not one of {', '.join(PRECISIONS)}")
-
-
 # -- execution -----------------------------------------------------------------------------------
 def check_execution(execution: ExecutionConfig, config: ExperimentConfig | None = None) -> None:
     def label(flag: str, key: str) -> str:

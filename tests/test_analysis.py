@@ -180,13 +180,14 @@ def test_each_run_keeps_its_own_config_and_analyses_read_every_run(tmp_path):
     overwritten, and the analyses plan both grids, so the cells of the first run stay readable
     after the second (they read whichever run came last when there was one config.json)."""
     from mubench.analysis.cells import load_cells
-    from mubench.config import ExecutionConfig, ExperimentConfig
+    from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig
     from mubench.runner import build_plan, execute
     from mubench.runs import run_configs, write_run
     from mubench.store import Store
 
     base = ExperimentConfig(seeds=(0,), methods=("finetune",), out=str(tmp_path), precision="fp32",
                             recipe={"epochs": 3}, method_params={"finetune": {"epochs": 1}},
+                            evaluation=EvaluationConfig(attacks=("svc",)),  # no reference models: not what it tests
                             execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
     for scenario in ("class:0", "random:10"):
         config = dataclasses.replace(base, scenarios=(scenario,))
