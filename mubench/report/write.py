@@ -54,10 +54,20 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
     table, notes = summary_table(df), report_notes(df, root)
     gaps = per_seed_gaps(df)
     extra = [("Avg. Gap per seed", stats.gap_distribution(gaps)),
-             ("Paired comparison with FV: mean over seeds of (Avg. Gap − FV's Avg. Gap), "
-              "seeded 95% bootstrap interval; > 0 means FV is closer to Retrain",
-              stats.compare_to_reference(gaps))]
-    extra = [(title, stats.format_stats(f).assign(variant=lambda f: f["variant"].map(method_label))
+             ("Paired comparison with FV: mean over the n_pairs seeds of (Avg. Gap − FV's Avg. Gap), "
+              "paired 95% t-interval, t-test p (p_holm: Holm-corrected within the cell) and the exact "
+              "sign-flip p (never below 0.25 with 3 seeds); > 0 means FV is closer to Retrain",
+              stats.compare_to_reference(gaps)),
+             ("Tied with the best (Avg. Gap, paired t-test, Holm-corrected): mean_diff = method − the "
+              "cell's best mean, paired 95% t-interval over n_pairs seeds; tied = not significantly "
+              "different at 0.05 after correction (not shown equal)", stats.compare_to_best(gaps)),
+             ("Rank stability across seeds (Kendall τ between every two seeds' rankings of the "
+              "methods, Retrain left out): 1 = same order, 0 = unrelated", stats.rank_stability(gaps)),
+             ("Smallest resolvable difference: with n seeds, differences in Avg. Gap below this many "
+              "points (the median half-width of the paired 95% t-intervals against the best) are not "
+              "resolvable here", stats.resolvable_difference(gaps))]
+    extra = [(title, stats.format_stats(f).pipe(
+                 lambda t: t.assign(variant=t["variant"].map(method_label)) if "variant" in t else t)
               .rename(columns={"variant": "method"})) for title, f in extra]
     if has_attack(df):
         extra.append(("SVC MIA-Efficacy (population) beside the per-example attacks (U-LiRA, the reference-model "
