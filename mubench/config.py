@@ -151,6 +151,8 @@ class ExperimentConfig:
     scenarios: tuple[str, ...] = param(("class:0", "random:10"), None, "forget scenarios")
     seeds: tuple[int, ...] = param((0, 1, 2), None, "reporting seeds")
     methods: tuple[str, ...] = param(("all",), None, "method names or fnmatch patterns")
+    calibration: tuple[str, ...] = param(("original", "retrain_seed"), None,
+                                         "calibration rows every cell gets: the untouched original, an independent Retrain")
     out: str = param("results", None, "results root")
     data_root: str = param("", None, "where datasets live; '' → $MUBENCH_DATA or ~/.cache/mubench/data")
     download: bool = param(False, None, "fetch missing datasets")

@@ -156,7 +156,7 @@ def build_task(data: ImageData, split: Split, original: nn.Module, model_name: s
         seed=seed,
         device=device,
         recipe=recipe,
-        build_model=functools.partial(fresh_model, data, model_name, seed),
+        build_model=functools.partial(fresh_model, data, model_name, seed=seed),  # seed= lets a method re-seed it
         prepare=functools.partial(eval_view, data),
         precision=precision,
         resources=dict(resources or {}),

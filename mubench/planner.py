@@ -135,10 +135,12 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
     retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
     reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
     jobs: list[Job] = [retrain, reference]
-    for method in methods:
+    for method in [*methods, *config.calibration]:
         if method == "retrain":
             continue
         user = method_overrides(config, method, split.scenario)
+        if METHODS.get(method).calibration and issubclass(METHODS.get(method), METHODS.get("retrain")):
+            user = {**ruser, **user}  # the independent Retrain runs with Retrain's settings
         values, stamp = tuned_layer(tuned, method, kind, user)
         cell = CellJobs(original, split, kind, method,
                         rerun=lambda o, s, m=method, u=user, v=values: unlearn(m, u, precision, v, o, s))
@@ -151,11 +153,11 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
 def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     """Validate the whole config (before any job starts) and expand it into typed jobs."""
     from .plugins import load_plugins
-    from .unlearning import METHODS
+    from .unlearning import selectable_methods
 
     load_plugins(config.plugins, strict_plugins=True)
     _validate(config)
-    methods = METHODS.select(config.methods)
+    methods = selectable_methods(config.methods)
     device = resolve_device(config.execution.device)
     precision = resolve_precision(config.precision, device)
     options = LoadOptions(data_root=config.data_root or None, download=config.download,

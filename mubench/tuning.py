@@ -177,18 +177,20 @@ def kind_candidates(method: str, kind: str, budget: int, grid: dict | None, sets
 def tuning_config(config: ExperimentConfig, search: TuneConfig) -> ExperimentConfig:
     """The config every tuning cell runs under: tuning seeds, the tuning view of the data
     (heldout protocol), no tuned settings underneath, its own results root, and the SVC alone
-    (selection reads the Avg. Gap; the other attacks' models would be trained for nothing)."""
+    (selection reads the Avg. Gap; the other attacks' models would be trained for nothing), and no
+    calibration rows (nothing selects on them)."""
     return dataclasses.replace(
         config, seeds=tuple(search.seeds), out=str(Path(config.out) / "tune"), tune=TuneConfig(), tuned="none",
+        calibration=(),
         validation=search.validation if search.protocol == "heldout" else 0.0,
         evaluation=dataclasses.replace(config.evaluation, attacks=("svc",), preset_attacks=False))
 
 
 # -- planning: one ordinary config per candidate, merged into one plan ------------------------
 def _methods_to_tune(config: ExperimentConfig, grid: dict, sets: dict) -> tuple[list[str], dict[str, str]]:
-    from .unlearning import METHODS
+    from .unlearning import METHODS, selectable_methods
 
-    methods = [m for m in METHODS.select(config.methods) if m != "retrain"]
+    methods = [m for m in selectable_methods(config.methods) if m != "retrain"]
     if not methods:
         raise ConfigError("nothing to tune: select at least one method besides retrain with --methods")
     skipped = {m: "not searched: its Params declare no SEARCH space and no grid was given "
@@ -204,14 +206,14 @@ def _methods_to_tune(config: ExperimentConfig, grid: dict, sets: dict) -> tuple[
 def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets: dict) -> TunePlan:
     """Validate the search and expand every candidate into runner jobs (nothing runs here)."""
     from .plugins import load_plugins
-    from .unlearning import METHODS
+    from .unlearning import METHODS, selectable_methods
 
     load_plugins(config.plugins, strict_plugins=True)
     overlap = sorted(set(search.seeds) & set(config.seeds))
     if overlap:
         raise ConfigError(f"tuning seeds {', '.join(map(str, overlap))} are also reporting seeds; selection must "
                           "never see reported runs (SPEC §3): choose --seeds disjoint from the config's seeds")
-    grid = check_grid(config, cli_grid, [m for m in METHODS.select(config.methods) if m != "retrain"], sets)
+    grid = check_grid(config, cli_grid, [m for m in selectable_methods(config.methods) if m != "retrain"], sets)
     methods, skipped = _methods_to_tune(config, grid, sets)
     base = tuning_config(config, search)
     store = Store(base.out)

@@ -29,6 +29,16 @@ from .training import SCHEDULES, Batch, OptimSpec, Recipe, make_generator, tenso
 METHODS = Registry("method")
 
 
+def selectable_methods(patterns) -> list[str]:
+    """The methods `--methods` patterns select ('all' included), calibration rows left out."""
+    return [m for m in METHODS.select(patterns) if not METHODS.get(m).calibration]
+
+
+def calibration_methods() -> list[str]:
+    """The calibration rows every cell gets, in row order."""
+    return sorted((m for m in METHODS.names() if METHODS.get(m).calibration), key=lambda m: METHODS.get(m).rank)
+
+
 def register_method(name: str):
     """Class decorator: validate the method's shape, then register it under `name`."""
 
@@ -122,6 +132,9 @@ class Method:
     # Per-dataset defaults: {dataset: {scenario kind or "*": {field: value}}}, applied on top of
     # Params() and below the user's overrides (the dataset's scale differs from SPEC's CIFAR-10).
     presets: ClassVar[dict] = {}
+    # A calibration row (the untouched original, an independent Retrain): the planner adds it to
+    # every cell, `--methods` never selects it and `tune` never tunes it (`selectable_methods`).
+    calibration: ClassVar[bool] = False
 
     @classmethod
     def dataset_defaults(cls, dataset: str, scenario_kind: str) -> dict:

@@ -66,12 +66,16 @@ def _label(config: ExperimentConfig, flag: str, key: str) -> str:
 # -- methods ------------------------------------------------------------------------------------
 def check_methods(config: ExperimentConfig) -> list[str]:
     """The selected methods exist, and every table of method values names a method and its fields."""
-    from .unlearning import METHODS
+    from .unlearning import METHODS, calibration_methods
 
     if not config.methods:
         raise ConfigError(f"{_label(config, '--methods', 'methods')}: no methods selected; give names or "
                           "patterns, or 'all' (python -m mubench list methods)")
     methods = METHODS.select(config.methods)  # unknown names: a close-match suggestion
+    for m in config.calibration:
+        if not getattr(METHODS.get(m), "calibration", False):
+            raise ConfigError(f"{_label(config, '[experiment] calibration', 'calibration')}: {m!r} is not a "
+                              f"calibration row; choose from {', '.join(calibration_methods())}")
     for m in sorted(set(config.method_params) | set(config.scenario_params)):
         METHODS.get(m)  # an override for a method that does not exist is a typo, not a no-op
         owner = f"method {m!r}" + ("" if config.source == "defaults" else f" (--set / {config.source} [methods.{m}])")

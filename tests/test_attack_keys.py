@@ -4,6 +4,10 @@ the job keys that mubench 1333eb9 gave them with its flat [evaluation] fields (t
 tests/data/plan_keys_1333eb9.json was written by that version). A record made before the move
 is therefore still found by every rerun.
 
+Issue 24 added jobs without re-keying any: the calibration rows (`calibration = ()` leaves them
+out) and U-LiRA's null band (`null_models = 0` leaves it out); the second test checks that turning
+them on adds their own jobs and re-keys nothing else but U-LiRA's Evaluates.
+
 This table is a pin, not a spec: a change that means to re-key jobs (a method's version, a
 tuned file) updates it on purpose and says so in its commit.
 """
@@ -29,9 +33,34 @@ BUILTIN = ("retrain", "finetune", "grad_ascent", "random_label", "l1_sparse", "s
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_every_job_key_of_todays_configs_is_the_one_before_attacks_were_plugins(name, tmp_path):
     pinned = PINNED[name]
-    config = ExperimentConfig(methods=BUILTIN) if name == "default" else ExperimentConfig(**SMALL)
-    config = with_set_options(config, parse_set_options(pinned["sets"]))
-    plan = build_plan(config, Store(tmp_path))
+    plan = build_plan(_config(name, calibration=(), null_band=False), Store(tmp_path))
     keys = sorted([type(j).__name__, j.key] for j in plan.jobs)
     assert len(keys) == len(pinned["keys"])
     assert keys == pinned["keys"]
+
+
+def _config(name: str, calibration=("original", "retrain_seed"), null_band: bool = True) -> ExperimentConfig:
+    base = {"methods": BUILTIN} if name == "default" else SMALL
+    sets = PINNED[name]["sets"]
+    if not null_band and any("ulira" in s for s in sets):
+        sets = [*sets, "evaluation.attacks.ulira.null_models=0"]
+    # precision bf16: what `auto` resolved to on the Xeon with AMX that wrote the table (a key holds
+    # the resolved precision; on a CPU without AMX `auto` is fp32 and every key differs, issue 28)
+    return with_set_options(ExperimentConfig(**base, calibration=calibration, precision="bf16"), parse_set_options(sets))
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_calibration_rows_and_the_ulira_null_band_add_jobs_and_rekey_nothing_else(name, tmp_path):
+    pinned = {tuple(k) for k in PINNED[name]["keys"]}
+    plan = build_plan(_config(name), Store(tmp_path))
+    new = [j for j in plan.jobs if (type(j).__name__, j.key) not in pinned]
+    ulira = any("ulira" in s for s in PINNED[name]["sets"])
+    for job in new:
+        calibration = getattr(job, "method", None) in ("original", "retrain_seed")
+        null_model = type(job).__name__ == "ReferenceOriginal" and ulira
+        rekeyed = type(job).__name__ == "Evaluate" and ulira
+        assert calibration or null_model or rekeyed, job.label
+    assert {j.method for j in new if hasattr(j, "method")} >= {"original", "retrain_seed"}
+    kept = {(type(j).__name__, j.key) for j in plan.jobs} & pinned
+    if not ulira:  # nothing of the pinned plan was re-keyed
+        assert kept == pinned
