@@ -192,12 +192,30 @@ def _phi_scores(screened, scenario: str):
 
 
 def test_the_null_band_is_50_when_every_reference_is_retrain():
-    from mubench.attacks.refmia import null_band
+    from mubench.attacks.refmia import null_band, offline_null, rmia_null
 
     phi = np.random.default_rng(0).normal(0, 1, (1, 30))
-    band = null_band(np.repeat(phi, 4, axis=0) + np.arange(4)[:, None] * 1e-9, phi[0])
+    null = offline_null(np.repeat(phi, 4, axis=0) + np.arange(4)[:, None] * 1e-9, phi[0])
+    band = null_band("refmia", null)
     assert len(band["refmia_null"]) == 4 and band["refmia_null_lo"] == pytest.approx(50, abs=5)
-    assert null_band(np.zeros((2, 30)), phi[0]) == {}  # leave-one-out needs three references
+    assert offline_null(np.zeros((2, 30)), phi[0]) == []  # leave-one-out needs three references
+    assert null_band("refmia", []) == {}
+    p = 1 / (1 + np.exp(-phi))
+    rmia = rmia_null(np.repeat(p, 4, axis=0), np.full((4, 20), 0.5), p[0], np.full(20, 0.5))
+    assert rmia == pytest.approx([50.0] * 4)  # every reference reads exactly like Retrain: ties
+
+
+def test_a_member_reads_far_above_the_rmia_null():
+    """The direction of the null band: a target whose p_y on D_f is high (a member) reads far
+    above the references' own leave-one-out values."""
+    from mubench.attacks.refmia import rmia_null
+
+    rng = np.random.default_rng(1)
+    ref_x, ref_z = rng.uniform(0.2, 0.6, (4, 40)), rng.uniform(0.2, 0.6, (4, 50))
+    neg_x, neg_z = rng.uniform(0.2, 0.6, 40), rng.uniform(0.2, 0.6, 50)
+    null = rmia_null(ref_x, ref_z, neg_x, neg_z)
+    member = ls.auc(ls.rmia_scores(np.full(40, 0.99), ref_x, neg_z, ref_z), ls.rmia_scores(neg_x, ref_x, neg_z, ref_z))
+    assert member > 90 and member > max(null) + 20, (member, null)
 
 
 def test_the_untouched_original_reads_clearly_above_retrain_and_the_null_band_on_class_0(screened):
@@ -259,7 +277,7 @@ def test_a_failed_shadow_keeps_the_rows_other_numbers_and_is_retried(tmp_path, i
     ev = next(e for e in plan.evaluations() if e.method == "fails_on_shadows")
     record = next(r for r in result.records if r["key"] == ev.key)
     assert record["status"] == "ok" and record["ua"] is not None and record["mia_efficacy"] is not None
-    assert "2 of 2 models missing" in record["ulira_error"] and "boom on a shadow" in record["ulira_error"]
+    assert "2 of 6 models missing" in record["ulira_error"] and "boom on a shadow" in record["ulira_error"]
     assert "ulira_auc" not in record and record["refmia_auc"] is not None  # the screen did not need them
     pending = build_plan(config, Store(config.out)).pending()
     assert ev in pending and len([j for j in pending if j in ev.models_of("ulira")]) == 2  # a rerun tries again

@@ -128,7 +128,7 @@ def _config(out, **evaluation) -> ExperimentConfig:
     # One torch thread: the small CNN gains nothing from two, and two threads crawl when other
     # processes hold the cores (BENCHMARKS.md, "Two runs at once").
     return ExperimentConfig(datasets=("digits",), scenarios=("class:0", "random:10"), seeds=(0,),
-                            methods=("retrain", "forget_vector"), out=str(out), precision="fp32",
+                            methods=("retrain", "forget_vector"), calibration=("original",), out=str(out), precision="fp32",
                             train_subset=400, recipe={"epochs": 30}, method_params={"forget_vector": {"epochs": 5}},
                             evaluation=EvaluationConfig(**evaluation),
                             execution=ExecutionConfig(backend="sequential", threads_per_worker=1))
@@ -154,9 +154,23 @@ def test_adding_the_attack_trains_no_original_retrain_or_real_output(audited):
     real = [j for j in pending if isinstance(j, Unlearn) and not isinstance(j.original, ShadowOriginal)]
     assert real == []
     counts = {t: sum(type(j) is t for j in pending) for t in (ShadowOriginal, ReferenceOriginal, Unlearn, Evaluate)}
-    # per scenario: K shadows, K forget-vector shadow runs (Retrain needs none), two Evaluates;
-    # the reference models came with the plain run (digits' default attacks include the screen)
-    assert counts == {ShadowOriginal: 2 * K, ReferenceOriginal: 0, Unlearn: 2 * K, Evaluate: 4}
+    # per scenario: K shadows, K shadow runs each of the forget vector and the Original row
+    # (Retrain needs none), three Evaluates; the reference models of the null band came with the
+    # plain run (digits' default attacks include the screen, whose models they are)
+    assert counts == {ShadowOriginal: 2 * K, ReferenceOriginal: 0, Unlearn: 4 * K, Evaluate: 6}
+
+
+def test_the_untouched_original_reads_above_both_null_bands_on_class_0(audited):
+    """The direction of the records' summaries: the Original row is a member of D_f, so its
+    U-LiRA and screen AUCs sit well above what never-trained models read (a swap of the member
+    and non-member sides in either summary fails here)."""
+    _, plan, _, records = audited
+    ev = next(e for e in plan.evaluations() if e.method == "original" and e.scenario == "class:0")
+    r = records[ev.key]
+    assert r["ulira_auc"] > 75 and r["ulira_auc"] > r["ulira_null_hi"] + 20, (r["ulira_auc"], r["ulira_null"])
+    assert r["refmia_auc"] > 90 and r["refmia_auc"] > r["refmia_null_hi"] + 10, (r["refmia_auc"], r["refmia_null"])
+    assert r["rmia_auc"] > r["rmia_null_hi"], (r["rmia_auc"], r["rmia_null"])
+    assert len(r["ulira_null"]) == 4 and r["ulira_unseparated"] < 50
 
 
 def test_a_forget_vectors_shadows_each_learn_their_own_delta(audited):
@@ -165,7 +179,7 @@ def test_a_forget_vectors_shadows_each_learn_their_own_delta(audited):
     for ev in plan.evaluations():
         if ev.method != "forget_vector":
             continue
-        shadows = ev.models_of("ulira")
+        shadows = [m for m in ev.models_of("ulira") if isinstance(m, Unlearn)]
         deltas = [store.load_artifact("predictor", u.key)["delta"] for u in (ev.unlearn, *shadows)]
         assert len(deltas) == K + 1
         assert len({u.original.key for u in shadows}) == K  # each on its own shadow original
@@ -203,7 +217,7 @@ def _calibrated(audited, scenario, variance=DEFAULT_VARIANCE):
     ctx = RunContext(store=Store(out), device=torch.device("cpu"))
     data = ev.unlearn.original.ref.load()
     split = ev.unlearn.split.load(ctx.store)
-    shadows = ev.models_of("ulira")
+    shadows = [m for m in ev.models_of("ulira") if isinstance(m, Unlearn)]
     phis = np.stack([_phi(u.original.load(ctx).model, data, split) for u in shadows])
     mask = np.stack([u.split.membership(len(split.forget)) for u in shadows])
     g = ls.fit_gaussians(phis, mask, variance)

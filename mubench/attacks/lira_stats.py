@@ -38,6 +38,27 @@ def phi(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     return (own - others).clamp(-PHI_MAX, PHI_MAX).numpy()
 
 
+def saturated_share(phi_models: np.ndarray) -> float:
+    """% of examples whose φ sits at the clip (±PHI_MAX) in every model ((K, n)): on those the
+    models carry no signal, so an attack reads chance there whatever the audited model does."""
+    if phi_models.size == 0:
+        return 0.0
+    return 100.0 * float((np.abs(phi_models) >= PHI_MAX - 1e-9).all(axis=0).mean())
+
+
+def unseparated_share(g: Gaussians, tol: float = MIN_SD) -> float:
+    """% of examples whose IN and OUT means differ by less than `tol`: U-LiRA cannot tell the sides
+    apart there (saturated shadows give identical means), so its score is 0 for any target."""
+    return 100.0 * float((np.abs(g.mu_in - g.mu_out) < tol).mean()) if len(g.mu_in) else 0.0
+
+
+def leave_one_out(n: int, score: Callable[[np.ndarray, int], float]) -> list[float]:
+    """`score(rest, j)` for each of n models held out in turn (`rest`: the other indices): the
+    null of an attack, each never-trained model audited as the target."""
+    idx = np.arange(n)
+    return [score(np.delete(idx, j), j) for j in range(n)]
+
+
 def balanced_assignment(n: int, shadows: int, seed: int) -> np.ndarray:
     """(shadows, n) bool: every example IN exactly shadows/2 of the shadow sets (MIA.md step 1).
 

@@ -64,23 +64,46 @@ def reference_models(original: Original, split: Split, kind: str, count: int) ->
                               split=base) for j in range(count)]
 
 
-def null_band(phi_refs: np.ndarray, neg: np.ndarray) -> dict:
-    """What a model that never saw D_f reads: each reference audited against Retrain, scored
-    against the other references (leave one out). One model pair spreads far beyond the
-    per-example CI (docs/metrics.md: digits AUC 62–79 for models trained exactly like Retrain),
-    so a method's `refmia_auc` means something only outside [refmia_null_lo, refmia_null_hi]."""
-    if len(phi_refs) < 3:  # one remaining reference gives no pooled σ
+def null_band(prefix: str, null: list[float]) -> dict:
+    """`{prefix}_null` (each value), `_null_lo`, `_null_hi`: what models that never saw D_f read
+    as the target. One model pair spreads far beyond the per-example CI (docs/metrics.md: digits
+    AUC 62–79 for models trained exactly like Retrain), so an AUC means something only outside the
+    band, above it (identifiable as trained on D_f) or below it (identifiable as over-forgetting)."""
+    if not null:
         return {}
-    null = []
-    for j in range(len(phi_refs)):
-        mu, sd = ls.out_gaussian(np.delete(phi_refs, j, axis=0))
-        null.append(ls.auc(ls.offline_scores(mu, sd, phi_refs[j]), ls.offline_scores(mu, sd, neg)))
-    return {"refmia_null": [round(v, 2) for v in null], "refmia_null_lo": min(null), "refmia_null_hi": max(null)}
+    return {f"{prefix}_null": [round(v, 2) for v in null], f"{prefix}_null_lo": min(null), f"{prefix}_null_hi": max(null)}
+
+
+def offline_null(phi_refs: np.ndarray, neg: np.ndarray) -> list[float]:
+    """Offline LiRA's AUC of each reference as the target, scored against the others, against
+    Retrain's φ `neg` (none below three references: one remaining gives no pooled σ)."""
+    if len(phi_refs) < 3:
+        return []
+
+    def one(rest, j):
+        mu, sd = ls.out_gaussian(phi_refs[rest])
+        return ls.auc(ls.offline_scores(mu, sd, phi_refs[j]), ls.offline_scores(mu, sd, neg))
+
+    return ls.leave_one_out(len(phi_refs), one)
+
+
+def rmia_null(ref_x: np.ndarray, ref_z: np.ndarray, neg_x: np.ndarray, neg_z: np.ndarray) -> list[float]:
+    """RMIA's AUC of each reference as the target (p_y on D_f `ref_x[j]`, on the population
+    `ref_z[j]`), the others as references, against Retrain's (`neg_x`, `neg_z`)."""
+    if len(ref_x) < 2:
+        return []
+
+    def one(rest, j):
+        pos = ls.rmia_scores(ref_x[j], ref_x[rest], ref_z[j], ref_z[rest])
+        return ls.auc(pos, ls.rmia_scores(neg_x, ref_x[rest], neg_z, ref_z[rest]))
+
+    return ls.leave_one_out(len(ref_x), one)
 
 
 def reference_fields(inp: AttackInput) -> dict:
     """The record's `refmia_*` and `rmia_*` fields: the audited predictor's outputs (positives)
-    against the cell's Retrain's (negatives), both scored against the reference models."""
+    against the cell's Retrain's (negatives), both scored against the reference models; each
+    with its null band, every reference in turn audited against the others (leave one out)."""
     refs = [inp.outputs_of(r, ("forget", "test")) for r in inp.models]
     fields = {"refmia_models": len(refs)}
     phi_refs = np.stack([ls.phi(r.forget.logits, r.forget.labels) for r in refs])
@@ -89,7 +112,7 @@ def reference_fields(inp: AttackInput) -> dict:
     neg = ls.phi(inp.retrain.forget.logits, inp.retrain.forget.labels)
     fields.update(ls.summary(ls.offline_scores(mu, sd, pos), ls.offline_scores(mu, sd, neg), seed=inp.seed,
                              prefix="refmia"))
-    fields.update(null_band(phi_refs, neg))
+    fields["refmia_saturated"] = ls.saturated_share(np.vstack([phi_refs, neg[None]]))
 
     def prob(part) -> np.ndarray:
         return ls.true_class_probability(part.logits, part.labels)
@@ -98,6 +121,8 @@ def reference_fields(inp: AttackInput) -> dict:
     ref_z = np.stack([prob(r.test) for r in refs])
     rmia = [ls.rmia_scores(prob(o.forget), ref_x, prob(o.test), ref_z) for o in (inp.outputs, inp.retrain)]
     fields.update(ls.summary(*rmia, seed=inp.seed, prefix="rmia"))
+    fields.update(null_band("refmia", offline_null(phi_refs, neg)))
+    fields.update(null_band("rmia", rmia_null(ref_x, ref_z, prob(inp.retrain.forget), prob(inp.retrain.test))))
     return fields
 
 
@@ -119,7 +144,9 @@ class ReferenceScreen(Attack):
         "refmia_auc": Column("Ref-MIA AUC", "50", summary=True, null=("refmia_null_lo", "refmia_null_hi")),
         "refmia_null_lo": Column("Ref-MIA null low"),
         "refmia_null_hi": Column("Ref-MIA null high"),
-        "rmia_auc": Column("RMIA AUC", "50", summary=True),
+        "rmia_auc": Column("RMIA AUC", "50", summary=True, null=("rmia_null_lo", "rmia_null_hi")),
+        "rmia_null_lo": Column("RMIA null low"),
+        "rmia_null_hi": Column("RMIA null high"),
     }
 
     def key_fields(self) -> dict:

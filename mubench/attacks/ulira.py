@@ -13,9 +13,16 @@ runs: its negatives are the cell's Retrain itself; the reference-model screen ha
 models, refmia.py.) Shadows are job types of their own rather than a `Resource`: a resource
 depends on the original only, a shadow on the cell's split too.
 
-Instance table: `[evaluation.attacks.ulira] shadows = 16, variance = "tied"`. Its Evaluate key
-entries are those of the flat fields it had before attacks were plugins (`ulira_shadows`, and
-`ulira_variance` unless per side), so no earlier record changes its key.
+Instance table: `[evaluation.attacks.ulira] shadows = 16, variance = "tied", null_models = 4`. Its
+Evaluate key entries are those of the flat fields it had before attacks were plugins
+(`ulira_shadows`, and `ulira_variance` unless per side), plus `ulira_null_models` unless 0.
+
+Its null band (`ulira_null_lo/hi`): the method's own fitted Gaussians applied to models that never
+saw D_f (the screen's reference models, trained on D_r; the same jobs when both attacks are on),
+each audited as the target against the cell's Retrain. An AUC inside it is what a never-trained
+model reads; above it the target is identifiable as trained on D_f, below it as over-forgotten.
+`ulira_unseparated` is the share of D_f whose IN and OUT means coincide (saturated shadows): where
+it is large, an AUC of 50 means the attack saw nothing, not that the method forgot.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from ..plots import Figure, FigureInput, method_color, pyplot, register_figure, 
 from ..store import Store
 from . import lira_stats as ls
 from .base import Attack, AttackInput, CellJobs, Column, register_attack
+from .refmia import ReferenceOriginal, null_band, reference_models
 
 VARIANCES = ("tied", "per_side")  # lira_stats.fit_gaussians: one tied σ, or one per side (MIA.md's text)
 # The σ rule of U-LiRA runs made before the option existed: Evaluate keys leave it out (their
@@ -116,6 +124,9 @@ class ULiRAParams:
                          "K shadows per cell; every forget example is IN exactly K/2 of them")
     # tied is the default because per side misreads a class-wise null (docs/metrics.md, "Which σ")
     variance: str = param("tied", Options(VARIANCES), "pooled σ: one tied over IN and OUT, or one per side")
+    null_models: int = param(4, Check(lambda k: k == 0 or k >= 2, "that is 0 (no null band) or at least 2"),
+                             "models trained on D_r only, each audited as the target: the null band (the screen's "
+                             "reference models, shared with it)")
 
 
 @register_attack("ulira")
@@ -128,7 +139,9 @@ class ULiRA(Attack):
     rank = 10
     deps_field = "shadows"
     columns = {
-        "ulira_auc": Column("U-LiRA AUC", "50", summary=True),
+        "ulira_auc": Column("U-LiRA AUC", "50", summary=True, null=("ulira_null_lo", "ulira_null_hi")),
+        "ulira_null_lo": Column("U-LiRA null low"),
+        "ulira_null_hi": Column("U-LiRA null high"),
         "ulira_auc_lo": Column("AUC CI low"),
         "ulira_auc_hi": Column("AUC CI high"),
         "ulira_tpr1": Column("U-LiRA TPR@1%FPR", "1", summary=True, side="TPR@1%FPR (1)"),
@@ -143,23 +156,32 @@ class ULiRA(Attack):
         out = {"ulira_shadows": self.params.shadows}
         if self.params.variance != UNKEYED_VARIANCE:  # per side keeps the keys of runs made before the option
             out["ulira_variance"] = self.params.variance
+        if self.params.null_models:  # 0 keeps the keys of runs made before the null band
+            out["ulira_null_models"] = self.params.null_models
         return out
 
     def jobs(self, cell: CellJobs) -> tuple:
-        """The audited method rerun on each of the cell's K shadows (shadow originals are shared)."""
-        return tuple(cell.rerun(o, s) for o, s in shadow_cell(cell.original, cell.split, self.params.shadows))
+        """The audited method rerun on each of the cell's K shadows (shadow originals are shared),
+        and the null band's models trained on D_r (the same jobs as the screen's references)."""
+        shadows = tuple(cell.rerun(o, s) for o, s in shadow_cell(cell.original, cell.split, self.params.shadows))
+        return shadows + tuple(reference_models(cell.original, cell.split, cell.kind, self.params.null_models))
 
     def score(self, inp: AttackInput) -> dict:
         n = len(inp.split.forget)
+        shadows = [m for m in inp.models if not isinstance(m, ReferenceOriginal)]
+        nulls = [m for m in inp.models if isinstance(m, ReferenceOriginal)]
         pos = ls.phi(inp.outputs.forget.logits, inp.outputs.forget.labels)
         neg = ls.phi(inp.retrain.forget.logits, inp.retrain.forget.labels)
-        phis = np.stack([forget_phi(inp, u) for u in inp.models])
-        mask = np.stack([u.split.membership(n) for u in inp.models])
+        phis = np.stack([forget_phi(inp, u) for u in shadows])
+        mask = np.stack([u.split.membership(n) for u in shadows])
         g = ls.fit_gaussians(phis, mask, self.params.variance)
         fields = ls.summary(ls.lira_scores(g, pos), ls.lira_scores(g, neg), seed=inp.seed)
-        train_s, unlearn_s = shadow_seconds(inp.ctx.store, inp.models)
-        fields.update(ulira_shadows=len(inp.models), ulira_variance=self.params.variance, ulira_sd_in=g.sd_in,
-                      ulira_sd_out=g.sd_out, ulira_shadow_train_s=train_s, ulira_shadow_unlearn_s=unlearn_s)
+        train_s, unlearn_s = shadow_seconds(inp.ctx.store, shadows)
+        fields.update(ulira_shadows=len(shadows), ulira_variance=self.params.variance, ulira_sd_in=g.sd_in,
+                      ulira_sd_out=g.sd_out, ulira_shadow_train_s=train_s, ulira_shadow_unlearn_s=unlearn_s,
+                      ulira_unseparated=ls.unseparated_share(g), ulira_saturated=ls.saturated_share(phis))
+        null = [ls.auc(ls.lira_scores(g, forget_phi(inp, m)), ls.lira_scores(g, neg)) for m in nulls]
+        fields.update(null_band("ulira", null))
         return fields
 
     @classmethod
