@@ -267,7 +267,7 @@ def describe_settings(plan: Plan) -> Iterable[str]:
         elif type(job) is Unlearn and type(job.split) is Split and type(job.original) is Original:
             cls, o, scenario = METHODS.get(job.method), job.original, job.split.scenario
             where = f"{job.method} {o.dataset}/{o.model}/{scenario}"
-            if where not in lines:
+            if where not in lines and job.params:  # a method without settings (the Original row) has no line
                 params = cls.resolved(cls.Params(**job.params), parse_scenario(scenario).kind)
                 lines[where] = dataclasses.asdict(params)
     if lines:

@@ -26,7 +26,7 @@ from .store import stable_hash, write_json_atomic
 
 RUNS = "runs"
 LEGACY_CONFIG = "config.json"  # the one file of roots written before runs/
-TUPLES = ("datasets", "models", "scenarios", "seeds", "methods", "plugins")
+TUPLES = ("datasets", "models", "scenarios", "seeds", "methods", "calibration", "plugins")
 
 
 def write_run(root: str | Path, config: ExperimentConfig, command: str = "run") -> Path:

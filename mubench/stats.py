@@ -45,7 +45,7 @@ CELL = ["dataset", "model", "scenario"]
 REFERENCE = "forget_vector"  # the variant `compare_to_reference` compares every method with
 MIN_PAIRS = 3  # below this no interval or t-test: sd on 1 degree of freedom says nothing useful
 MAX_EXACT = 20  # sign flips are enumerated exactly up to 2^20 (two halves of 2^10 each)
-EXCLUDE = ("retrain",)  # Avg. Gap's reference: its gap is 0 by definition, it is no competitor
+EXCLUDE = ("retrain", "original", "retrain_seed")  # never "the best": the reference and the calibration rows
 NO_INTERVAL = f"n < {MIN_PAIRS}: no interval"
 
 

@@ -168,7 +168,7 @@ def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(t
     again = run_points(config, "forget_vector", [{"epochs": 2}])  # cached: the same record
     assert again[0].records[0]["key"] == first[0].records[0]["key"]
     (cell,) = load_cells(tmp_path)
-    assert set(cell.records) == {"retrain", "forget_vector"}
+    assert set(cell.records) == {"retrain", "forget_vector", "original", "retrain_seed"}  # with the calibration rows
     assert cell.records["forget_vector"]["key"] == first[0].records[0]["key"]  # the grid's point, not the sweep's
     for method, rec in cell.records.items():
         out = forward_split(cell.predictor(method), cell.data, cell.split, torch.device("cpu"))
@@ -197,7 +197,7 @@ def test_each_run_keeps_its_own_config_and_analyses_read_every_run(tmp_path):
     assert [c.scenarios for c in run_configs(tmp_path)] == [("class:0",), ("random:10",)]
     cells = load_cells(tmp_path)
     assert sorted(c.scenario for c in cells) == ["class:0", "random:10"]
-    assert all(set(c.records) == {"retrain", "finetune"} for c in cells)
+    assert all(set(c.records) == {"retrain", "finetune", "original", "retrain_seed"} for c in cells)  # with the calibration rows
 
 
 def test_analyses_of_a_root_without_a_run_config_say_what_to_do(tmp_path):

@@ -165,7 +165,7 @@ def test_spec_to_config_per_preset():
     assert paper.preset_config(spec, "quick", out="/tmp/x").out == "/tmp/x"
     (config, chosen), = paper.passes(spec, quick)
     assert set(config.methods) == {"retrain", "finetune", "grad_ascent", "random_label", "l1_sparse",
-                                   "salun", "forget_vector"}
+                                   "salun", "forget_vector", "original", "retrain_seed"}  # + calibration rows
     assert chosen["forget_vector"].label == "FV"
 
 
@@ -183,9 +183,10 @@ def test_merged_plan_maps_every_method_job_to_one_row(tmp_path):
     spec = paper.load_spec(paper.find_spec("fv-arithmetic"))
     pplan = paper.plan_table(spec, "quick", out=str(tmp_path))
     jobs = pplan.jobs
-    # 2 scenarios x 1 seed x (Retrain, FV, 3 arithmetic rows); one bank shared by all passes
-    assert len(jobs) == 10 and jobs["key"].is_unique
-    assert jobs.groupby("block").size().to_dict() == {"random10": 5, "subset": 5}
+    # 2 scenarios x 1 seed x (Retrain, the 2 calibration rows, FV, 3 arithmetic rows); one bank
+    # shared by all passes
+    assert len(jobs) == 14 and jobs["key"].is_unique
+    assert jobs.groupby("block").size().to_dict() == {"random10": 7, "subset": 7}
     assert sum(type(j).__name__ == "Resource" and j.name == "fv_bank" for j in pplan.plan.jobs) == 1
 
 
@@ -201,7 +202,8 @@ def _fake_records(spec, pplan, drop=(), fail=()):
         spec_job = by_key[job.key]
         c, s = int(job.scenario.split(":")[1]), job.seed
         values = {"Retrain": (100, 98 + s, 97, 100, 10 * (1 + c)), "FT": (50, 98 + s, 97, 60, 2),
-                  "FV": (90 + 2 * c + s, 96, 97, 100, 1 + c)}[job.row]
+                  "FV": (90 + 2 * c + s, 96, 97, 100, 1 + c), "Original (no unlearning)": (0, 100, 97, 0, 0.1),
+                  "Retrain (independent seed)": (100, 98 + s, 97, 100, 10 * (1 + c))}[job.row]
         if (job.row, c, s) in drop:
             continue
         record = {"key": job.key, "kind": spec_job.identity()["kind"], "method": spec_job.method, "dataset": job.dataset,
@@ -223,12 +225,13 @@ def _row(table, label):
 def test_class_wise_cells_pool_classes_and_seeds(tmp_path):
     spec = paper.load_spec(write_spec(tmp_path))
     pplan = paper.plan_table(spec, "full", out=str(tmp_path / "res"))
-    assert len(pplan.jobs) == 3 * 2 * 2
+    assert len(pplan.jobs) == 5 * 2 * 2  # Retrain, the 2 calibration rows, FT, FV
     _fake_records(spec, pplan)
     rendered = paper.render(spec, "full", pplan)
     (caption, table), = rendered.tables
     assert caption == "Class-wise — digits / small_cnn"
-    assert list(table["method"]) == ["Retrain", "FT", "FV"]
+    assert list(table["method"]) == ["Retrain", "Retrain (independent seed)", "Original (no unlearning)", "FT", "FV"]
+    assert _row(table, "Original (no unlearning)")["UA"] == "0.00 ± 0.00"  # the calibration row, with its metrics
     fv = _row(table, "FV")
     # UA over (c, s) = 90, 91, 92, 93: mean 91.5, std (ddof 1) sqrt(5/3) = 1.29
     assert fv["UA"] == "91.50 ± 1.29"
@@ -296,20 +299,20 @@ def test_paper_quick_runs_the_grid_and_renders(tmp_path, capsys):
     argv = ["paper", str(path), "--preset", "quick", "--results", str(results), "--out", str(out),
             "--backend", "sequential", "--quiet"]
     assert main(argv + ["--dry-run"]) == 0
-    assert "total: 8 jobs to run" in capsys.readouterr().out  # original, split, Retrain, FT, FV (Unlearn + Evaluate each)
+    assert "total: 12 jobs to run" in capsys.readouterr().out  # original, split, Retrain, the 2 calibration rows, FT, FV (Unlearn + Evaluate each)
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "8 jobs run, 0 cached, 0 failed" in captured.err
+    assert "12 jobs run, 0 cached, 0 failed" in captured.err
     md = (out / "tiny-quick.md").read_text()
     assert md in captured.out
     assert "QUICK PRESET — digits/small_cnn stand-in for digits/small_cnn" in md
     assert "not comparable to the paper" in md and "QUICK PRESET" in (out / "tiny-quick.tex").read_text()
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert rows["Retrain"].split("|")[6].strip() == "0.00"  # Avg. Gap of Retrain to itself
-    for label in ("Retrain", "FT", "FV"):
+    for label in ("Retrain", "Retrain (independent seed)", "Original (no unlearning)", "FT", "FV"):
         assert rows[label].rstrip(" |").endswith("1/1"), rows[label]
         ua = float(rows[label].split("|")[2])
         assert 0 <= ua <= 100
     assert float(rows["Retrain"].split("|")[2]) == 100.0  # Retrain never saw class 0
     assert main(argv) == 0
-    assert "0 jobs run, 8 cached" in capsys.readouterr().err
+    assert "0 jobs run, 12 cached" in capsys.readouterr().err

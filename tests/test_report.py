@@ -282,7 +282,9 @@ def test_html_report_opens_in_headless_chromium(written, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
-    assert dom.count("<table>") == 3  # the cell's table, the per-seed gaps, the paired comparison
+    # the cell's table, the per-seed gaps, the paired comparison with FV, the ties with the best,
+    # rank stability and the smallest resolvable difference
+    assert dom.count("<table>") == 6
     for cell in ("<td>Retrain</td>", "<td>92.00 ± 2.00</td>", "<td>3.33 ± 0.95</td>",
                  '<td class="bad">2/3 (1 failed)</td>', '<td class="bad">2/3 (1 missing)</td>'):
         assert cell in dom, cell

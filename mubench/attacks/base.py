@@ -58,6 +58,10 @@ class Column:
 
     @property
     def summary_header(self) -> str:
+        """Its header, stating the ideal: for a column with a null band, inside it (two-sided: an
+        AUC below the band identifies the target as surely as one above it)."""
+        if self.null:
+            return f"{self.label} (ideal: inside null band)"
         return f"{self.label} (ideal {self.ideal})" if self.ideal else self.label
 
     @property

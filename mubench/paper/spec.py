@@ -93,7 +93,7 @@ def load_spec(path: str | Path) -> PaperSpec:
         raise ConfigError(f"{where}: [grid] must be a table (experiments/*.toml syntax)")
     if "methods" in grid.get("experiment", {}):
         raise ConfigError(f"{where} [grid.experiment]: 'methods' is not allowed; the [[rows]] choose the methods")
-    rows = tuple(_row(r, i, where) for i, r in enumerate(_list(doc, "rows", where)))
+    rows = _with_calibration(tuple(_row(r, i, where) for i, r in enumerate(_list(doc, "rows", where))))
     labels = [r.label for r in rows]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where} [[rows]]: duplicate label {next(x for x in labels if labels.count(x) > 1)!r}")
@@ -123,6 +123,20 @@ def load_spec(path: str | Path) -> PaperSpec:
     spec = PaperSpec(name=doc["name"], title=doc["title"], mirrors=doc["mirrors"], path=path, grid=grid,
                      rows=rows, blocks=blocks, columns=tuple(columns), presets=presets)
     return _with_reference(spec, doc.get("reference", {}), where)
+
+
+def _with_calibration(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+    """The spec's rows with the calibration rows (the untouched original, an independent Retrain)
+    after Retrain's, or first: every paper table shows what doing nothing and a second Retrain
+    score, which the paper's own tables do not (their reference values for them read n/a)."""
+    from ..plugins import load_plugins
+    from ..unlearning import METHODS, calibration_methods
+
+    load_plugins()
+    named = {r.method for r in rows}
+    extra = tuple(Row(METHODS.get(m).label, m) for m in calibration_methods() if m not in named)
+    at = next((i + 1 for i, r in enumerate(rows) if r.method == "retrain"), 0)
+    return rows[:at] + extra + rows[at:]
 
 
 def _list(doc: dict, key: str, where: str) -> list:

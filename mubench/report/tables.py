@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from ..aggregate import aggregate
+from .calibration import calibration_flags, null_bands
 from .records import (
     CELL,
     JOB,
@@ -93,9 +94,12 @@ UNSTABLE_UA_RANGE = 20.0  # SPEC §3: a per-seed UA range above this many points
 
 def row_flags(df: pd.DataFrame) -> dict[tuple, str]:
     """(dataset, model, scenario, label) → what a reader must see beside the numbers: the tuning
-    protocol of tuned rows ("tuned (heldout)") and "unstable" where the ok seeds' UA spans more
-    than UNSTABLE_UA_RANGE points (a method flipping between forgetting and not, SPEC §3)."""
+    protocol of tuned rows ("tuned (heldout)"), "unstable" where the ok seeds' UA spans more
+    than UNSTABLE_UA_RANGE points (a method flipping between forgetting and not, SPEC §3), and
+    the calibration flags (calibration rows, SVC extrapolations, attacks outside their null
+    band, degenerate attacks, no-ops: report/calibration.py)."""
     ok = current_ok(df)
+    calibrated = calibration_flags(df)
     out = {}
     for (*cell, variant), g in ok.groupby(CELL + ["variant"], sort=False):
         flags = []
@@ -104,6 +108,7 @@ def row_flags(df: pd.DataFrame) -> dict[tuple, str]:
         ua = pd.to_numeric(g["ua"], errors="coerce").dropna()
         if len(ua) > 1 and ua.max() - ua.min() > UNSTABLE_UA_RANGE:
             flags.append(f"unstable (UA range {ua.max() - ua.min():.1f})")
+        flags += calibrated.get((*cell, variant), [])
         out[(*cell, method_label(variant))] = "; ".join(flags)
     return out
 
@@ -111,8 +116,9 @@ def row_flags(df: pd.DataFrame) -> dict[tuple, str]:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Rendered-ready table: index (dataset, model, scenario, method label), Retrain first;
     columns UA, RA, TA, MIA-Efficacy, Avg. Gap, RTE (s), params changed (mean ± std over the ok
-    seeds), `seeds` ("2/3 (1 failed)") and `flags` (`row_flags`). A variant with no ok seed
-    reads `failed`/`missing`."""
+    seeds), the attacks' summary columns, `seeds` ("2/3 (1 failed)") and `flags` (`row_flags`).
+    A variant with no ok seed reads `failed`/`missing`. Each cell ends with a `null band` row:
+    per attack column, what models that never saw D_f read (report/calibration.py)."""
     stats = summary_stats(df)
     flags = row_flags(df)
     names = table_metrics(df)
@@ -126,9 +132,24 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             row[names[r.metric]] = "n/a"  # ok jobs without this value (e.g. no Retrain, no attack)
         else:
             row[names[r.metric]] = "failed" if r.n_failed else "missing"
-    table = pd.DataFrame.from_dict(rows, orient="index")
+    for cell, bands in null_bands(df).items():
+        shown = {names[c]: f"[{lo:.1f}, {hi:.1f}]" for c, (lo, hi) in bands.items() if c in names}
+        if shown and any(k[:3] == cell for k in rows):
+            rows[(*cell, NULL_BAND_ROW)] = {**shown, "seeds": "", "flags": "what never-trained models read"}
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     table.index = pd.MultiIndex.from_tuples(table.index, names=CELL + ["method"])
-    return table[list(names.values()) + ["seeds", "flags"]]
+    return _cells_in_order(table[list(names.values()) + ["seeds", "flags"]])
+
+
+NULL_BAND_ROW = "null band"  # the pseudo-row under each cell's rows: each attack column's band
+
+
+def _cells_in_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's rows together (the null-band row was appended after every cell's rows)."""
+    cells = list(dict.fromkeys(table.index.droplevel("method")))
+    order = {c: i for i, c in enumerate(cells)}
+    keys = [order[k[:3]] for k in table.index]
+    return table.iloc[sorted(range(len(table)), key=lambda i: keys[i])]
 
 
 def per_cell(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
