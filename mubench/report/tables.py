@@ -119,6 +119,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     seeds), the attacks' summary columns, `seeds` ("2/3 (1 failed)") and `flags` (`row_flags`).
     A variant with no ok seed reads `failed`/`missing`. Each cell ends with a `null band` row:
     per attack column, what models that never saw D_f read (report/calibration.py)."""
+    df = with_gaps(df)
     stats = summary_stats(df)
     flags = row_flags(df)
     names = table_metrics(df)
