@@ -17,6 +17,7 @@ from .report import format_number, markdown_table
 from .store import write_json_atomic
 from .tuning import (
     CRITERION_WORDS,
+    FLAGGED_MIA_GAP,
     LABELS,
     METRICS,
     Outcome,
@@ -58,6 +59,9 @@ def tune_markdown(tp: TunePlan, outcomes: list[Outcome], reporting_seeds: Sequen
                 markdown_table(table), ""]
         note = _edge_note(o) if o.winner is not None else "no candidate finished every run: nothing chosen"
         out += [f"Note: {note}.", ""] if note else []
+        if o.selected_on == FLAGGED_MIA_GAP:
+            out += ["Note: MIA-Efficacy is an SVC extrapolation on some run of this cell, so its scores use the "
+                    "Avg. Gap without the MIA term (UA, RA, TA).", ""]
     return "\n".join(out)
 
 
@@ -118,7 +122,7 @@ def write_outputs(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfi
             Path(write).write_text(text + "\n", encoding="utf-8")
             files.append(Path(write))
     cells = [{"dataset": o.cell.dataset, "model": o.cell.model, "kind": o.cell.kind, "scenarios": o.cell.scenarios,
-              "method": o.cell.method, "searched": tp.spaces[o.cell.method],
+              "method": o.cell.method, "searched": tp.spaces[o.cell.method], "selected_on": o.selected_on,
               "chosen": None if o.winner is None else o.cell.candidates[o.winner].overrides,
               "retrain_keys": {f"{sc}/seed {seed}": k for (sc, seed), k in o.cell.retrain.items()},
               "candidates": [{"overrides": cand.overrides, "chosen": i == o.winner,

@@ -18,6 +18,12 @@ scenarios of the kind × tuning seeds (recomputed against each record's Retrain 
 aggregation reports use); `--criterion mean` is the references' criterion. Ties go to the
 candidate drawn first; a candidate with a failed or missing run cannot win.
 
+Never on an extrapolation: where the SVC's MIA-Efficacy is an extrapolation (`mia_extrapolates`) on
+any tuning run of a cell, its candidates' or its Retrain's, the whole cell is scored on the Avg.
+Gap without the MIA term (UA, RA, TA), so a 0-or-100 flip of the SVC cannot pick the winner; every
+output names the term used (`selected_on`). The screen is not used in its place: tuning cells run
+the SVC alone (its reference models would be trained for nothing else).
+
 Outputs, under <out>/tune/: `tune.md` (every candidate, both criteria, the winner marked),
 `tune.json` (the same as data, with job keys) and one tuned settings file
 `tuned-<dataset>-<model>.toml` per (dataset, model) (format: mubench/tuned.py), which
@@ -44,6 +50,7 @@ from .search import describe, draw, search_space
 from .store import Store, stable_hash
 
 METRICS = ("avg_gap", "ua", "ra", "ta", "mia_efficacy")
+FLAGGED_MIA_GAP = "avg_gap_no_mia"  # the gap a cell is scored on where its MIA term is an extrapolation
 LABELS = {"avg_gap": "Avg. Gap", "ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy"}
 CRITERION_WORDS = {
     "mean+std": "the smallest mean + std of the Avg. Gap to Retrain over the tuning seeds (a setting that "
@@ -101,6 +108,7 @@ class Outcome:
     stats: list[dict]  # per candidate: metric → (mean, std), the scores, n_ok / n_failed / n
     retrain: dict
     winner: int | None  # index into cell.candidates; None when no candidate has every run ok
+    selected_on: str = "avg_gap"  # or FLAGGED_MIA_GAP where the cell's MIA term extrapolates
 
 
 def _fmt(value) -> str:
@@ -274,7 +282,7 @@ def _cell_stats(store: Store, groups: list[dict]) -> list[dict]:
     frame = with_gaps(records_frame(rows)) if rows else pd.DataFrame(columns=["key", "status"])
     frame = frame.assign(group=frame["key"].map(group_of))
     frame = pd.concat([frame, pd.DataFrame(placeholders, columns=["group", "status"])], ignore_index=True)
-    stats = aggregate(frame, ["group"], METRICS)
+    stats = aggregate(frame, ["group"], (*METRICS, FLAGGED_MIA_GAP, "mia_extrapolates"))
     out = []
     for i in range(len(groups)):
         part = stats[stats["group"].eq(i)].set_index("metric")
@@ -282,13 +290,13 @@ def _cell_stats(store: Store, groups: list[dict]) -> list[dict]:
         out.append({"n": len(groups[i]), "n_ok": int(head.n_ok) if head is not None else 0,
                     "n_failed": int(head.n_failed) if head is not None else 0,
                     **{m: ((float(part.loc[m, "mean"]), float(part.loc[m, "std"])) if m in part.index
-                           else (math.nan, math.nan)) for m in METRICS}})
+                           else (math.nan, math.nan)) for m in (*METRICS, FLAGGED_MIA_GAP, "mia_extrapolates")}})
     return out
 
 
-def score(stats: dict, criterion: str) -> float:
-    """A candidate's score under a criterion (smaller is better); nan when it has no gap."""
-    mean, std = stats["avg_gap"]
+def score(stats: dict, criterion: str, gap: str = "avg_gap") -> float:
+    """A candidate's score under a criterion (smaller is better) on `gap`; nan when it has no gap."""
+    mean, std = stats[gap]
     if criterion == "mean":
         return mean
     return mean + (0.0 if math.isnan(std) else std)  # one run has no spread to count
@@ -301,12 +309,19 @@ def select(tp: TunePlan, criterion: str | None = None) -> list[Outcome]:
     outcomes = []
     for cell in tp.cells:
         *stats, retrain = _cell_stats(store, [*cell.keys, cell.retrain])
+        gap = FLAGGED_MIA_GAP if mia_flagged([*stats, retrain]) else "avg_gap"
         for s in stats:
-            s["scores"] = {c: score(s, c) for c in CRITERION_WORDS}
+            s["scores"] = {c: score(s, c, gap) for c in CRITERION_WORDS}
         eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"] and not math.isnan(s["scores"][criterion])]
         winner = min(eligible, key=lambda i: (round(stats[i]["scores"][criterion], 9), i), default=None)
-        outcomes.append(Outcome(cell, stats, retrain, winner))
+        outcomes.append(Outcome(cell, stats, retrain, winner, gap))
     return outcomes
+
+
+def mia_flagged(groups: list[dict]) -> bool:
+    """Whether any run of these groups (a cell's candidates and its Retrain) has an SVC
+    extrapolation: the mean of the 0/1 flag over a group's runs is above 0."""
+    return any((g.get("mia_extrapolates") or (math.nan,))[0] > 0 for g in groups)
 
 
 def _edge_note(outcome: Outcome) -> str | None:

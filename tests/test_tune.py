@@ -24,7 +24,7 @@ from mubench.search import Choice, LogUniform, draw, search_space
 from mubench.store import Store
 from mubench.tuned import SHIPPED_DIR, read_tuned, shipped
 from mubench.tuning import Candidate, Cell, TunePlan, kind_candidates, parse_grid_options, select
-from mubench.unlearning import METHODS
+from mubench.unlearning import METHODS, selectable_methods
 
 
 def mubench(*args, check=True, timeout=900):
@@ -64,7 +64,7 @@ def _jobs(tmp_path, *flags) -> dict:
     path.write_text(LAYERED.format(tuned=tuned))
     args = build_parser().parse_args(["run", "--config", str(path), "--out", str(tmp_path / "r"), *flags])
     plan = build_plan(config_from_args(args), Store(tmp_path / "r"))
-    return {j.scenario: j for j in plan.evaluations() if j.method != "retrain"}
+    return {j.scenario: j for j in plan.evaluations() if j.method == "finetune"}
 
 
 def test_tuned_values_sit_between_the_sizing_preset_and_the_user(tmp_path):
@@ -132,7 +132,7 @@ def test_every_builtin_method_declares_a_space_its_params_accept():
     for name in METHODS.names():
         cls = METHODS.get(name)
         space = search_space(cls.Params)
-        if name == "retrain":
+        if name == "retrain" or cls.calibration:
             assert space == {}  # the reference is never tuned
             continue
         assert space, f"{name} declares no search space"
@@ -148,7 +148,7 @@ def test_every_method_gets_the_same_number_of_candidates(tmp_path, capsys):
     assert main(["tune", "--methods", "all", "--scenarios", "class:0,random:10", "--budget", "3",
                  "--out", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    n_methods = len(METHODS.names()) - 1
+    n_methods = len(selectable_methods("all")) - 1  # Retrain and the calibration rows are never tuned
     assert f"{n_methods * 2 * 3} candidates in {n_methods * 2} (dataset, model, scenario kind, method) cells" in out
     # a field fixed with --set is left out of that method's draw
     load_plugins(())
@@ -186,7 +186,8 @@ def test_grid_options_parse():
 
 
 # -- selection ------------------------------------------------------------------------------------
-def _selected(tmp_path, gaps: list[list[float | None]], criterion: str) -> int | None:
+def _selected(tmp_path, gaps: list[list[float | None]], criterion: str, extra: dict | None = None,
+              outcome: bool = False):
     """Which candidate wins, given each candidate's gap per seed (None = a failed job). Gaps are
     recomputed from the records against the Retrain each names (as reports do): a candidate
     whose UA is 50 + 4g against Retrain's 50 (RA, TA, MIA equal) sits at Avg. Gap g."""
@@ -211,9 +212,23 @@ def _selected(tmp_path, gaps: list[list[float | None]], criterion: str) -> int |
                 record["status"] = "failed"
             else:
                 record.update(metrics, status="ok", ua=50.0 + 4 * gap, avg_gap=-1.0)  # stored gap ignored
+                record.update((extra or {}).get((i, seed), {}))
             store.write_record("method", key, record)
     tp = TunePlan(ExperimentConfig(out=str(tmp_path)), None, [cell], {}, TuneConfig(criterion=criterion))
-    return select(tp)[0].winner
+    result = select(tp)[0]
+    return result if outcome else result.winner
+
+
+def test_a_cell_whose_mia_term_extrapolates_is_selected_without_it(tmp_path):
+    """Candidate 0: UA exact, MIA-Efficacy 90 against Retrain's 50 (gap 10, all of it the MIA term);
+    candidate 1: UA 58 (gap 2, no MIA term). On the full gap 1 wins; where the SVC extrapolates on
+    one run of the cell, the MIA term is dropped and 0 wins (gap 0 against 8/3)."""
+    mia = {(0, s): {"ua": 50.0, "mia_efficacy": 90.0, "mia_extrapolates": False} for s in range(3)}
+    assert _selected(tmp_path / "f", [[0, 0, 0], [2, 2, 2]], "mean+std", mia) == 1
+    flagged = {**mia, (1, 2): {"mia_extrapolates": True}}
+    result = _selected(tmp_path / "g", [[0, 0, 0], [2, 2, 2]], "mean+std", flagged, outcome=True)
+    assert result.winner == 0 and result.selected_on == "avg_gap_no_mia"
+    assert result.stats[1]["scores"]["mean"] == pytest.approx(8 / 3)
 
 
 def test_mean_plus_std_prefers_a_stable_candidate_the_mean_does_not(tmp_path):
@@ -352,7 +367,7 @@ def test_a_method_without_a_space_or_grid_is_skipped_and_said(tmp_path, capsys):
 def _builtin_methods() -> list[str]:
     """Registered methods that ship with mubench (plugins loaded by other tests excluded)."""
     load_plugins(())
-    return [m for m in METHODS.names() if "/mubench/methods/" in METHODS.entry(m).source.replace("\\", "/")]
+    return [m for m in selectable_methods("all") if "/mubench/methods/" in METHODS.entry(m).source.replace("\\", "/")]
 
 
 def test_shipped_files_cover_every_method_and_kind_with_equal_budgets():
