@@ -130,3 +130,18 @@ def test_the_tidy_csv_value_column_is_numeric(tmp_path):
     flag = read[read["metric"].eq("mia_extrapolates") & read["method"].eq("finetune")]
     assert sorted(flag["value"]) == [0.0, 1.0]
     read.pivot_table(values="value", index="method", columns="metric")  # raised in pandas 3 on bools
+
+
+def test_a_tidy_csv_reads_back_to_the_same_summary_table(tmp_path):
+    """`mubench report --results records.csv` re-renders a committed report from its CSV alone."""
+    from mubench.report.records import load_records
+
+    df = _cell(finetune=(95.0, [{"mia_extrapolates": True}, {"mia_extrapolates": False}]))
+    path = tmp_path / "records.csv"
+    tidy(df).to_csv(path, index=False)
+    back = load_records(path)
+    assert summary_table(back).equals(summary_table(df))
+    legacy = pd.read_csv(path).astype({"value": object})
+    legacy.loc[legacy["metric"].eq("mia_extrapolates"), "value"] = ["True", "False"]  # as CSVs before the fix held
+    legacy.to_csv(path, index=False)
+    assert "MIA-Efficacy extrapolates (1/2 seeds)" in summary_table(load_records(path)).loc[(*CELL, "FT"), "flags"]

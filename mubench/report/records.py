@@ -105,7 +105,11 @@ def sort_rows(df: pd.DataFrame, then: list[str]) -> pd.DataFrame:
 
 def load_records(root: str | Path) -> pd.DataFrame:
     """One row per method job under `<root>/records/method/`, failed jobs included (see
-    `records_frame` for the columns). No records at all is an error naming the folder."""
+    `records_frame` for the columns), or, for a `records.csv` that `tidy` wrote, its rows back
+    in wide form (so a committed report is re-rendered with today's tables from its CSV alone).
+    No records at all is an error naming the folder."""
+    if str(root).endswith(".csv"):
+        return records_from_tidy(root)
     store = Store(root)
     records = list(store.iter_records("method"))
     if not records:
@@ -114,6 +118,34 @@ def load_records(root: str | Path) -> pd.DataFrame:
             f"with `python -m mubench run --out {store.root}` or pass --results DIR")
     df = records_frame(records)
     df["results_root"] = str(store.root)  # figures the runner drew live under it
+    return df
+
+
+def records_from_tidy(path: str | Path) -> pd.DataFrame:
+    """A tidy `records.csv` (one row per job and metric) → one record per job, through
+    `records_frame`. Only what the CSV holds comes back: numbers and provenance, not the lists
+    (per-example margins, null values) or tables that records keep as JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise MubenchError(f"no tidy records file {str(path)!r}; give a results folder or a records.csv "
+                           "that `mubench report` wrote")
+    long = pd.read_csv(path)
+    missing = sorted({*JOB, "metric", "value"} - set(long.columns))
+    if missing:
+        raise MubenchError(f"{path} is not a tidy records file (no column {missing[0]!r})")
+    long = long[~long["superseded"].astype(bool)] if "superseded" in long else long
+    flags = {"True": 1.0, "False": 0.0, True: 1.0, False: 0.0}  # CSVs written before values were numeric
+    long = long.assign(value=pd.to_numeric(long["value"].map(lambda v: flags.get(v, v)), errors="coerce"))
+    ident = [c for c in long.columns if c not in ("metric", "value", "superseded", "method")]
+    jobs = long.drop_duplicates(JOB)[ident + ["method"]]
+    wide = long.pivot_table(index=JOB, columns="metric", values="value", aggfunc="first", dropna=False)
+    frame = jobs.merge(wide.reset_index(), on=JOB, how="left").drop(columns="variant")
+    records = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+               for r in frame.to_dict("records")]
+    for r in records:
+        r.setdefault("display_name", r["method"])
+    df = records_frame(records)
+    df["results_root"] = str(path.parent)
     return df
 
 
@@ -128,7 +160,7 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     """
     rows = [_normalise(r) for r in records if r.get("method")]
     df = pd.DataFrame(rows)
-    for col in CELL + ["method", "status", "display_name", "finished", "error", "seed"]:
+    for col in CELL + ["method", "status", "display_name", "finished", "error", "seed", "info"]:
         if col not in df:
             df[col] = None
     for col in GAP_METRICS + ("avg_gap", "rte_s", "params_changed"):  # JSON null → NaN
@@ -151,8 +183,10 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
 
 def _normalise(record: dict) -> dict:
     row = {RENAMED_COLUMNS.get(k, k): v for k, v in record.items()}
-    source = row.get("tuned_from") or {}
-    row["tuned_file"], row["tuning_protocol"] = source.get("file"), source.get("protocol")
+    source = row.get("tuned_from")
+    if isinstance(source, dict) or source is None:  # a tidy CSV carries the two columns themselves
+        source = source or {}
+        row["tuned_file"], row["tuning_protocol"] = source.get("file"), source.get("protocol")
     for name, version in (row.pop("versions", None) or {}).items():
         row[f"version_{name}"] = version
     return row
