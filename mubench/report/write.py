@@ -29,6 +29,10 @@ def stored_cells(root: str | Path):
     cache: dict = {}
 
     def stored(cell: tuple, method: str, seed: int):
+        if "cells" not in cache and str(root).endswith(".csv"):
+            warnings.warn("figures from stored predictors left out: a records.csv holds numbers, not predictors "
+                          "(give the results folder to draw them)", stacklevel=2)
+            cache["cells"] = {}
         if "cells" not in cache:
             try:
                 cache["cells"] = {(c.dataset, c.model, c.scenario, c.seed): c for c in load_cells(root)}
