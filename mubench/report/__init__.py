@@ -12,6 +12,7 @@ jobs, mean ± std over seeds, the summary table), `notes` (what the cells cannot
 The names below are the public API; import them from `mubench.report`.
 """
 
+from .calibration import calibration_check, calibration_flags, non_discriminating, null_bands
 from .html import render_html
 from .latex import latex_table, render_latex
 from .markdown import markdown_table, render_markdown, summary_markdown
@@ -42,8 +43,8 @@ from .tables import (
 from .write import FORMATS, write_report
 
 __all__ = ["CELL", "FORMATS", "GAP_METRICS", "GAP_TOLERANCE", "METHOD_LABELS", "PROVENANCE",
-           "RENAMED_COLUMNS", "TABLE_METRICS", "expected_jobs", "failed_jobs", "fill_command",
+           "RENAMED_COLUMNS", "TABLE_METRICS", "calibration_check", "calibration_flags", "expected_jobs", "failed_jobs", "fill_command",
            "format_number", "latex_table", "load_records", "markdown_table", "method_label",
-           "metric_columns", "missing_jobs", "per_seed_gaps", "provenance_line", "records_frame",
+           "metric_columns", "missing_jobs", "non_discriminating", "null_bands", "per_seed_gaps", "provenance_line", "records_frame",
            "render_html", "render_latex", "render_markdown", "report_notes", "summary_markdown",
            "summary_stats", "summary_table", "tidy", "with_gaps", "write_report"]
