@@ -227,6 +227,26 @@ def test_the_untouched_original_reads_clearly_above_retrain_and_the_null_band_on
     assert hit["refmia_auc_lo"] > 90 and hit["refmia_auc_lo"] > band["refmia_null_hi"], (hit["refmia_auc"], band)
 
 
+@pytest.mark.parametrize("scenario", ["class:0", pytest.param("random:10", marks=pytest.mark.xfail(strict=False, reason=(
+    "measured: the independent Retrain read 59.1 against the references' leave-one-out band [60.2, 65.1]: "
+    "four references on one seed give a narrow band, which is why the report widens it to the "
+    "independent Retrain's own reading (report/calibration.null_bands)")))])
+def test_the_independent_retrain_reads_inside_the_null_band_and_the_original_above_it(screened, scenario):
+    """What replaces the xfail below: a model trained exactly like Retrain is compared with the
+    band of what never-trained models read, not with 50 ± the per-example CI; the untouched
+    Original is outside it (above) on class:0, where the screen discriminates."""
+    _, plan, records = screened
+    cell = [r for r in records.values() if r["scenario"] == scenario and "refmia_null_lo" in r]
+    # the records' leave-one-out band only (the report widens it to the twin's value, which
+    # would make this check hold by construction)
+    lo, hi = min(r["refmia_null_lo"] for r in cell), max(r["refmia_null_hi"] for r in cell)
+    twin = next(r for r in records.values() if r["method"] == "retrain_seed" and r["scenario"] == scenario)
+    assert lo <= twin["refmia_auc"] <= hi, (twin["refmia_auc"], lo, hi)
+    if scenario == "class:0":
+        original = next(r for r in records.values() if r["method"] == "original" and r["scenario"] == scenario)
+        assert original["refmia_auc"] > hi, (original["refmia_auc"], hi)
+
+
 @pytest.mark.parametrize("scenario", [
     pytest.param("class:0", marks=pytest.mark.xfail(strict=False, reason=(
         "measured: a model trained exactly like Retrain (another seed) read AUC 79 [74, 84] against "
