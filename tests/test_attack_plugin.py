@@ -22,7 +22,7 @@ EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "attack_example
 
 def _config(out, **evaluation) -> ExperimentConfig:
     return ExperimentConfig(datasets=("digits",), scenarios=("class:0", "random:10"), seeds=(0,),
-                            methods=("retrain", "finetune"), out=str(out), precision="fp32", train_subset=400,
+                            methods=("retrain", "finetune"), calibration=(), out=str(out), precision="fp32", train_subset=400,
                             recipe={"epochs": 8}, method_params={"finetune": {"epochs": 1}}, plugins=(EXAMPLE,),
                             evaluation=EvaluationConfig(**evaluation),
                             execution=ExecutionConfig(backend="loky", jobs=2, threads_per_worker=1))
@@ -75,7 +75,8 @@ def test_the_report_shows_its_column_and_null_band(attacked, tmp_path):
            "--format", "md", "--plugin", EXAMPLE]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     report = (tmp_path / "report.md").read_text()
-    assert "Conf-gap AUC (ideal 50)" in report  # the summary table's column, its ideal in the header
+    # the summary table's column, its two-sided ideal in the header, and its band in the null-band row
+    assert "Conf-gap AUC (ideal: inside null band)" in report and "| null band |" in report
     assert "Conf-gap null low" in report and "Conf-gap null high" in report  # the side-by-side's band
 
 

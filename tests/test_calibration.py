@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from mubench.attacks import lira_stats as ls
-from mubench.report.calibration import calibration_check, calibration_flags, non_discriminating, null_bands
+from mubench.report.calibration import (
+    calibration_check,
+    calibration_flags,
+    non_discriminating,
+    null_bands,
+)
 from mubench.report.html import render_html
 from mubench.report.records import records_frame, tidy
 from mubench.report.tables import NULL_BAND_ROW, summary_table

@@ -25,9 +25,10 @@ TRAINING = (Original, Resource, Unlearn)
 
 
 def tiny_config(out: Path, **changes) -> ExperimentConfig:
-    """One cell, one seed, a 2-epoch original and Retrain, FT for 1 epoch, in this process."""
+    """One cell, one seed, a 2-epoch original and Retrain, FT for 1 epoch, in this process (no
+    calibration rows: these tests count the jobs of the graph's mechanics)."""
     return dataclasses.replace(ExperimentConfig(
-        datasets=("digits",), scenarios=("class:0",), seeds=(0,), methods=("retrain", "finetune"),
+        datasets=("digits",), scenarios=("class:0",), seeds=(0,), methods=("retrain", "finetune"), calibration=(),
         out=str(out), precision="fp32", recipe={"epochs": 2}, method_params={"finetune": {"epochs": 1}},
         execution=ExecutionConfig(backend="sequential")), **changes)
 

@@ -53,12 +53,16 @@ def reference_run(tmp_path_factory):
 def test_run_writes_records_and_prints_the_summary(reference_run):
     root, proc, _ = reference_run
     records = method_records(root)
-    assert {r["method"] for r in records.values()} == {"retrain", "finetune", "grad_ascent"}
+    assert {r["method"] for r in records.values()} == {"retrain", "finetune", "grad_ascent", "original", "retrain_seed"}
     assert all(r["status"] == "ok" for r in records.values())
     retrain = next(r for r in records.values() if r["method"] == "retrain")
     assert retrain["ua"] == 100.0 and retrain["avg_gap"] == 0.0
     assert "| Retrain |" in proc.stdout and "| FT |" in proc.stdout and "| GA |" in proc.stdout
-    assert "12 jobs run, 0 cached, 0 failed" in proc.stdout  # 8 + digits' 4 reference models (the screen)
+    # the calibration rows, Retrain's attack numbers (the independent Retrain's) and the null band
+    assert "| Original (no unlearning) |" in proc.stdout and "| Retrain (independent seed) |" in proc.stdout
+    assert "| null band |" in proc.stdout and "calibration: no unlearning" in proc.stdout
+    # 8 + the calibration rows' Unlearn and Evaluate (4) + digits' 4 reference models (the screen)
+    assert "16 jobs run, 0 cached, 0 failed" in proc.stdout
     assert len(list((root / "runs").glob("*.json"))) == 1  # this run stamped itself (mubench/runs.py)
     # What the numbers were trained with, resolved, in the first line and in every record.
     assert proc.stdout.splitlines()[0] == f"device cpu, training precision {AUTO_CPU} (auto on this cpu), evaluation fp32"
@@ -69,21 +73,21 @@ def test_second_run_is_all_cached_and_fast(reference_run):
     root, _, first_seconds = reference_run
     start = time.perf_counter()
     proc = mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
-    assert "0 jobs run, 12 cached" in proc.stdout
+    assert "0 jobs run, 16 cached" in proc.stdout
     assert time.perf_counter() - start < first_seconds
     dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "fp32")
     assert dry.stdout.startswith("device cpu, training precision fp32 (as asked), evaluation fp32\n")
     # Keys hold the resolved precision: fp32 is the cached run where auto means fp32, another one
     # where auto means bf16 (CPUs with AMX).
-    to_run = 0 if AUTO_CPU == "fp32" else 11  # all but the split
+    to_run = 0 if AUTO_CPU == "fp32" else 15  # all but the split
     assert f"total: {to_run} jobs to run" in dry.stdout
 
 
 def test_changed_hyper_parameter_reruns_only_that_method(reference_run, tmp_path):
     root, _, _ = reference_run
     dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--set", "finetune.lr=0.02")
-    assert "Unlearn: 3 jobs, 2 cached, 1 to run" in dry.stdout
-    assert "Evaluate: 3 jobs, 2 cached, 1 to run" in dry.stdout
+    assert "Unlearn: 5 jobs, 4 cached, 1 to run" in dry.stdout  # with the 2 calibration rows
+    assert "Evaluate: 5 jobs, 4 cached, 1 to run" in dry.stdout
     to_run = dry.stdout.split("settings (resolved")[0]  # the settings lines name every method
     assert "finetune digits" in to_run and "grad_ascent digits" not in to_run
 
@@ -117,7 +121,7 @@ def test_loky_and_dask_give_the_same_records(tmp_path):
         mubench("run", *GRID, "--backend", "dask", "--scheduler", cluster.scheduler_address,
                 "--out", str(dask_root))
     loky, dask = numbers(method_records(loky_root)), numbers(method_records(dask_root))
-    assert len(loky) == 3
+    assert len(loky) == 5  # Retrain, FT, GA and the 2 calibration rows
     assert loky == dask
 
 
@@ -147,7 +151,7 @@ def test_a_failing_method_does_not_stop_the_others(tmp_path):
     assert "1 failed" in proc.stdout
     records = method_records(root)
     status = {r["method"]: r["status"] for r in records.values()}
-    assert status == {"retrain": "ok", "finetune": "ok", "always_fails": "failed"}
+    assert status == {"retrain": "ok", "finetune": "ok", "always_fails": "failed", "original": "ok", "retrain_seed": "ok"}
     failed = next(r for r in records.values() if r["status"] == "failed")
     assert "boom on purpose" in failed["error"]
     assert "boom on purpose" in (root / failed["traceback_file"]).read_text()
@@ -199,7 +203,7 @@ def test_two_runs_on_one_results_root_at_once(reference_run, tmp_path):
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     records = method_records(root)
-    assert len(records) == 3 and all(k == r["key"] for k, r in records.items())
+    assert len(records) == 5 and all(k == r["key"] for k, r in records.items())
     # The same thread count as the reference run: bf16 training on a CPU moves with the thread
     # count (the reduction order changes), and records say which count ran.
     assert {r["torch_threads"] for r in records.values()} == {1}

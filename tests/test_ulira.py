@@ -316,8 +316,8 @@ def test_reports_show_the_attack_columns_side_by_side_and_figures(tmp_path):
         for s in (0, 1)]
     df = with_gaps(records_frame(attacked))
     table = summary_table(df)
-    assert "U-LiRA AUC (ideal 50)" in table.columns
-    assert table.loc[("digits", "small_cnn", "random:10", "FT"), "U-LiRA AUC (ideal 50)"] == "60.50 ± 0.71"
+    assert "U-LiRA AUC (ideal: inside null band)" in table.columns
+    assert table.loc[("digits", "small_cnn", "random:10", "FT"), "U-LiRA AUC (ideal: inside null band)"] == "60.50 ± 0.71"
     side = side_by_side(df)
     row = side.loc[("digits", "small_cnn", "random:10", "FT")]
     assert row["U-LiRA AUC (50)"] == 60.5 and row["Retrain's MIA-Efficacy"] == 5.5 and row["seeds"] == 2
