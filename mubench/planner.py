@@ -139,8 +139,8 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
         if method == "retrain":
             continue
         user = method_overrides(config, method, split.scenario)
-        if METHODS.get(method).calibration and issubclass(METHODS.get(method), METHODS.get("retrain")):
-            user = {**ruser, **user}  # the independent Retrain runs with Retrain's settings
+        if METHODS.get(method).settings_from:  # e.g. the independent Retrain runs with Retrain's settings
+            user = {**method_overrides(config, METHODS.get(method).settings_from, split.scenario), **user}
         values, stamp = tuned_layer(tuned, method, kind, user)
         cell = CellJobs(original, split, kind, method,
                         rerun=lambda o, s, m=method, u=user, v=values: unlearn(m, u, precision, v, o, s))

@@ -135,6 +135,9 @@ class Method:
     # A calibration row (the untouched original, an independent Retrain): the planner adds it to
     # every cell, `--methods` never selects it and `tune` never tunes it (`selectable_methods`).
     calibration: ClassVar[bool] = False
+    # Another method whose [methods.NAME] settings this one runs with, under its own on top (the
+    # independent Retrain takes Retrain's, so `--set retrain.epochs=2` shortens both).
+    settings_from: ClassVar[str | None] = None
 
     @classmethod
     def dataset_defaults(cls, dataset: str, scenario_kind: str) -> dict:

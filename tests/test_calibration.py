@@ -150,3 +150,20 @@ def test_a_tidy_csv_reads_back_to_the_same_summary_table(tmp_path):
     legacy.loc[legacy["metric"].eq("mia_extrapolates"), "value"] = ["True", "False"]  # as CSVs before the fix held
     legacy.to_csv(path, index=False)
     assert "MIA-Efficacy extrapolates (1/2 seeds)" in summary_table(load_records(path)).loc[(*CELL, "FT"), "flags"]
+
+
+def test_every_cell_plans_the_calibration_rows_with_retrains_settings(tmp_path):
+    from mubench.config import ExperimentConfig
+    from mubench.errors import ConfigError
+    from mubench.planner import build_plan
+    from mubench.store import Store
+
+    config = ExperimentConfig(methods=("finetune",), seeds=(0, 1), scenarios=("class:0",),
+                              method_params={"retrain": {"epochs": 2}})
+    unlearns = [j for j in build_plan(config, Store(tmp_path)).jobs if type(j).__name__ == "Unlearn"]
+    assert sorted(j.method for j in unlearns) == sorted(["retrain", "finetune", "original", "retrain_seed"] * 2)
+    assert all(j.params == {"epochs": 2} for j in unlearns if j.method == "retrain_seed")  # Retrain's settings
+    off = ExperimentConfig(methods=("all",), seeds=(0,), scenarios=("class:0",), calibration=())
+    assert not {"original", "retrain_seed"} & {getattr(j, "method", "") for j in build_plan(off, Store(tmp_path)).jobs}
+    with pytest.raises(ConfigError, match="'finetune' is not a calibration row"):
+        build_plan(ExperimentConfig(calibration=("finetune",)), Store(tmp_path))

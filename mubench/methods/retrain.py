@@ -68,7 +68,7 @@ class RetrainIndependentSeed(Retrain):
     or tuned, and costs one more Retrain per cell seed (and one per shadow under U-LiRA)."""
 
     label, color, rank = "Retrain (independent seed)", "#808080", 1
-    calibration = True
+    calibration, settings_from = True, "retrain"
 
     def unlearn(self, task: UnlearnTask) -> Predictor:
         seed = independent_seed(task.seed)
