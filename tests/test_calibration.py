@@ -120,6 +120,10 @@ def test_a_column_whose_original_and_retrain_lie_within_noise_is_non_discriminat
     assert not check.loc["ta", "discriminating"] and check.loc["ua", "discriminating"]
     assert check.loc["refmia_auc", "discriminating"]
     assert non_discriminating(df)[CELL] == ["TA"]
+    from mubench.report.markdown import render_markdown
+    page = render_markdown(summary_table(df))
+    under = page.split("## digits / small_cnn / class:0", 1)[1]
+    assert under.index("| null band |") < under.index("Non-discriminating here: TA.")  # printed under its table
     inside = records_frame([_record("retrain", 0, 100.0, refmia_null_lo=40.0, refmia_null_hi=70.0),
                             _record("retrain_seed", 0, 100.0, refmia_auc=50.0),
                             _record("original", 0, 0.0, refmia_auc=65.0)])

@@ -157,3 +157,23 @@ def _noop(g: pd.DataFrame, cell_rows: pd.DataFrame) -> list[str]:
                 abs(float(getattr(r, m)) - float(original.at[r.seed, m])) <= SAME_AS_ORIGINAL for m in GAP_METRICS):
             same += 1
     return [f"no-op: reads as the Original on {same}/{len(g)} seeds"] if same == len(g) else []
+
+
+def cell_notes(df: pd.DataFrame) -> dict[tuple, list[str]]:
+    """cell → the sentences printed under its table: its non-discriminating columns, and the
+    smallest Avg. Gap difference its seeds resolve (`stats.resolvable_difference`)."""
+    from .. import stats
+    from .tables import per_seed_gaps
+
+    out: dict[tuple, list[str]] = {}
+    for cell, labels in non_discriminating(df).items():
+        out.setdefault(cell, []).append(
+            f"Non-discriminating here: {', '.join(labels)}. The Original (no unlearning) reads within Retrain-like "
+            "noise on them (metrics: within the independent Retrain's largest distance to Retrain; attacks: inside "
+            "the null band), so differences between methods on them are noise in this cell.")
+    for r in stats.resolvable_difference(per_seed_gaps(df)).itertuples():
+        if pd.notna(r.resolvable):
+            out.setdefault((r.dataset, r.model, r.scenario), []).append(
+                f"With {r.n} seeds, Avg. Gap differences below {r.resolvable:.2f} points are not resolvable here "
+                f"(median half-width of the paired {r.level:.0%} t-intervals against the best method).")
+    return out

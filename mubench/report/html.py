@@ -51,9 +51,11 @@ def render_html(table: pd.DataFrame, notes: Sequence[str] = (),
            "<p>Mean ± std over seeds; Avg. Gap is computed per seed against that seed's Retrain. "
            "RTE is the wall-clock time of the unlearning call.</p>"]
     out += [f"<p>{html.escape(intro)}</p>"] if intro else []
+    under = table.attrs.get("cell_notes", {})
     for cell, part in per_cell(table):
         out.append(f"<h2>{html.escape(' / '.join(map(str, cell)))}</h2>")
         out.append(_html_table(part.reset_index()))
+        out += [f'<p class="note">{html.escape(n)}</p>' for n in under.get(tuple(cell), [])]
         out += [_html_figure(f) for f in figures if tuple(f.cell) == tuple(cell)]
     for title, frame in extra_sections:
         out.append(f"<h2>{html.escape(title)}</h2>")

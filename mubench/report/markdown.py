@@ -16,8 +16,10 @@ def render_markdown(table: pd.DataFrame, notes: Sequence[str] = (),
                     extra_sections: Sequence[tuple[str, pd.DataFrame]] = (), intro: str = "") -> str:
     """One GitHub-Markdown table per (dataset, model, scenario), then extra tables and notes."""
     out = ["# mubench report", ""] + ([intro, ""] if intro else [])
+    under = table.attrs.get("cell_notes", {})
     for (dataset, model, scenario), part in per_cell(table):
         out += [f"## {dataset} / {model} / {scenario}", "", markdown_table(part.reset_index()), ""]
+        out += [f"*{n}*" + "\n" for n in under.get((dataset, model, scenario), [])]
     for title, frame in extra_sections:
         out += [f"## {title}", "", markdown_table(frame) if len(frame) else "(none)", ""]
     if notes:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .calibration import non_discriminating
 from .records import CELL, current_ok, method_label, with_gaps
 from .tables import UNSTABLE_UA_RANGE, failed_jobs, format_number, missing_jobs
 
@@ -57,30 +56,10 @@ def report_notes(df: pd.DataFrame, root: str | Path | None = None) -> list[str]:
                          f"class-wise bank, {format_number('rte_s', g['bank_s'].mean(), g['bank_s'].std())} s "
                          f"over {len(g)} seed(s)")
     notes += tuning_notes(ok)
-    notes += calibration_notes(df)
     n_old = int(df["superseded"].sum())
     if n_old:
         notes.append(f"{n_old} older record(s) of re-run jobs are superseded by newer ones and not "
                      "shown in the tables (they stay in the CSV with superseded=True)")
-    return notes
-
-
-def calibration_notes(df: pd.DataFrame) -> list[str]:
-    """Per cell: the columns that cannot tell the untouched Original from Retrain there (their
-    differences between methods are noise), and the smallest Avg. Gap difference its seeds resolve."""
-    from .. import stats
-    from .tables import per_seed_gaps
-
-    notes = []
-    for cell, labels in non_discriminating(df).items():
-        notes.append(f"non-discriminating on {'/'.join(cell)}: {', '.join(labels)} (the Original (no unlearning) "
-                     "reads within Retrain-like noise there: within the independent Retrain's largest distance to "
-                     "Retrain for metrics, inside the null band for attacks); do not rank methods on them there")
-    for r in stats.resolvable_difference(per_seed_gaps(df)).itertuples():
-        if pd.notna(r.resolvable):
-            notes.append(f"resolvable on {r.dataset}/{r.model}/{r.scenario}: with {r.n} seeds, Avg. Gap differences "
-                         f"below {r.resolvable:.2f} points are not resolvable (median half-width of the paired "
-                         f"{r.level:.0%} t-intervals against the best method)")
     return notes
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from ..aggregate import aggregate
-from .calibration import calibration_flags, null_bands
+from .calibration import calibration_flags, cell_notes, null_bands
 from .records import (
     CELL,
     JOB,
@@ -139,7 +139,9 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             rows[(*cell, NULL_BAND_ROW)] = {**shown, "seeds": "", "flags": "what never-trained models read"}
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     table.index = pd.MultiIndex.from_tuples(table.index, names=CELL + ["method"])
-    return _cells_in_order(table[list(names.values()) + ["seeds", "flags"]])
+    table = _cells_in_order(table[list(names.values()) + ["seeds", "flags"]])
+    table.attrs["cell_notes"] = cell_notes(df)  # what renderers print under each cell's table
+    return table
 
 
 NULL_BAND_ROW = "null band"  # the pseudo-row under each cell's rows: each attack column's band
