@@ -170,7 +170,8 @@ def cell_notes(df: pd.DataFrame) -> dict[tuple, list[str]]:
         out.setdefault(cell, []).append(
             f"Non-discriminating here: {', '.join(labels)}. The Original (no unlearning) reads within Retrain-like "
             "noise on them (metrics: within the independent Retrain's largest distance to Retrain; attacks: inside "
-            "the null band), so differences between methods on them are noise in this cell.")
+            "the null band), so in this cell they cannot tell forgetting from not forgetting: do not rank methods "
+            "on them here (a method outside an attack's band differs from Retrain in a way doing nothing does not).")
     for r in stats.resolvable_difference(per_seed_gaps(df)).itertuples():
         if pd.notna(r.resolvable):
             out.setdefault((r.dataset, r.model, r.scenario), []).append(
