@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from .. import stats
 from ..aggregate import aggregate
-from .calibration import calibration_flags, cell_notes, null_bands
+from .calibration import calibration_flags, non_discriminating, null_bands
 from .records import (
     CELL,
     JOB,
@@ -159,3 +160,21 @@ def per_cell(table: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
     """A summary table's (dataset, model, scenario) parts, in order, each indexed by method."""
     for cell, part in table.groupby(level=CELL, sort=False):
         yield cell, part.droplevel(CELL)
+
+
+def cell_notes(df: pd.DataFrame) -> dict[tuple, list[str]]:
+    """cell → the sentences printed under its table: its non-discriminating columns, and the
+    smallest Avg. Gap difference its seeds resolve (`stats.resolvable_difference`)."""
+    out: dict[tuple, list[str]] = {}
+    for cell, labels in non_discriminating(df).items():
+        out.setdefault(cell, []).append(
+            f"Non-discriminating here: {', '.join(labels)}. The Original (no unlearning) reads within Retrain-like "
+            "noise on them (metrics: within the independent Retrain's largest distance to Retrain; attacks: inside "
+            "the null band), so in this cell they cannot tell forgetting from not forgetting: do not rank methods "
+            "on them here (a method outside an attack's band differs from Retrain in a way doing nothing does not).")
+    for r in stats.resolvable_difference(per_seed_gaps(df)).itertuples():
+        if pd.notna(r.resolvable):
+            out.setdefault((r.dataset, r.model, r.scenario), []).append(
+                f"With {r.n} seeds, Avg. Gap differences below {r.resolvable:.2f} points are not resolvable here "
+                f"(median half-width of the paired {r.level:.0%} t-intervals against the best method).")
+    return out
