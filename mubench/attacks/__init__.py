@@ -18,10 +18,11 @@ from .base import (
     attack_order,
     cell_model,
     configure,
+    degenerate_fields,
     null_bands,
     register_attack,
     report_columns,
 )
 
 __all__ = ["ATTACKS", "Attack", "AttackInput", "AttackRun", "CellJobs", "CellModel", "Column", "NoParams",
-           "attack_order", "cell_model", "configure", "null_bands", "register_attack", "report_columns"]
+           "attack_order", "cell_model", "configure", "degenerate_fields", "null_bands", "register_attack", "report_columns"]

@@ -127,6 +127,9 @@ class Attack:
     rank: ClassVar[int] = 100  # column order in reports (lower first)
     always: ClassVar[bool] = False  # runs in every evaluation, configured or not (the SVC)
     deps_field: ClassVar[str] = ""  # Evaluate key field of its models' keys ("" → its name)
+    # Record field (a % of D_f the attack could not read) → the flag reports show when a row's mean
+    # reaches DEGENERATE_SHARE, its text formatted with that share (e.g. U-LiRA's saturated shadows).
+    degenerate: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()
@@ -204,6 +207,11 @@ def report_columns(kind: str = "summary") -> dict[str, str]:
             elif kind == "side" and col.side is not None:
                 out[name] = col.side_header
     return out
+
+
+def degenerate_fields() -> dict[str, str]:
+    """Record field → degenerate-attack flag text, for every registered attack that declares one."""
+    return {name: text for e in ATTACKS.entries() for name, text in e.obj.degenerate.items()}
 
 
 def null_bands() -> dict[str, tuple[str, str]]:

@@ -140,6 +140,7 @@ class ReferenceScreen(Attack):
     Params = RefMIAParams
     rank = 20
     deps_field = "references"
+    degenerate = {"refmia_saturated": "screen degenerate: φ saturated on {:.0f}% of D_f"}
     columns = {
         "refmia_auc": Column("Ref-MIA AUC", "50", summary=True, null=("refmia_null_lo", "refmia_null_hi")),
         "refmia_null_lo": Column("Ref-MIA null low"),

@@ -138,6 +138,7 @@ class ULiRA(Attack):
     Params = ULiRAParams
     rank = 10
     deps_field = "shadows"
+    degenerate = {"ulira_unseparated": "U-LiRA degenerate: no IN/OUT separation on {:.0f}% of D_f"}
     columns = {
         "ulira_auc": Column("U-LiRA AUC", "50", summary=True, null=("ulira_null_lo", "ulira_null_hi")),
         "ulira_null_lo": Column("U-LiRA null low"),

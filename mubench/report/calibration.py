@@ -23,17 +23,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..attacks import degenerate_fields, report_columns
 from ..attacks import null_bands as attack_null_fields
-from ..attacks import report_columns
 from .records import CELL, GAP_METRICS, TABLE_METRICS, current_ok
 
 ORIGINAL, INDEPENDENT = "original", "retrain_seed"  # the calibration rows (their method names)
 CALIBRATION_FLAGS = {ORIGINAL: "calibration: no unlearning", INDEPENDENT: "calibration: an independent Retrain"}
 NOOP_DELTA_NORM = 1e-3  # ‖δ‖₂ below this: the input perturbation changes no prediction in practice
 SAME_AS_ORIGINAL = 1e-9  # every table metric within this of the Original's, per seed: a no-op
-DEGENERATE_SHARE = 50.0  # % of D_f an attack cannot read (saturated / unseparated) that makes it degenerate
-DEGENERATE_FIELDS = {"ulira_unseparated": "U-LiRA degenerate: no IN/OUT separation on {:.0f}% of D_f",
-                     "refmia_saturated": "screen degenerate: φ saturated on {:.0f}% of D_f"}
+DEGENERATE_SHARE = 50.0  # % of D_f an attack cannot read (its `Attack.degenerate` fields) that makes it degenerate
 
 
 def _num(frame: pd.DataFrame, col: str) -> pd.Series:
@@ -113,31 +111,32 @@ def non_discriminating(df: pd.DataFrame) -> dict[tuple, list[str]]:
 
 def calibration_flags(df: pd.DataFrame) -> dict[tuple, list[str]]:
     """(dataset, model, scenario, variant) → the flags of that row (see the module docstring)."""
-    ok = current_ok(df)
     bands = null_bands(df)
+    degenerate = degenerate_fields()
     out: dict[tuple, list[str]] = {}
-    for (*cell, variant), g in ok.groupby(CELL + ["variant"], sort=False):
-        method, flags = g["method"].iloc[0], []
-        if method in CALIBRATION_FLAGS:
-            flags.append(CALIBRATION_FLAGS[method])
-        if "mia_extrapolates" in g:
-            hits = int(pd.to_numeric(g["mia_extrapolates"], errors="coerce").fillna(0).astype(bool).sum())
+    for cell, rows in current_ok(df).groupby(CELL, sort=False):
+        cell_bands = bands.get(tuple(cell), {})
+        for variant, g in rows.groupby("variant", sort=False):
+            method, flags = g["method"].iloc[0], []
+            if method in CALIBRATION_FLAGS:
+                flags.append(CALIBRATION_FLAGS[method])
+            hits = int(_num(g, "mia_extrapolates").fillna(0).astype(bool).sum())
             if hits:
                 flags.append(f"MIA-Efficacy extrapolates ({hits}/{len(g)} seeds)")
-        if method not in ("retrain", ORIGINAL):
-            flags += _noop(g, ok[ok[CELL].eq(pd.Series(cell, index=CELL)).all(axis=1)])
-        if method != "retrain":
-            for column, (lo, hi) in bands.get(tuple(cell), {}).items():
-                mean = _num(g, column).mean()
-                if pd.notna(mean) and not lo <= mean <= hi:
-                    side = "above" if mean > hi else "below"
-                    what = "identifiable" if side == "above" else "identifiable: over-forgetting"
-                    flags.append(f"{column_label(column)} {side} null band ({what})")
-        for field, text in DEGENERATE_FIELDS.items():
-            share = _num(g, field).mean()
-            if pd.notna(share) and share >= DEGENERATE_SHARE:
-                flags.append(text.format(share))
-        out[(*cell, variant)] = flags
+            if method not in ("retrain", ORIGINAL):
+                flags += _noop(g, rows)
+            if method != "retrain":
+                for column, (lo, hi) in cell_bands.items():
+                    mean = _num(g, column).mean()
+                    if pd.notna(mean) and not lo <= mean <= hi:
+                        side = "above" if mean > hi else "below"
+                        what = "identifiable" if side == "above" else "identifiable: over-forgetting"
+                        flags.append(f"{column_label(column)} {side} null band ({what})")
+            for field, text in degenerate.items():
+                share = _num(g, field).mean()
+                if pd.notna(share) and share >= DEGENERATE_SHARE:
+                    flags.append(text.format(share))
+            out[(*cell, variant)] = flags
     return out
 
 
