@@ -73,7 +73,7 @@ def check_methods(config: ExperimentConfig) -> list[str]:
                           "patterns, or 'all' (python -m mubench list methods)")
     methods = METHODS.select(config.methods)  # unknown names: a close-match suggestion
     for m in config.calibration:
-        if not getattr(METHODS.get(m), "calibration", False):
+        if m not in calibration_methods():  # an unknown name too: the message names the field
             raise ConfigError(f"{_label(config, '[experiment] calibration', 'calibration')}: {m!r} is not a "
                               f"calibration row; choose from {', '.join(calibration_methods())}")
     for m in sorted(set(config.method_params) | set(config.scenario_params)):
