@@ -74,7 +74,8 @@ def check_methods(config: ExperimentConfig) -> list[str]:
     methods = METHODS.select(config.methods)  # unknown names: a close-match suggestion
     for m in config.calibration:
         if m not in calibration_methods():  # an unknown name too: the message names the field
-            raise ConfigError(f"{_label(config, '[experiment] calibration', 'calibration')}: {m!r} is not a "
+            where = "" if config.source == "defaults" else f"{config.source} "
+            raise ConfigError(f"{where}[experiment] calibration: {m!r} is not a "
                               f"calibration row; choose from {', '.join(calibration_methods())}")
     for m in sorted(set(config.method_params) | set(config.scenario_params)):
         METHODS.get(m)  # an override for a method that does not exist is a typo, not a no-op
