@@ -79,10 +79,13 @@ BACKENDS = ("loky", "dask", "sequential")
 @dataclass(frozen=True)
 class ExecutionConfig:
     backend: str = param("loky", Options(BACKENDS), "loky (local processes), dask (a cluster), sequential (this process)")
-    jobs: int = param(0, Interval(0, None), "parallel workers; 0 → one per GPU, or one per CPU core")
+    jobs: int = param(0, Interval(0, None), "parallel workers; 0 → one per GPU, or cores / threads_per_worker on CPU")
     scheduler: str = param("", None, "dask scheduler address (tcp://host:port)")
     device: str = param("auto", None, "auto | cpu | cuda | cuda:N (validate.check_device)")
-    threads_per_worker: int = param(0, Interval(0, None), "torch threads per worker; 0 → cores / workers")
+    # Fixed, never derived from how many jobs are ready: CPU results depend on the thread count
+    # (docs/reproducibility.md), so it is part of every CPU job's key (device.compute_signature).
+    threads_per_worker: int = param(1, Interval(1, None),
+                                    "torch threads of every CPU job (part of its key: results depend on it)")
     slurm: dict = param(help="dask_jobqueue.SLURMCluster keyword arguments", factory=dict)
 
 

@@ -6,7 +6,9 @@ stays exact fp32, and the inference batch size. Split off the training loop so t
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from pathlib import Path
 
 import torch
 
@@ -71,6 +73,56 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cpu":
         return "bf16" if bf16_supported(device) and cpu_has_amx_bf16() else "fp32"
     return "fp32"
+
+
+def compute_signature(device: torch.device, threads: int) -> dict:
+    """What a job's numbers depend on besides its inputs, as its key holds it: the device class
+    and, on a CPU, the intra-op thread count (CPU kernels split their reductions by thread, so
+    one and two threads give different bits, and a chaotic method different tables; measured
+    in docs/reproducibility.md). A CUDA job's numbers do not depend on the CPU threads."""
+    if device.type == "cpu":
+        return {"device": "cpu", "threads": int(threads)}
+    return {"device": device.type}
+
+
+@functools.cache
+def cpu_name() -> str:
+    """The CPU's model name (what `lscpu` prints), or the platform's word for it."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_flags() -> dict:
+    """The ISA features that change which CPU kernels run (and so the last bits of a result)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return {"amx": cpu_has_amx_bf16(), "avx512_bf16": "avx512_bf16" in flags,
+            "avx512f": "avx512f" in flags, "avx2": "avx2" in flags}
+
+
+def machine(device: torch.device, threads: int | None = None) -> dict:
+    """Provenance of a result: the device class and name, the CPU and its ISA flags, and the
+    torch threads (this process's unless given). Records and tuned files carry it, so a reader
+    can tell two tables' machines apart."""
+    out = {"device": device.type, "cpu": cpu_name(), **cpu_flags(),
+           "threads": torch.get_num_threads() if threads is None else threads}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
 
 
 def autocast(device: torch.device, precision: str):

@@ -1,6 +1,6 @@
 """The typed jobs of a run's graph (DESIGN.md, "a graph of typed jobs").
 
-    Original(dataset, model, recipe, seed)          → model state         artifacts/original
+    Original(dataset, model, recipe, seed, compute) → model state         artifacts/original
     Split(dataset, scenario, seed)                  → index arrays        artifacts/split
     Resource(name, settings, original)              → e.g. the fv bank    artifacts/<name>
     Unlearn(method, params, original, split, res.)  → the predictor       artifacts/predictor
@@ -87,6 +87,11 @@ class Job:
     def key(self) -> str:
         return stable_hash(self.key_fields())
 
+    def computes_with(self) -> dict | None:
+        """The compute signature its key holds (device class, CPU threads), from the Original it
+        depends on; None for index arithmetic (splits), whose output no device changes."""
+        return next((c for c in (d.computes_with() for d in self.deps()) if c is not None), None)
+
     @property
     def label(self) -> str:
         return self.kind
@@ -125,12 +130,16 @@ class Original(Job):
     arch: str  # hash of the architecture's structure (editing a model retrains)
     recipe: dict  # training.Recipe fields, precision resolved
     seed: int
+    compute: dict  # device.compute_signature: device class (and CPU threads) the run computes with
     data_options: dict = field(default_factory=dict)
     IGNORE: ClassVar[tuple[str, ...]] = ("data_options",)
 
     @property
     def ref(self) -> DataRef:
         return DataRef(self.dataset, self.data_options, self.data)
+
+    def computes_with(self) -> dict | None:
+        return self.compute
 
     @property
     def label(self) -> str:
@@ -159,6 +168,12 @@ class Original(Job):
 
     def run(self, ctx: RunContext) -> dict:
         return {**self.load(ctx).info, "status": "ok", "kind": "original"}
+
+
+def original_fields(original: Original) -> dict:
+    """Every field `Original` declares, from `original`: what a model trained like it (a shadow,
+    reference or cell model) copies, so a field added to Original reaches their keys too."""
+    return {f.name: getattr(original, f.name) for f in dataclasses.fields(Original)}
 
 
 @dataclass(frozen=True)

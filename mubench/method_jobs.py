@@ -17,7 +17,7 @@ import torch
 from . import __version__
 from .attacks.base import AttackInput, AttackRun
 from .attacks.svc import MIAConfig
-from .device import exact_fp32, synchronize
+from .device import exact_fp32, machine, synchronize
 from .errors import MubenchError
 from .evaluation import cached_outputs, evaluate
 from .jobs import Job, Original, Resource, RunContext, Split, iso
@@ -87,9 +87,9 @@ class Unlearn(Job):
                   "info": _jsonable_info(predictor.info),
                   "non_default_params": {k: str(v) for k, v in non_default(params).items()},
                   "device": str(ctx.device), "n_jobs": ctx.n_jobs, "started": iso(started),
-                  # CPU kernels reduce in a thread-count-dependent order, and bf16 training moves
-                  # with it; the count is not in the key (a cached result serves any layout)
-                  "torch_threads": torch.get_num_threads(),
+                  # CPU kernels reduce in a thread-count-dependent order: the count is in the key
+                  # (Original.compute) and here, with the CPU and its ISA flags
+                  "torch_threads": torch.get_num_threads(), "machine": machine(ctx.device),
                   "finished": iso(time.time()), "wall_s": time.time() - started}
         ctx.store.write_record("unlearn", self.key, record)
         return record
@@ -238,7 +238,8 @@ class Evaluate(Job):
 
 
 # What an Evaluate record copies from its Unlearn record (besides the *_s timings).
-UNLEARN_FIELDS = ("method_version", "precision", "device", "n_jobs", "torch_threads", "info", "non_default_params")
+UNLEARN_FIELDS = ("method_version", "precision", "device", "n_jobs", "torch_threads", "machine", "info",
+                  "non_default_params")
 
 
 def _provenance(unlearned: dict) -> dict:

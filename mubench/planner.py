@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from .attacks import Attack, CellJobs, configure
 from .config import ExperimentConfig, method_overrides
 from .data import LoadOptions
-from .device import resolve_device, resolve_precision
+from .device import compute_signature, resolve_device
 from .errors import ConfigError
 from .jobs import Job, Original, Resource, Split
 from .method_jobs import Evaluate, Unlearn
 from .params import apply_overrides
 from .pipeline import architecture_key, cached_dataset, data_key
-from .presets import preset_for
+from .presets import preset_for, run_precision
 from .scenarios import parse_scenario
 from .store import Store
 from .training import Recipe, recipe_with
@@ -87,18 +87,20 @@ def resolve_params(method: str, dataset: str, scenario_kind: str, user: dict, tu
 
 
 def original_job(dataset: str, options: LoadOptions, model: str, recipe_overrides: dict, precision: str,
-                 seed: int, device) -> Original:
+                 seed: int, device, threads: int) -> Original:
     """The Original job of (dataset, model, recipe, seed): `run` and `train` both build it here.
 
     The run's precision trains the originals (and Retrain) too unless [recipe] sets its own;
-    it is resolved now, so 'auto' and what it means on this device share one cached original."""
+    it is resolved now, so 'auto' and what it means on this device share one cached original.
+    `threads` is the CPU jobs' torch thread count, keyed with the device class (`compute`)."""
     data = cached_dataset(dataset, options)
     recipe = recipe_for(dataset, {"precision": precision, **recipe_overrides})
-    recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision, device))
+    recipe = dataclasses.replace(recipe, precision=run_precision(recipe.precision, dataset, device))
     from .pipeline import spec_for
 
     return Original(dataset=dataset, data=data_key(data), model=model, arch=architecture_key(model, spec_for(data)),
-                    recipe=dataclasses.asdict(recipe), seed=seed, data_options=dataclasses.asdict(options))
+                    recipe=dataclasses.asdict(recipe), seed=seed, compute=compute_signature(device, threads),
+                    data_options=dataclasses.asdict(options))
 
 
 def _resource_jobs(config: ExperimentConfig, methods: list[str], original: Original, device,
@@ -159,7 +161,6 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     _validate(config)
     methods = selectable_methods(config.methods)
     device = resolve_device(config.execution.device)
-    precision = resolve_precision(config.precision, device)
     options = LoadOptions(data_root=config.data_root or None, download=config.download,
                           train_subset=config.train_subset, validation=config.validation)
     jobs: dict[str, Job] = {}
@@ -172,13 +173,15 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
 
     for dataset in config.datasets:
         data = cached_dataset(dataset, options)
+        precision = run_precision(config.precision, dataset, device)
         scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
         attacks = configure(config.evaluation.attack_tables(dataset), config.source)
         evaluation = evaluation_settings(config, dataset, attacks)
         for model in config.models or (preset_for(dataset).model,):
             tuned = tuned_for(config.tuned, dataset, config.train_subset, model)
             for seed in config.seeds:
-                original = original_job(dataset, options, model, config.recipe, config.precision, seed, device)
+                original = original_job(dataset, options, model, config.recipe, config.precision, seed, device,
+                                        config.execution.threads_per_worker)
                 add(original)
                 resources = _resource_jobs(config, methods, original, device, precision)
                 for res in resources.values():

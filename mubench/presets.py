@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .device import resolve_precision
 from .training import OptimSpec, Recipe
 
 
@@ -20,6 +21,10 @@ class Preset:
     # [evaluation] attacks when the config names none: the reference-model screen costs
     # `reference_models` trainings per retain set, seconds on digits (docs/metrics.md)
     attacks: tuple[str, ...] = ("svc",)
+    # what --precision auto means for this dataset: "auto" → the hardware rule (bf16 on AMX CPUs
+    # and bf16 GPUs), or a fixed precision where bf16's speed is not worth a table that differs
+    # by CPU type (docs/reproducibility.md)
+    precision: str = "auto"
 
 
 PRESETS: dict[str, Preset] = {
@@ -29,6 +34,7 @@ PRESETS: dict[str, Preset] = {
                       optim=OptimSpec(lr=0.05, weight_decay=5e-4, schedule="multistep")),
         note="1,347 training images: seconds per model on a CPU",
         attacks=("svc", "refmia"),
+        precision="fp32",  # the default grid: one table on every CPU (docs/reproducibility.md)
     ),
     "fashion-mnist": Preset(
         model="small_cnn",
@@ -49,3 +55,12 @@ def preset_for(dataset: str) -> Preset:
     """The preset of a dataset name (`imagefolder:PATH` gets the generic one)."""
     return PRESETS.get(dataset, DEFAULT_PRESET)
 
+
+def run_precision(precision: str, dataset: str, device) -> str:
+    """`precision` for `dataset` on `device`, resolved. 'auto' is the dataset preset's fixed
+    choice where it makes one (digits: fp32 on every device, so the default grid gives one table
+    on every CPU; docs/reproducibility.md), else the hardware rule (`device.resolve_precision`)."""
+    fixed = preset_for(dataset).precision
+    if precision == "auto" and fixed != "auto":
+        return fixed
+    return resolve_precision(precision, device)

@@ -15,8 +15,11 @@ import time
 import traceback
 from dataclasses import dataclass
 
+import torch
+
 from .config import ExperimentConfig
-from .device import resolve_device, resolve_precision
+from .device import compute_signature, resolve_device
+from .errors import MubenchError
 from .jobs import Job, RunContext, Split, iso
 from .method_jobs import Evaluate, Unlearn, display_name
 from .planner import Plan, build_plan, describe_plan, merge_plans, recipe_for, resolve_params
@@ -49,12 +52,28 @@ def run_job(job: Job, settings: WorkerSettings) -> dict:
     started = time.time()
     try:
         device = configure_worker(settings.device, settings.threads)
+        check_compute(job, device)
         load_plugins(settings.plugins)  # plugins register in every worker process
         return job.run(RunContext(store, device, settings.n_jobs, settings.progress))
     except Exception as err:  # one bad cell must not stop the grid
         log = store.write_log(job.key, f"{job.label}\n\n{traceback.format_exc()}")
         error = f"{type(err).__name__}: {err}".splitlines()[0]
         return _failed(store, job, error, str(log.relative_to(store.root)), started)
+
+
+def check_compute(job: Job, device) -> None:
+    """Refuse to compute a job on another device class or CPU thread count than its key says
+    (a Dask worker with a GPU the planner did not see, say): the cache would mix them."""
+    expected = job.computes_with()
+    actual = compute_signature(device, torch.get_num_threads())
+    if expected is not None and expected != actual:
+        raise MubenchError(f"{job.label} is keyed for {_words(expected)} but this worker computes with "
+                           f"{_words(actual)}; run with --device and --threads matching the planner's")
+
+
+def _words(compute: dict) -> str:
+    threads = compute.get("threads")
+    return compute["device"] + (f" with {threads} torch thread{'s' if threads != 1 else ''}" if threads else "")
 
 
 def _failed(store: Store, job: Job, error: str, traceback_file: str | None, started: float) -> dict:
@@ -143,12 +162,26 @@ def _run_level(backend_context, layout, config, pending, settings, progress, bro
 
 
 def settings_line(config: ExperimentConfig) -> str:
-    """What the numbers of this run are computed with: the device and the training precision
-    ('auto' resolved: bf16 on GPUs and AMX CPUs, else fp32), evaluation being fp32 always."""
+    """What the numbers of this run are computed with: the device (and a CPU job's torch
+    threads, which its numbers depend on), each dataset's training precision ('auto' resolved:
+    a preset's fixed choice, else bf16 on GPUs and AMX CPUs, else fp32), evaluation being fp32."""
+    from .presets import preset_for, run_precision
+
     device = resolve_device(config.execution.device)
-    precision = resolve_precision(config.precision, device)
-    how = f"auto on this {device.type}" if config.precision == "auto" else "as asked"
-    return f"device {device}, training precision {precision} ({how}), evaluation fp32"
+    threads = config.execution.threads_per_worker
+    where = f"device {device}" + (f" ({threads} torch thread{'s' if threads != 1 else ''} per job)"
+                                  if device.type == "cpu" else "")
+    precisions = []
+    for dataset in config.datasets:
+        precision = run_precision(config.precision, dataset, device)
+        if config.precision != "auto":
+            how = "as asked"
+        elif preset_for(dataset).precision != "auto":
+            how = f"auto: fixed by the {dataset} preset"
+        else:
+            how = f"auto on this {device.type}"
+        precisions.append(f"{precision} ({how})" + (f" for {dataset}" if len(config.datasets) > 1 else ""))
+    return f"{where}, training precision {', '.join(precisions)}, evaluation fp32"
 
 
 def job_counts(plan: Plan) -> dict[str, int]:

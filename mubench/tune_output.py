@@ -73,6 +73,17 @@ def _num(x: float):
     return None if math.isnan(x) else round(x, 4)
 
 
+def produced_by(config: ExperimentConfig, dataset: str) -> dict:
+    """What the search computed with: the resolved precision, the machine, the CPU jobs' threads
+    (a run under another precision or device class says so: tuned.TunedSettings.mismatch)."""
+    from .device import machine, resolve_device
+    from .presets import run_precision
+
+    device = resolve_device(config.execution.device)
+    return {"precision": run_precision(config.precision, dataset, device),
+            **machine(device, config.execution.threads_per_worker)}
+
+
 def tuned_toml(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig, command: str) -> str:
     """One (dataset, model)'s tuned settings file: header, [tuned], chosen tables, candidates."""
     o0 = outcomes[0].cell
@@ -84,7 +95,8 @@ def tuned_toml(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig, 
     meta = {"dataset": o0.dataset, "train_subset": config.train_subset, "model": o0.model, "protocol": s.protocol,
             "validation": s.validation if s.protocol == "heldout" else 0.0, "criterion": s.criterion,
             "budget": s.budget if tp.equal_budget else -1, "seeds": list(s.seeds), "command": command,
-            "scenarios": {c.kind: c.scenarios for c in (o.cell for o in outcomes)}}
+            "scenarios": {c.kind: c.scenarios for c in (o.cell for o in outcomes)},
+            "produced": produced_by(config, o0.dataset)}
     out = lines + [""] + _toml_table("tuned", meta)
     for o in outcomes:
         if o.winner is not None:

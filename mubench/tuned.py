@@ -48,6 +48,7 @@ class TunedSettings:
     command: str
     tables: dict = field(default_factory=dict)  # method → scenario kind → {field: value}
     candidates: tuple = ()  # every candidate's row (method, kind, values, scores, chosen)
+    produced: dict = field(default_factory=dict)  # precision and device.machine() of the search; {} if unknown
 
     def table(self, method: str, kind: str) -> dict:
         return dict(self.tables.get(method, {}).get(kind, {}))
@@ -59,6 +60,17 @@ class TunedSettings:
         """What a tuned record carries about where its values came from."""
         return {"file": self.path, "protocol": self.protocol, "criterion": self.criterion,
                 "budget": self.budget, "seeds": list(self.seeds)}
+
+    def mismatch(self, precision: str, device: str) -> str | None:
+        """Why this file's selection may not carry over to a run with `precision` on `device`
+        (a device class), or None when both match or the file does not say what produced it."""
+        made = self.produced
+        if not made or (made.get("precision"), made.get("device")) == (precision, device):
+            return None
+        cpu = f" ({made['cpu']}{', AMX' if made.get('amx') else ''})" if made.get("cpu") and made.get("device") == "cpu" else ""
+        return (f"note: {self.path} was selected from {made.get('precision')} runs on {made.get('device')}{cpu}; "
+                f"this run trains in {precision} on {device}, so its tuned values were not chosen for these "
+                "numbers (docs/reproducibility.md)")
 
 
 def _display(path: Path) -> str:
@@ -79,7 +91,8 @@ def read_tuned(path: str | Path) -> TunedSettings:
                           "write one with `mubench tune`")
     methods = doc.get("methods", {})
     return TunedSettings(path=_display(path), **{k: meta[k] for k in _META if k != "seeds"},
-                         seeds=tuple(meta["seeds"]), tables=methods, candidates=tuple(doc.get("candidates", ())))
+                         seeds=tuple(meta["seeds"]), tables=methods, candidates=tuple(doc.get("candidates", ())),
+                         produced=dict(meta.get("produced") or {}))
 
 
 def shipped() -> list[TunedSettings]:
@@ -113,16 +126,22 @@ def tuned_layer(settings: TunedSettings | None, method: str, kind: str, user: di
     return values, ({} if set(user) & set(values) else settings.stamp())
 
 
-def describe_tuned(value: str, datasets, train_subset: int, models) -> list[str]:
-    """One line per (dataset, model) a run plans: which tuned settings apply, or that none do."""
-    from .presets import preset_for
+def describe_tuned(config) -> list[str]:
+    """One line per (dataset, model) a run plans: which tuned settings apply, or that none do,
+    and a second where the file was selected under another precision or device class."""
+    from .device import resolve_device
+    from .presets import preset_for, run_precision
 
+    device = resolve_device(config.execution.device)
     lines = []
-    for dataset in datasets:
-        for model in models or (preset_for(dataset).model,):
-            t = tuned_for(value, dataset, train_subset, model)
-            subset = f"[{train_subset}]" if train_subset else ""
+    for dataset in config.datasets:
+        for model in config.models or (preset_for(dataset).model,):
+            t = tuned_for(config.tuned, dataset, config.train_subset, model)
+            subset = f"[{config.train_subset}]" if config.train_subset else ""
             lines.append(f"tuned settings for {dataset}{subset}/{model}: " + (
                 f"{t.path} ({t.protocol} protocol, {t.criterion}, budget {t.budget})" if t else
-                f"none (tuned = {value!r}): methods use their defaults and your values"))
+                f"none (tuned = {config.tuned!r}): methods use their defaults and your values"))
+            note = t and t.mismatch(run_precision(config.precision, dataset, device), device.type)
+            if note:
+                lines.append(note)
     return lines

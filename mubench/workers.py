@@ -1,10 +1,9 @@
 """Execution backends: how many workers, which device each uses, and the parallel map.
 
-The job function (`jobs.run_job`) never knows its backend. Locally, loky processes with one
-torch thread each on CPU when there are at least as many ready jobs as cores (two 1-thread
-workers beat one 2-thread process on a 2-core machine), fewer workers with more threads each
-when fewer jobs are ready (one ready job gets every core), or one worker per GPU, each pinned
-to its own device. Loky workers watch their parent and exit when it dies. `--backend dask` sends
+The job function (`jobs.run_job`) never knows its backend. Locally, loky processes, each CPU
+job with the fixed `threads_per_worker` torch threads (1 by default: two 1-thread workers beat
+one 2-thread process on a 2-core machine, and a job's numbers must not depend on how many
+others were ready beside it), or one worker per GPU, each pinned to its own device. Loky workers watch their parent and exit when it dies. `--backend dask` sends
 the same jobs to a Dask cluster; the results root must be on a filesystem every worker sees.
 """
 
@@ -43,18 +42,25 @@ def _wants_cuda(device: str) -> bool:
 def worker_layout(execution: ExecutionConfig, ready: int | None = None) -> WorkerLayout:
     """Workers and torch threads for a stage of `ready` jobs (None: as many as there are workers).
 
-    Never more workers than ready jobs, and the cores are shared among the workers that run:
-    one ready job on a 2-core machine gets one worker with 2 threads, not one 1-thread worker
-    beside an idle core. `threads_per_worker` overrides the share.
+    On a CPU every job runs with `threads_per_worker` threads whatever the stage (its numbers
+    depend on the count, which is in its key), so the cores are shared by running more
+    workers, never by giving a lone job more threads; never more workers than ready jobs. On
+    GPUs one worker per GPU, its CPU threads a share of the cores (not in the key: the GPU's
+    numbers do not depend on them).
     """
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if _wants_cuda(execution.device) else 0
     if execution.jobs < 0:
         raise ConfigError(f"--jobs must be >= 0 (0 = automatic); got {execution.jobs}")
-    jobs = 1 if execution.backend == "sequential" else execution.jobs or (gpus or cores)
+    if execution.threads_per_worker < 1:
+        raise ConfigError(f"--threads must be >= 1; got {execution.threads_per_worker}")
+    threads = execution.threads_per_worker
+    automatic = gpus or max(1, cores // threads)
+    jobs = 1 if execution.backend == "sequential" else execution.jobs or automatic
     if ready is not None:
         jobs = max(1, min(jobs, ready))
-    threads = execution.threads_per_worker or max(1, cores // jobs)
+    if gpus:
+        threads = max(1, cores // jobs)
     return WorkerLayout(jobs=jobs, threads=threads, gpus=gpus)
 
 

@@ -35,7 +35,7 @@ def _original_in_store(store, digits, digits_original, digits_recipe):
 
     job = Original(dataset="digits", data=data_key(digits), model="small_cnn",
                    arch=architecture_key("small_cnn", spec_for(digits)), recipe=dataclasses.asdict(digits_recipe),
-                   seed=0)
+                   seed=0, compute={"device": "cpu", "threads": 1})
     store.save_artifact("original", job.key, {k: v.cpu() for k, v in digits_original.state_dict().items()})
     store.write_record("original", job.key, {"key": job.key, "train_acc": 100.0, "test_acc": 98.0})
     return job

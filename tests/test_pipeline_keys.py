@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 
 
 def _key(model="small_cnn", recipe=None, seed=0) -> str:
-    return original_job("digits", LoadOptions(), model, recipe or {"epochs": 1}, "fp32", seed, CPU).key
+    return original_job("digits", LoadOptions(), model, recipe or {"epochs": 1}, "fp32", seed, CPU, 1).key
 
 
 def test_editing_a_model_changes_the_original_key(monkeypatch):
@@ -46,7 +46,7 @@ def test_key_depends_on_seed_recipe_and_model():
 
 def test_a_stored_original_of_another_architecture_is_retrained_not_loaded(digits, tmp_path):
     ctx = RunContext(Store(tmp_path), CPU)
-    job = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1, "batch_size": 128}, "fp32", 0, CPU)
+    job = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1, "batch_size": 128}, "fp32", 0, CPU, 1)
     first = job.load(ctx)
     # Corrupt the cache the way a code edit would: same key, weights of another architecture.
     other = build_model("resnet8", ModelSpec(10, 1, 8, digits.mean, digits.std))
@@ -60,3 +60,26 @@ def test_a_stored_original_needs_its_jobs_key(digits, tmp_path):
     """One key rule per artifact: the store never keeps an original under a second recipe."""
     with pytest.raises(ValueError, match="needs its jobs.Original key"):
         get_original(Store(tmp_path), digits, "small_cnn", Recipe(epochs=1, optim=OptimSpec(lr=0.05)), 0, CPU)
+
+
+def test_key_holds_the_device_class_and_the_cpu_threads():
+    """CPU results depend on the torch thread count, so a cache must never serve a 2-thread
+    original to a 1-thread run (before, the count was recorded but not keyed)."""
+    one = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1}, "fp32", 0, CPU, 1)
+    two = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1}, "fp32", 0, CPU, 2)
+    assert one.compute == {"device": "cpu", "threads": 1}
+    assert one.key != two.key
+    from mubench.device import compute_signature
+
+    # on a GPU the CPU threads do not change the numbers, so they are not in the key
+    assert compute_signature(torch.device("cuda"), 1) == compute_signature(torch.device("cuda"), 8) == {"device": "cuda"}
+    assert compute_signature(CPU, 1) != compute_signature(torch.device("cuda"), 1)
+
+
+def test_digits_auto_precision_is_fixed_and_other_presets_follow_the_hardware():
+    from mubench.device import resolve_precision
+    from mubench.presets import run_precision
+
+    assert run_precision("auto", "digits", CPU) == "fp32"  # the default grid: one table on every CPU
+    assert run_precision("bf16", "digits", CPU) == "bf16"  # asked for, given
+    assert run_precision("auto", "fashion-mnist", CPU) == resolve_precision("auto", CPU)

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mubench.device import resolve_precision
-
-# One torch thread in every run: bf16 CPU training moves with the thread count, and the tests
-# compare records across runs (and two of them run side by side).
+# One torch thread in every run (the default, said here because the tests compare records
+# across runs and two of them run side by side).
 GRID = ["--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
         "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=10", "--quiet", "--threads", "1"]
 METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
-AUTO_CPU = resolve_precision("auto", torch.device("cpu"))  # bf16 on CPUs with AMX, else fp32
+DIGITS_AUTO = "fp32"  # the digits preset fixes what --precision auto means on every device
 
 
 def mubench(*args, check=True, timeout=600, **kw):
@@ -65,8 +63,10 @@ def test_run_writes_records_and_prints_the_summary(reference_run):
     assert "16 jobs run, 0 cached, 0 failed" in proc.stdout
     assert len(list((root / "runs").glob("*.json"))) == 1  # this run stamped itself (mubench/runs.py)
     # What the numbers were trained with, resolved, in the first line and in every record.
-    assert proc.stdout.splitlines()[0] == f"device cpu, training precision {AUTO_CPU} (auto on this cpu), evaluation fp32"
-    assert {r["precision"] for r in records.values()} == {AUTO_CPU}
+    assert proc.stdout.splitlines()[0] == ("device cpu (1 torch thread per job), training precision "
+                                           "fp32 (auto: fixed by the digits preset), evaluation fp32")
+    assert {r["precision"] for r in records.values()} == {DIGITS_AUTO}
+    assert {r["torch_threads"] for r in records.values()} == {1}
 
 
 def test_second_run_is_all_cached_and_fast(reference_run):
@@ -76,11 +76,10 @@ def test_second_run_is_all_cached_and_fast(reference_run):
     assert "0 jobs run, 16 cached" in proc.stdout
     assert time.perf_counter() - start < first_seconds
     dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "fp32")
-    assert dry.stdout.startswith("device cpu, training precision fp32 (as asked), evaluation fp32\n")
-    # Keys hold the resolved precision: fp32 is the cached run where auto means fp32, another one
-    # where auto means bf16 (CPUs with AMX).
-    to_run = 0 if AUTO_CPU == "fp32" else 15  # all but the split
-    assert f"total: {to_run} jobs to run" in dry.stdout
+    assert dry.stdout.startswith("device cpu (1 torch thread per job), training precision fp32 (as asked), evaluation fp32\n")
+    assert "total: 0 jobs to run" in dry.stdout  # keys hold the resolved precision: auto is fp32 here
+    bf16 = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "bf16")
+    assert "total: 15 jobs to run" in bf16.stdout  # all but the split
 
 
 def test_changed_hyper_parameter_reruns_only_that_method(reference_run, tmp_path):
@@ -123,6 +122,26 @@ def test_loky_and_dask_give_the_same_records(tmp_path):
     loky, dask = numbers(method_records(loky_root)), numbers(method_records(dask_root))
     assert len(loky) == 5  # Retrain, FT, GA and the 2 calibration rows
     assert loky == dask
+
+
+def test_a_cell_gives_the_same_records_whatever_the_layout_and_new_keys_per_thread_count(reference_run, tmp_path):
+    """The numbers a job produces do not depend on --jobs (before, a lone ready job, or every job
+    under --jobs 1, got both cores and other bits under the same keys); a thread count the user
+    asks for is a different computation, so it gets different keys and never mixes in a cache."""
+    reference = method_records(reference_run[0])
+    default_threads = [a for a in GRID if a not in ("--threads", "1")]
+    assert len(default_threads) == len(GRID) - 2
+    one_job = tmp_path / "one-job"
+    mubench("run", *default_threads, "--jobs", "1", "--out", str(one_job))
+    assert method_records(one_job).keys() == reference.keys()
+    assert numbers(method_records(one_job)) == numbers(reference)
+    two = mubench("run", *default_threads, "--threads", "2", "--out", str(one_job))
+    assert "15 jobs run, 1 cached" in two.stdout  # only the split (index arithmetic) is shared
+    by_threads: dict[int, set] = {}
+    for record in method_records(one_job).values():
+        by_threads.setdefault(record["torch_threads"], set()).add(record["key"])
+    assert set(by_threads) == {1, 2} and not by_threads[1] & by_threads[2]
+    assert {r["machine"]["threads"] for r in method_records(one_job).values()} == {1, 2}
 
 
 FAILING_PLUGIN = '''
@@ -221,7 +240,7 @@ def test_threads_flag_sets_the_torch_threads_of_each_worker(tmp_path, flags, thr
 
     args = build_parser().parse_args(["run", "--out", str(tmp_path), *flags])
     layout = worker_layout(config_from_args(args).execution, ready=1)
-    assert layout.threads == (threads or os.cpu_count())  # one ready job gets every core by default
+    assert layout.threads == (threads or 1)  # fixed, whatever is ready: the count is in the keys
 
 
 @pytest.mark.parametrize("flags, expected", [(["--precision", "fp32"], "fp32"), (["--precision", "bf16"], "bf16"),
@@ -240,6 +259,6 @@ def test_run_precision_reaches_originals_and_retrain(tmp_path, flags, expected):
     originals = [job for job in plan.jobs if type(job).__name__ == "Original"]
     retrains = [job for job in plan.jobs if type(job).__name__ == "Unlearn" and job.method == "retrain"]
     if expected == "resolved":  # recorded as what 'auto' means here, so both spellings share one original
-        expected = AUTO_CPU
+        expected = DIGITS_AUTO
     assert len(originals) == len(retrains) == 1
     assert {job.recipe["precision"] for job in originals} | {job.precision for job in retrains} == {expected}

@@ -263,14 +263,14 @@ def test_loss_fn_sees_batches_with_forget_flags():
 def test_digits_original_fits_and_is_loaded_the_second_time(tmp_path, digits, digits_recipe):
     store = Store(tmp_path / "results")
     ctx = RunContext(store, CPU)
-    first = original_job("digits", LoadOptions(), "small_cnn", {}, "fp32", 0, CPU).load(ctx)
+    first = original_job("digits", LoadOptions(), "small_cnn", {}, "fp32", 0, CPU, 1).load(ctx)
     info = first.info
     assert info["loaded"] is False
     assert info["test_acc"] >= 95.0 and info["train_acc"] >= 99.0  # measured: 98.7 / 99.6
     assert store.has_artifact("original", first.key) and store.read_record("original", first.key)
 
     start = time.perf_counter()
-    second = original_job("digits", LoadOptions(), "small_cnn", {}, "fp32", 0, CPU).load(ctx)
+    second = original_job("digits", LoadOptions(), "small_cnn", {}, "fp32", 0, CPU, 1).load(ctx)
     elapsed = time.perf_counter() - start
     assert second.info["loaded"] is True and second.key == first.key
     assert elapsed < info["seconds"] / 3, (elapsed, info["seconds"])
@@ -281,5 +281,5 @@ def test_digits_original_fits_and_is_loaded_the_second_time(tmp_path, digits, di
 
     # another recipe is another artifact; one epoch under-fits, which SPEC §1 says to warn about
     with pytest.warns(UserWarning, match="under-fits its training set"):
-        short = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1}, "fp32", 0, CPU).load(ctx)
+        short = original_job("digits", LoadOptions(), "small_cnn", {"epochs": 1}, "fp32", 0, CPU, 1).load(ctx)
     assert short.key != first.key and short.info["loaded"] is False

@@ -1,4 +1,4 @@
-"""Worker layout (threads sized by the ready jobs), loky executor reuse, and workers that die
+"""Worker layout (a fixed thread count per CPU job, workers capped by the ready jobs), loky executor reuse, and workers that die
 with their parent."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 from mubench import workers
 from mubench.config import ExecutionConfig
+from mubench.errors import ConfigError
 from mubench.workers import backend_context, worker_layout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,36 +30,51 @@ def cores(monkeypatch):
     return set_cores
 
 
-def test_one_ready_job_gets_every_core(cores):
+def test_a_lone_ready_job_keeps_the_fixed_thread_count(cores):
+    """A job's numbers depend on its thread count, so a stage with one ready job does not give
+    it more threads than a stage with many (the old layout did: 2 threads alone, 1 beside others)."""
     cores(2)
-    layout = worker_layout(ExecutionConfig(), ready=1)
-    assert (layout.jobs, layout.threads) == (1, 2)
+    alone = worker_layout(ExecutionConfig(), ready=1)
+    beside = worker_layout(ExecutionConfig(), ready=10)
+    assert (alone.jobs, alone.threads) == (1, 1)
+    assert (beside.jobs, beside.threads) == (2, 1)
 
 
-def test_ready_jobs_cap_the_workers_and_share_the_cores(cores):
+def test_ready_jobs_cap_the_workers_and_threads_divide_the_cores(cores):
     cores(16)
-    assert (worker_layout(ExecutionConfig(), ready=3).jobs, worker_layout(ExecutionConfig(), ready=3).threads) == (3, 5)
-    assert (worker_layout(ExecutionConfig(), ready=40).jobs, worker_layout(ExecutionConfig(), ready=40).threads) == (16, 1)
-    assert worker_layout(ExecutionConfig(jobs=4), ready=2) == workers.WorkerLayout(jobs=2, threads=8, gpus=0)
-    assert worker_layout(ExecutionConfig(jobs=4), ready=10) == workers.WorkerLayout(jobs=4, threads=4, gpus=0)
+    assert worker_layout(ExecutionConfig(), ready=3) == workers.WorkerLayout(jobs=3, threads=1, gpus=0)
+    assert worker_layout(ExecutionConfig(), ready=40) == workers.WorkerLayout(jobs=16, threads=1, gpus=0)
+    assert worker_layout(ExecutionConfig(threads_per_worker=4), ready=40) == workers.WorkerLayout(4, 4, 0)
+    assert worker_layout(ExecutionConfig(threads_per_worker=4), ready=1) == workers.WorkerLayout(1, 4, 0)
+    assert worker_layout(ExecutionConfig(jobs=4), ready=2) == workers.WorkerLayout(jobs=2, threads=1, gpus=0)
 
 
 def test_without_ready_the_layout_is_the_requested_one(cores):
     cores(2)
     assert (worker_layout(ExecutionConfig()).jobs, worker_layout(ExecutionConfig()).threads) == (2, 1)
-    assert worker_layout(ExecutionConfig(jobs=1)).threads == 2
+    assert worker_layout(ExecutionConfig(jobs=1)).threads == 1
+    assert worker_layout(ExecutionConfig(threads_per_worker=2)).jobs == 1
 
 
-def test_threads_per_worker_and_zero_ready(cores):
+def test_zero_ready_and_bad_thread_counts(cores):
     cores(8)
-    assert worker_layout(ExecutionConfig(threads_per_worker=1), ready=1).threads == 1
     assert worker_layout(ExecutionConfig(), ready=0).jobs == 1
+    with pytest.raises(ConfigError, match="--threads must be >= 1"):
+        worker_layout(ExecutionConfig(threads_per_worker=0))
 
 
-def test_sequential_runs_one_job_with_every_core(cores):
+def test_sequential_runs_one_job_with_the_fixed_threads(cores):
     cores(4)
-    layout = worker_layout(ExecutionConfig(backend="sequential"), ready=4)
-    assert (layout.jobs, layout.threads) == (1, 4)
+    layout = worker_layout(ExecutionConfig(backend="sequential", threads_per_worker=2), ready=4)
+    assert (layout.jobs, layout.threads) == (1, 2)
+
+
+def test_gpu_workers_share_the_cores_for_their_cpu_side(monkeypatch):
+    """On GPUs the CPU thread count is not in the key, so the cores are shared as before."""
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(workers.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 2)
+    assert worker_layout(ExecutionConfig(), ready=10) == workers.WorkerLayout(jobs=2, threads=8, gpus=2)
 
 
 def _pid(_item) -> int:
@@ -73,7 +89,7 @@ def test_loky_executor_is_reused_across_stages(cores):
     cores(4)
     execution = ExecutionConfig()
     executors, processes = [], []
-    for ready in (2, 3, 2):  # (2 workers x 2 threads), (3 x 1), (2 x 2)
+    for ready in (2, 3, 2):  # 2 workers, then 3, then 2
         layout = worker_layout(execution, ready=ready)
         with backend_context(execution, layout, ".") as parallel_map:
             assert os.getpid() not in set(parallel_map(_pid, range(2 * ready)))

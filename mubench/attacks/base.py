@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConfigError, UnknownNameError
-from ..jobs import Job, Original, RunContext, Split
+from ..jobs import Job, Original, RunContext, Split, original_fields
 from ..outputs import SplitOutputs, forward_split, load_outputs, save_outputs
 from ..params import apply_overrides
 from ..registry import Registry
@@ -242,6 +242,5 @@ class CellModel(Original):
 def cell_model(cell: CellJobs, owner: str, seed: int, part: str = "retain") -> CellModel:
     """A `CellModel` of `cell`'s original (its data, architecture and recipe) with `seed`."""
     o = cell.original
-    return CellModel(dataset=o.dataset, data=o.data, model=o.model, arch=o.arch, recipe=o.recipe, seed=seed,
-                     data_options=o.data_options, split=cell.split, part=part, owner=owner)
+    return CellModel(**{**original_fields(o), "seed": seed}, split=cell.split, part=part, owner=owner)
 

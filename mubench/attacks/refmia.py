@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..jobs import Original, RunContext, Split
+from ..jobs import Original, RunContext, Split, original_fields
 from ..params import Interval, param
 from . import lira_stats as ls
 from .base import Attack, AttackInput, CellJobs, Column, register_attack
@@ -59,9 +59,8 @@ def reference_models(original: Original, split: Split, kind: str, count: int) ->
     """The `count` ReferenceOriginals of a cell, trained on the seed-0 split's retain set for
     class-wise scenarios (so seeds share them), else on the cell's own."""
     base = dataclasses.replace(split, seed=0) if kind in CLASSWISE_KINDS else split
-    return [ReferenceOriginal(dataset=original.dataset, data=original.data, model=original.model, arch=original.arch,
-                              recipe=original.recipe, seed=reference_seed(j), data_options=original.data_options,
-                              split=base) for j in range(count)]
+    return [ReferenceOriginal(**{**original_fields(original), "seed": reference_seed(j)}, split=base)
+            for j in range(count)]
 
 
 def null_band(prefix: str, null: list[float]) -> dict:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..jobs import Original, RunContext, Split
+from ..jobs import Original, RunContext, Split, original_fields
 from ..params import Check, Options, param
 from ..plots import Figure, FigureInput, method_color, pyplot, register_figure, save_figure
 from ..store import Store
@@ -98,9 +98,7 @@ def shadow_cell(original: Original, split: Split, shadows: int) -> list[tuple[Sh
     for k in range(shadows):
         s = ShadowSplit(dataset=split.dataset, data=split.data, scenario=split.scenario, seed=split.seed,
                         data_options=split.data_options, base=split, shadow=k, shadows=shadows)
-        o = ShadowOriginal(dataset=original.dataset, data=original.data, model=original.model, arch=original.arch,
-                           recipe=original.recipe, seed=shadow_seed(original.seed, k),
-                           data_options=original.data_options, split=s)
+        o = ShadowOriginal(**{**original_fields(original), "seed": shadow_seed(original.seed, k)}, split=s)
         out.append((o, s))
     return out
 

@@ -45,8 +45,8 @@ def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (defaul
     how = p.add_argument_group("execution")
     how.add_argument("--jobs", type=int, help="parallel workers (default: one per GPU, else one per CPU core)")
     how.add_argument("--threads", type=int, metavar="N",
-                     help="torch threads per worker (default: the cores shared among the workers that run); "
-                     "give each of several runs on one machine its share, e.g. --threads 1 for two runs on 2 cores")
+                     help="torch threads of every CPU job (default 1; part of the jobs' keys, since CPU results "
+                     "depend on it); the workers are cores / N. Share a machine between runs with --jobs")
     how.add_argument("--backend", choices=("loky", "dask", "sequential"), help="default: loky")
     how.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
     how.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         store.check_writable()
     plan = build_plan(config, store)
     print(settings_line(config), flush=True)
-    for line in describe_tuned(config.tuned, config.datasets, config.train_subset, config.models):
+    for line in describe_tuned(config):
         print(line, flush=True)
     if args.dry_run:
         for line in describe_plan(plan):
