@@ -69,8 +69,8 @@ class TunedSettings:
             return None
         cpu = f" ({made['cpu']}{', AMX' if made.get('amx') else ''})" if made.get("cpu") and made.get("device") == "cpu" else ""
         return (f"note: {self.path} was selected from {made.get('precision')} runs on {made.get('device')}{cpu}; "
-                f"this run trains in {precision} on {device}, so its tuned values were not chosen for these "
-                "numbers (docs/reproducibility.md)")
+                f"this run trains in {precision} on {device}, where the search may have chosen otherwise "
+                "(docs/reproducibility.md)")
 
 
 def _display(path: Path) -> str:

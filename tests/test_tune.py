@@ -283,6 +283,8 @@ def test_tune_writes_a_settings_file_with_every_candidate_and_the_choice(tuned):
     assert settings.table("finetune", "class") == cell["chosen"] and settings.protocol == "heldout"
     assert settings.seeds == (100,) and settings.command.startswith("python -m mubench tune --datasets digits")
     assert len(settings.candidates) == 2 and sum(c["chosen"] for c in settings.candidates) == 1
+    assert settings.produced["precision"] == "fp32" and settings.produced["device"] == "cpu"  # what ran the search
+    assert settings.produced["threads"] == 1 and "amx" in settings.produced
     assert "| candidate | Avg. Gap | UA | RA | TA | MIA-Efficacy | score (mean+std) | score (mean) |" in proc.stdout
     # the tuning cells ran on the held-out view: their test split is 10% of the training set
     (key,) = cell["candidates"][0]["keys"].values()
