@@ -46,18 +46,10 @@ def setup(args) -> torch.device:
     return resolve_device(args.device)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: torch.device, threads: int) -> dict:
     """What the figures were measured on."""
+    from mubench.device import cpu_name
+
     info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
             "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}

@@ -367,3 +367,27 @@ def test_the_forget_vectors_figure_is_drawn_by_the_report_from_its_stored_predic
     paths = report.write_report(tmp_path, tmp_path / "report", formats=("md",))
     delta = [p for p in paths if p.name.endswith("_delta.png")]  # digits_small_cnn_class-0_forget_vector-epochs-2_delta
     assert len(delta) == 1 and delta[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_machine_and_precision_travel_through_the_csv_and_head_the_report(tmp_path):
+    """Every table names its machine and precision (issue 28): a record's `machine` dict is
+    flattened to provenance columns, kept by the tidy CSV, read back, and named in the line
+    that heads the report; none of it is mistaken for a metric."""
+    from mubench.report.notes import provenance_line
+
+    amd = {"device": "cpu", "cpu": "AMD EPYC", "amx": False, "avx512_bf16": True, "threads": 1}
+    xeon = {**amd, "cpu": "Intel(R) Xeon(R) Processor", "amx": True, "threads": 2}
+    records = [_record("retrain", s, (100, 98, 95, 100), machine=amd, precision="fp32", torch_threads=1)
+               for s in range(3)] + [_record("finetune", 0, (90, 96, 94, 98), machine=xeon, precision="bf16")]
+    frame = report.records_frame(records)
+    assert {"machine_cpu", "machine_amx", "machine_threads"} <= set(frame.columns)
+    assert not {"machine_amx", "machine_threads", "torch_threads"} & set(report.metric_columns(frame))
+    path = tmp_path / "records.csv"
+    report.tidy(frame).to_csv(path, index=False)
+    back = report.load_records(path)
+    line = provenance_line(back, path)
+    assert "AMD EPYC (no AMX), 1 torch thread per job" in line
+    assert "Intel(R) Xeon(R) Processor (AMX), 2 torch threads per job" in line
+    assert "training precision: bf16, fp32" in line
+    older = report.records_frame([_record("retrain", 0, (100, 98, 95, 100))])  # written before the field
+    assert "machines: not recorded" in provenance_line(older, "r")

@@ -88,9 +88,27 @@ def tuning_notes(ok: pd.DataFrame) -> list[str]:
 
 
 def provenance_line(df: pd.DataFrame, root: str | Path) -> str:
-    """Where the numbers come from, in one line (per-record provenance is in the CSV)."""
+    """Where the numbers come from, in one line (per-record provenance is in the CSV): devices,
+    the machines (CPU, AMX or not, torch threads per job), precision and versions."""
     def seen(col):
         return ", ".join(sorted({str(v) for v in df[col].dropna()})) if col in df else "?"
-    return (f"{len(df)} method records from {root} (devices: {seen('device')}; training precision: "
-            f"{seen('precision')}; mubench {seen('version_mubench')}, torch {seen('version_torch')}; last finished "
-            f"{max(df['finished'].dropna().astype(str), default='?')}).")
+    return (f"{len(df)} method records from {root} (devices: {seen('device')}; machines: {machines_seen(df)}; "
+            f"training precision: {seen('precision')}; mubench {seen('version_mubench')}, torch "
+            f"{seen('version_torch')}; last finished {max(df['finished'].dropna().astype(str), default='?')}).")
+
+
+def machines_seen(df: pd.DataFrame) -> str:
+    """`AMD EPYC (no AMX), 1 torch thread per job` for each machine the records name; `not
+    recorded` for records written before they carried it."""
+    if "machine_cpu" not in df:
+        return "not recorded"
+    out = set()
+    for row in df[df["machine_cpu"].notna()].itertuples():
+        threads = getattr(row, "machine_threads", None)
+        amx = "AMX" if bool(getattr(row, "machine_amx", False)) else "no AMX"
+        gpu = getattr(row, "machine_gpu", None)
+        where = gpu if isinstance(gpu, str) else f"{row.machine_cpu} ({amx})"
+        out.add(where + ("" if isinstance(gpu, str) or pd.isna(threads) else
+                         f", {int(threads)} torch thread{'s' if int(threads) != 1 else ''} per job"))
+    missing = " and not recorded" if df["machine_cpu"].isna().any() else ""
+    return "; ".join(sorted(out)) + missing

@@ -83,11 +83,18 @@ RENAMED_COLUMNS = {"mia": "mia_efficacy", "rte": "rte_s", "gap": "avg_gap"}
 # Columns that describe a job rather than measure it; every other numeric column is a metric.
 PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "method_version",
               "display_name", "tuned", "tuned_from", "tuned_file", "tuning_protocol", "split_hash", "original_key", "retrain_key",
-              "original_train_acc", "original_test_acc", "device", "n_jobs", "started",
+              "original_train_acc", "original_test_acc", "device", "precision", "n_jobs", "torch_threads", "started",
               "finished", "wall_s", "n_forget", "n_retain", "n_test"]
 _NOT_METRICS = set(CELL) | set(PROVENANCE) | {"seed", "method", "variant", "params", "info", "data_options",
                                              "versions", "superseded", "gap_ref_key", "kind",
                                              "non_default_params"}
+# Record dicts flattened to prefixed provenance columns: `versions` → version_torch, …, `machine`
+# (device.machine: CPU, ISA flags, threads) → machine_cpu, machine_amx, …
+FLATTENED = {"versions": "version_", "machine": "machine_"}
+
+
+def _provenance_column(name: str) -> bool:
+    return name.startswith(tuple(FLATTENED.values()))
 
 
 def method_label(variant: str) -> str:
@@ -153,8 +160,8 @@ def records_from_tidy(path: str | Path) -> pd.DataFrame:
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     """Method records (as dicts) → one row per job, the frame every table is computed from.
 
-    Columns: the record's identity, provenance and metric fields (`versions` flattened to
-    `version_<name>`, old column names mapped to current ones), plus `variant` (the display
+    Columns: the record's identity, provenance and metric fields (`versions` and `machine`
+    flattened to `version_<name>` and `machine_<name>`, old column names mapped to current ones), plus `variant` (the display
     name, e.g. `salun[sparsity=0.3]`) and `superseded` (True for an older record of the same
     cell, variant and seed — a failed try followed by a success, or a previous method version;
     tables use the newest ok one). Records of other kinds (no `method`) are ignored.
@@ -188,8 +195,9 @@ def _normalise(record: dict) -> dict:
     if isinstance(source, dict) or source is None:  # a tidy CSV carries the two columns themselves
         source = source or {}
         row["tuned_file"], row["tuning_protocol"] = source.get("file"), source.get("protocol")
-    for name, version in (row.pop("versions", None) or {}).items():
-        row[f"version_{name}"] = version
+    for field, prefix in FLATTENED.items():
+        for name, value in (row.pop(field, None) or {}).items():
+            row[f"{prefix}{name}"] = value
     return row
 
 
@@ -251,7 +259,7 @@ def with_gaps(df: pd.DataFrame) -> pd.DataFrame:
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
     """Numeric result columns in a stable order: the table metrics first, then the extras."""
-    numeric = [c for c in df.columns if c not in _NOT_METRICS and not c.startswith("version_")
+    numeric = [c for c in df.columns if c not in _NOT_METRICS and not _provenance_column(c)
                and pd.api.types.is_numeric_dtype(df[c])]
     head = [c for c in TABLE_METRICS if c in numeric]
     return head + sorted(c for c in numeric if c not in head)
@@ -263,7 +271,7 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     their status and error, so a CSV never silently loses them."""
     df = with_gaps(df)
     metrics = metric_columns(df)
-    prov = [c for c in PROVENANCE if c in df] + sorted(c for c in df if c.startswith("version_"))
+    prov = [c for c in PROVENANCE if c in df] + sorted(c for c in df if _provenance_column(c))
     long = df.melt(id_vars=JOB + prov + ["superseded"], value_vars=metrics,
                    var_name="metric", value_name="value")
     failed_or_set = long["status"].ne("ok") | long["value"].notna()
