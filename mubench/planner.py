@@ -199,7 +199,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
 def evaluation_settings(config: ExperimentConfig, dataset: str, attacks: list[Attack] | None = None) -> dict:
     """What an Evaluate key holds of the run on `dataset`: the [evaluation] switches, the names
     of the metrics every evaluation computes (a metric registered later re-runs evaluation
-    only), and, unless only the SVC runs, the attacks' names and each instance's `key_fields()`.
+    only), and, unless only the SVC runs, the attacks' names and each instance's `keyed()` (its settings and bumped code version).
     So an attack that is off adds nothing, and the SVC alone gives the keys runs had before
     attacks existed."""
     from .metrics import METRICS
@@ -212,7 +212,7 @@ def evaluation_settings(config: ExperimentConfig, dataset: str, attacks: list[At
     if any(not a.always for a in attacks):
         settings["attacks"] = names
     for attack in attacks:
-        settings.update(attack.key_fields())
+        settings.update(attack.keyed())
     return settings
 
 

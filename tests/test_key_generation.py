@@ -461,6 +461,11 @@ def bump_resource(monkeypatch, name="fv_bank"):
     monkeypatch.setitem(RESOURCES._entries, name, dataclasses.replace(entry, obj=bumped))
 
 
+def bump_attack(monkeypatch, name="refmia"):
+    cls = attacks_base.ATTACKS.get(name)
+    monkeypatch.setattr(cls, "version", cls.version + "+1")
+
+
 def not_a_split(j: Job) -> bool:
     """Everything but index arithmetic: every job that trains on, or reads, a model."""
     return not isinstance(j, Split)
@@ -479,6 +484,8 @@ SETTINGS = {
     "bank epochs": ({"bank": {"epochs": 7}}, None, downstream_of(lambda j: isinstance(j, Resource))),
     "finetune version": ({}, bump_method, downstream_of(lambda j: isinstance(j, Unlearn) and j.method == "finetune")),
     "fv_bank version": ({}, bump_resource, downstream_of(lambda j: isinstance(j, Resource))),
+    # every Evaluate of the dataset shares its settings, Retrain's own included (it reads none)
+    "refmia version": ({}, bump_attack, lambda j: isinstance(j, Evaluate)),
 }
 
 

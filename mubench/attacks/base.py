@@ -130,6 +130,9 @@ class Attack:
     # Record field (a % of D_f the attack could not read) → the flag reports show when a row's mean
     # reaches DEGENERATE_SHARE, its text formatted with that share (e.g. U-LiRA's saturated shadows).
     degenerate: ClassVar[Mapping[str, str]] = {}
+    # Bump when `score` (or the statistics it calls) changes what it writes: Evaluate keys hold it
+    # from "2" on, so version 1 keys as attacks did before they had versions (no record re-runs).
+    version: ClassVar[str] = "1"
 
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()
@@ -140,9 +143,17 @@ class Attack:
         return cls(apply_overrides(cls.Params(), dict(table), where or f"[evaluation.attacks.{cls.name}]"))
 
     def key_fields(self) -> dict:
-        """What this instance adds to Evaluate keys: its settings under its name (none if it has none)."""
+        """What this instance's settings add to Evaluate keys: under its name (none if it has none)."""
         values = dataclasses.asdict(self.params)
         return {self.name: values} if values else {}
+
+    def keyed(self) -> dict:
+        """What the planner puts in Evaluate keys: `key_fields()` and, once bumped, the code version
+        (subclasses override `key_fields`, never this, so no attack can leave its version out)."""
+        fields = self.key_fields()
+        if self.version != "1":
+            fields[f"{self.name}_code_version"] = self.version
+        return fields
 
     def jobs(self, cell: CellJobs) -> tuple[Job, ...]:
         """The models this attack reads for one audited method run (none by default)."""
