@@ -14,6 +14,7 @@ itself (a fresh Dask worker included), so nothing odd is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -134,3 +135,23 @@ def load_plugins(plugin_paths=(), strict_plugins: bool = False) -> None:
     for path in plugin_paths:
         load_plugin_file(path, strict=strict_plugins)
 
+
+
+@contextlib.contextmanager
+def restored_registries():
+    """Every registry a plugin may add to (methods, datasets, models, metrics, resources,
+    attacks) as it was on entry, restored on exit: for code that loads a plugin for a while
+    (tests, a plan built with an example plugin) without leaving it registered."""
+    load_plugins()
+    saved = {kind: (dict(r._entries), dict(r.broken)) for kind, r in registries().items()}
+    loaded = set(_loaded_sources)
+    try:
+        yield
+    finally:
+        for kind, r in registries().items():
+            r._entries.clear()
+            r._entries.update(saved[kind][0])
+            r.broken.clear()
+            r.broken.update(saved[kind][1])
+        _loaded_sources.clear()
+        _loaded_sources.update(loaded)

@@ -78,14 +78,5 @@ def isolated_registries():
     restored after the test."""
     from mubench import plugins
 
-    plugins.load_plugins()
-    saved = {kind: (dict(r._entries), dict(r.broken)) for kind, r in plugins.registries().items()}
-    loaded = set(plugins._loaded_sources)
-    yield
-    for kind, r in plugins.registries().items():
-        r._entries.clear()
-        r._entries.update(saved[kind][0])
-        r.broken.clear()
-        r.broken.update(saved[kind][1])
-    plugins._loaded_sources.clear()
-    plugins._loaded_sources.update(loaded)
+    with plugins.restored_registries():
+        yield

@@ -21,7 +21,6 @@ Nothing is trained: every check builds plans and hashes keys.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import tempfile
@@ -61,28 +60,9 @@ DISPLAY_ONLY = {Original: {"data_options"}, Split: {"data_options"}, Unlearn: {"
 KEYED_BACK = {Evaluate: {"tuned", "attacks"}}
 
 
-@contextlib.contextmanager
-def registries_restored():
-    """conftest.isolated_registries around one plan (the cases are built at collection, before
-    fixtures): the example plugin's attack leaves with it, since other tests list the attacks."""
-    plugins.load_plugins()
-    saved = {kind: (dict(r._entries), dict(r.broken)) for kind, r in plugins.registries().items()}
-    loaded = set(plugins._loaded_sources)
-    try:
-        yield
-    finally:
-        for kind, r in plugins.registries().items():
-            r._entries.clear()
-            r._entries.update(saved[kind][0])
-            r.broken.clear()
-            r.broken.update(saved[kind][1])
-        plugins._loaded_sources.clear()
-        plugins._loaded_sources.update(loaded)
-
-
 def plan_of(config: ExperimentConfig) -> Plan:
     """The plan of `config` against an empty store (nothing cached, nothing run)."""
-    with registries_restored(), tempfile.TemporaryDirectory() as root:
+    with plugins.restored_registries(), tempfile.TemporaryDirectory() as root:
         return build_plan(config, Store(root))
 
 
