@@ -111,37 +111,28 @@ def test_kill_9_then_resume_gives_the_same_records(reference_run, tmp_path):
         torch.load(path, weights_only=True)  # no corrupt artifact
 
 
-def test_loky_and_dask_give_the_same_records(tmp_path):
+def test_every_backend_and_layout_gives_the_same_records_and_a_thread_count_its_own_keys(reference_run, tmp_path):
+    """The numbers a job produces do not depend on the backend or the layout: loky with its
+    default layout (two workers, and a stage with one ready job run in this process, which
+    before got both cores and other bits under the same key) and Dask give the sequential
+    one-thread run's records, key for key. A thread count the user asks for is another
+    computation: other keys, so it never mixes into a cache."""
     distributed = pytest.importorskip("distributed")
-    loky_root, dask_root = tmp_path / "loky", tmp_path / "dask"
-    mubench("run", *GRID, "--backend", "loky", "--jobs", "2", "--out", str(loky_root))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
-        mubench("run", *GRID, "--backend", "dask", "--scheduler", cluster.scheduler_address,
-                "--out", str(dask_root))
-    loky, dask = numbers(method_records(loky_root)), numbers(method_records(dask_root))
-    assert len(loky) == 5  # Retrain, FT, GA and the 2 calibration rows
-    assert loky == dask
-
-
-def test_a_cell_gives_the_same_records_whatever_the_layout_and_new_keys_per_thread_count(reference_run, tmp_path):
-    """The numbers a job produces do not depend on --jobs (before, a lone ready job, or every job
-    under --jobs 1, got both cores and other bits under the same keys); a thread count the user
-    asks for is a different computation, so it gets different keys and never mixes in a cache."""
     reference = method_records(reference_run[0])
     default_threads = [a for a in GRID if a not in ("--threads", "1")]
-    assert len(default_threads) == len(GRID) - 2
-    one_job = tmp_path / "one-job"
-    mubench("run", *default_threads, "--jobs", "1", "--out", str(one_job))
-    assert method_records(one_job).keys() == reference.keys()
-    assert numbers(method_records(one_job)) == numbers(reference)
-    two = mubench("run", *default_threads, "--threads", "2", "--out", str(one_job))
-    assert "15 jobs run, 1 cached" in two.stdout  # only the split (index arithmetic) is shared
-    by_threads: dict[int, set] = {}
-    for record in method_records(one_job).values():
-        by_threads.setdefault(record["torch_threads"], set()).add(record["key"])
-    assert set(by_threads) == {1, 2} and not by_threads[1] & by_threads[2]
-    assert {r["machine"]["threads"] for r in method_records(one_job).values()} == {1, 2}
+    assert len(default_threads) == len(GRID) - 2 and len(reference) == 5  # Retrain, FT, GA, 2 calibration rows
+    loky_root, dask_root = tmp_path / "loky", tmp_path / "dask"
+    mubench("run", *default_threads, "--backend", "loky", "--out", str(loky_root))
+    assert method_records(loky_root).keys() == reference.keys()
+    assert numbers(method_records(loky_root)) == numbers(reference)
+    assert {r["machine"]["threads"] for r in method_records(loky_root).values()} == {1}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        mubench("run", *default_threads, "--backend", "dask", "--scheduler", cluster.scheduler_address,
+                "--out", str(dask_root))
+    assert numbers(method_records(dask_root)) == numbers(reference)
+    two = mubench("run", *default_threads, "--threads", "2", "--out", str(loky_root), "--dry-run")
+    assert "total: 15 jobs to run" in two.stdout  # only the split (index arithmetic) is shared
 
 
 FAILING_PLUGIN = '''
@@ -159,15 +150,19 @@ class AlwaysFails(Method):
 '''
 
 
-def test_a_failing_method_does_not_stop_the_others(tmp_path):
+def test_a_failing_method_does_not_stop_the_others(tmp_path, isolated_registries, capsys):
+    """Through the CLI in this process (the plugin's registration is undone after the test); the
+    screen's reference models are off, since nothing here reads them."""
+    from mubench.cli import main
+
     plugin = tmp_path / "fails.py"
     plugin.write_text(FAILING_PLUGIN)
     root = tmp_path / "out"
-    proc = mubench("run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
-                   "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=10", "--quiet",
-                   "--backend", "sequential", "--plugin", str(plugin), "--out", str(root), check=False)
-    assert proc.returncode == 1
-    assert "1 failed" in proc.stdout
+    args = ["run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
+            "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=10", "--set", "evaluation.attacks=svc",
+            "--backend", "sequential", "--plugin", str(plugin), "--out", str(root)]
+    assert main([*args, "--quiet"]) == 1
+    assert "1 failed" in capsys.readouterr().out
     records = method_records(root)
     status = {r["method"]: r["status"] for r in records.values()}
     assert status == {"retrain": "ok", "finetune": "ok", "always_fails": "failed", "original": "ok", "retrain_seed": "ok"}
@@ -175,10 +170,8 @@ def test_a_failing_method_does_not_stop_the_others(tmp_path):
     assert "boom on purpose" in failed["error"]
     assert "boom on purpose" in (root / failed["traceback_file"]).read_text()
     # the failure is not cached: a rerun tries it again (and only it)
-    dry = mubench("run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
-                  "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=10",
-                  "--plugin", str(plugin), "--out", str(root), "--dry-run")
-    assert "total: 2 jobs to run" in dry.stdout  # its Unlearn and Evaluate
+    assert main([*args, "--dry-run"]) == 0
+    assert "total: 2 jobs to run" in capsys.readouterr().out  # its Unlearn and Evaluate
 
 
 @pytest.mark.parametrize("args, words", [

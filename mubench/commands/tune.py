@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     Store(tp.config.out).check_writable()
     result = execute(tp.plan, tp.config, progress=None if not args.quiet else False)
     outcomes = tuning.select(tp)
-    command = "python -m mubench " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["tune"] else ["tune"])
+    typed = getattr(args, "argv", None) or []
+    command = "python -m mubench " + shlex.join(typed if typed[:1] == ["tune"] else ["tune"])
     paths = tune_output.write_outputs(tp, outcomes, config, command, args.write)
     print(tune_output.tune_markdown(tp, outcomes, config.seeds))
     print(f"{result.ran} jobs run, {result.cached} cached, {len(result.failed)} failed in {result.seconds:.1f} s; "
