@@ -169,6 +169,19 @@ def backend_context(execution: ExecutionConfig, layout: WorkerLayout, results_ro
             yield lambda fn, items: Parallel(return_as="generator_unordered")(delayed(fn)(i) for i in items)
 
 
+def _check_reachable(address: str, timeout: float = 2.0) -> None:
+    """Fail at once when nothing listens at a tcp://HOST:PORT scheduler address (a refused
+    connection), instead of after the Dask client's 10 s of retries; other forms go to Dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+        pass
+
+
 @contextlib.contextmanager
 def _dask_client(execution: ExecutionConfig, results_root: str):
     try:
@@ -189,6 +202,8 @@ def _dask_client(execution: ExecutionConfig, results_root: str):
     else:
         raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT or an [execution.slurm] table in the config")
     try:
+        if isinstance(address, str):
+            _check_reachable(address)
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as err:
         raise MubenchError(f"dask scheduler {execution.scheduler or 'of the SLURM cluster'} is unreachable ({err}); "

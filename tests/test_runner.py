@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _cli import run_cli
 
 # One torch thread in every run (the default, said here because the tests compare records
 # across runs and two of them run side by side).
@@ -75,10 +76,10 @@ def test_second_run_is_all_cached_and_fast(reference_run):
     proc = mubench("run", *GRID, "--backend", "sequential", "--out", str(root))
     assert "0 jobs run, 16 cached" in proc.stdout
     assert time.perf_counter() - start < first_seconds
-    dry = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "fp32")
+    dry = run_cli("run", *GRID, "--out", str(root), "--dry-run", "--precision", "fp32")
     assert dry.stdout.startswith("device cpu (1 torch thread per job), training precision fp32 (as asked), evaluation fp32\n")
     assert "total: 0 jobs to run" in dry.stdout  # keys hold the resolved precision: auto is fp32 here
-    bf16 = mubench("run", *GRID, "--out", str(root), "--dry-run", "--precision", "bf16")
+    bf16 = run_cli("run", *GRID, "--out", str(root), "--dry-run", "--precision", "bf16")
     assert "total: 15 jobs to run" in bf16.stdout  # all but the split
 
 
@@ -131,7 +132,7 @@ def test_every_backend_and_layout_gives_the_same_records_and_a_thread_count_its_
         mubench("run", *default_threads, "--backend", "dask", "--scheduler", cluster.scheduler_address,
                 "--out", str(dask_root))
     assert numbers(method_records(dask_root)) == numbers(reference)
-    two = mubench("run", *default_threads, "--threads", "2", "--out", str(loky_root), "--dry-run")
+    two = run_cli("run", *default_threads, "--threads", "2", "--out", str(loky_root), "--dry-run")
     assert "total: 15 jobs to run" in two.stdout  # only the split (index arithmetic) is shared
 
 
@@ -185,7 +186,9 @@ def test_a_failing_method_does_not_stop_the_others(tmp_path, isolated_registries
     (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], ["unreachable"]),
 ])
 def test_bad_input_exits_2_with_one_line(args, words, tmp_path):
-    proc = mubench("run", *args, "--out", str(tmp_path / "r"), "--seeds", "0", "--quiet", check=False, timeout=120)
+    """In this process (`run_cli`: an uncaught exception would fail the test, as a traceback
+    would); test_unwritable_output_dir_is_one_line checks the same through a real process."""
+    proc = run_cli("run", *args, "--out", str(tmp_path / "r"), "--seeds", "0", "--quiet")
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("mubench: error:"), proc.stderr

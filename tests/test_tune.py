@@ -5,13 +5,11 @@ digits file that the default run uses."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import types
 from pathlib import Path
 
 import pytest
+from _cli import run_cli
 
 from mubench.cli import build_parser, main
 from mubench.commands.run import config_from_args
@@ -29,15 +27,11 @@ from mubench.unlearning import METHODS, selectable_methods
 
 
 def mubench(*args, check=True):
-    """`python -m mubench ARGS` through the CLI's own `main`, in this process: a fresh interpreter
-    per call cost more than the small searches here (the selection test fell from 38 to 16 s).
-    Exit code and output are captured as a subprocess would give them."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    proc = types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
-    if check and code != 0:
-        raise AssertionError(f"mubench {' '.join(args)} exited {code}:\n{proc.stdout}\n{proc.stderr}")
+    """The CLI in this process (mubench.testing.run_cli): a fresh interpreter per call cost more
+    than the small searches here (the selection test fell from 38 to 15 s)."""
+    proc = run_cli(*args)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mubench {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
