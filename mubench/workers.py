@@ -3,8 +3,9 @@
 The job function (`jobs.run_job`) never knows its backend. Locally, loky processes, each CPU
 job with the fixed `threads_per_worker` torch threads (1 by default: two 1-thread workers beat
 one 2-thread process on a 2-core machine, and a job's numbers must not depend on how many
-others were ready beside it), or one worker per GPU, each pinned to its own device. Loky workers watch their parent and exit when it dies. `--backend dask` sends
-the same jobs to a Dask cluster; the results root must be on a filesystem every worker sees.
+others were ready beside it), or one worker per GPU, each pinned to its own device. Loky
+workers watch their parent and exit when it dies. `--backend dask` sends the same jobs to a
+Dask cluster; the results root must be on a filesystem every worker sees.
 """
 
 from __future__ import annotations
