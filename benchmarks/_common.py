@@ -47,19 +47,16 @@ def setup(args) -> torch.device:
 
 
 def machine(device: torch.device, threads: int) -> dict:
-    """What the figures were measured on."""
-    from mubench.device import cpu_name
+    """What the figures were measured on: mubench's own provenance (`device.machine`: CPU, ISA
+    flags, threads, GPU) plus the cores, platform, versions and load of this measurement."""
+    from mubench.device import machine as provenance
+    from mubench.device import resolve_precision
 
-    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads, "platform": platform.platform(),
+    info = {**provenance(device, threads), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
             "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     if device.type == "cpu":  # AMX decides the default precision, and CPUs of one name differ in it
-        from mubench.device import cpu_has_amx_bf16, resolve_precision
-
-        info["amx"] = cpu_has_amx_bf16()
         info["auto_precision"] = resolve_precision("auto", device)
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 

@@ -86,32 +86,35 @@ def compute_signature(device: torch.device, threads: int) -> dict:
 
 
 @functools.cache
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo (None where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def cpu_name() -> str:
     """The CPU's model name (what `lscpu` prints), or the platform's word for it."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 @functools.cache
 def cpu_flags() -> dict:
     """The ISA features that change which CPU kernels run (and so the last bits of a result)."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    flags = set((_cpuinfo("flags") or "").split())
     return {"amx": cpu_has_amx_bf16(), "avx512_bf16": "avx512_bf16" in flags,
             "avx512f": "avx512f" in flags, "avx2": "avx2" in flags}
+
+
+def threads_phrase(threads: int) -> str:
+    """`1 torch thread`, `2 torch threads`: how reports and messages name a thread count."""
+    return f"{threads} torch thread{'s' if threads != 1 else ''}"
 
 
 def machine(device: torch.device, threads: int | None = None) -> dict:

@@ -199,9 +199,9 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
 def evaluation_settings(config: ExperimentConfig, dataset: str, attacks: list[Attack] | None = None) -> dict:
     """What an Evaluate key holds of the run on `dataset`: the [evaluation] switches, the names
     of the metrics every evaluation computes (a metric registered later re-runs evaluation
-    only), and, unless only the SVC runs, the attacks' names and each instance's `keyed()` (its settings and bumped code version).
-    So an attack that is off adds nothing, and the SVC alone gives the keys runs had before
-    attacks existed."""
+    only), and, unless only the SVC runs, the attacks' names and each instance's `keyed()` (its
+    settings and bumped code version). So an attack that is off adds nothing, and the SVC alone
+    gives the keys runs had before attacks existed."""
     from .metrics import METRICS
 
     if attacks is None:

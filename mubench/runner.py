@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ExperimentConfig
-from .device import compute_signature, resolve_device
+from .device import compute_signature, resolve_device, threads_phrase
 from .errors import MubenchError
 from .jobs import Job, RunContext, Split, iso
 from .method_jobs import Evaluate, Unlearn, display_name
@@ -73,7 +73,7 @@ def check_compute(job: Job, device) -> None:
 
 def _words(compute: dict) -> str:
     threads = compute.get("threads")
-    return compute["device"] + (f" with {threads} torch thread{'s' if threads != 1 else ''}" if threads else "")
+    return compute["device"] + (f" with {threads_phrase(threads)}" if threads else "")
 
 
 def _failed(store: Store, job: Job, error: str, traceback_file: str | None, started: float) -> dict:
@@ -169,8 +169,7 @@ def settings_line(config: ExperimentConfig) -> str:
 
     device = resolve_device(config.execution.device)
     threads = config.execution.threads_per_worker
-    where = f"device {device}" + (f" ({threads} torch thread{'s' if threads != 1 else ''} per job)"
-                                  if device.type == "cpu" else "")
+    where = f"device {device}" + (f" ({threads_phrase(threads)} per job)" if device.type == "cpu" else "")
     precisions = []
     for dataset in config.datasets:
         precision = run_precision(config.precision, dataset, device)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..device import threads_phrase
 from .records import CELL, current_ok, method_label, with_gaps
 from .tables import UNSTABLE_UA_RANGE, failed_jobs, format_number, missing_jobs
 
@@ -108,7 +109,6 @@ def machines_seen(df: pd.DataFrame) -> str:
         amx = "AMX" if bool(getattr(row, "machine_amx", False)) else "no AMX"
         gpu = getattr(row, "machine_gpu", None)
         where = gpu if isinstance(gpu, str) else f"{row.machine_cpu} ({amx})"
-        out.add(where + ("" if isinstance(gpu, str) or pd.isna(threads) else
-                         f", {int(threads)} torch thread{'s' if int(threads) != 1 else ''} per job"))
+        out.add(where + ("" if isinstance(gpu, str) or pd.isna(threads) else f", {threads_phrase(int(threads))} per job"))
     missing = " and not recorded" if df["machine_cpu"].isna().any() else ""
     return "; ".join(sorted(out)) + missing
