@@ -22,6 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from mubench.errors import MubenchError  # noqa: E402
 from mubench.report.records import load_records  # noqa: E402
 from mubench.stats import half_width, mean_interval  # noqa: E402
 
@@ -88,7 +89,11 @@ def main() -> int:
     p.add_argument("--names", default="A,B", help="what A and B are, for the header")
     p.add_argument("--metric", default="avg_gap", choices=METRICS)
     args = p.parse_args()
-    a, b = _ok(args.a), _ok(args.b)
+    try:
+        a, b = _ok(args.a), _ok(args.b)
+    except MubenchError as err:
+        print(f"compare_tables: error: {err}", file=sys.stderr)
+        return 2
     names = args.names.split(",")
     table = compare(a, b, args.metric)
     print(f"{args.metric}: A = {names[0]}, B = {names[1]}; {len(a.index.intersection(b.index))} rows matched\n")
