@@ -153,6 +153,17 @@ LossFn = Callable[[nn.Module, Batch, int], torch.Tensor]  # (model, batch, epoch
 EpochBatches = Callable[[int], Iterable[Batch]]
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def make_optimizer(name: str, params: list, optim: OptimSpec) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+
+
 def train(
     model: nn.Module,
     *,
@@ -163,6 +174,7 @@ def train(
     device: torch.device,
     precision: str = "fp32",
     params: Iterable | None = None,
+    optimizer: str = "sgd",
     after_step: Callable[[], None] | None = None,
     after_epoch: Callable[[int, dict], bool | None] | None = None,
     train_mode: bool = True,
@@ -172,6 +184,8 @@ def train(
     """Run `epochs` epochs of SGD on `loss_fn(model, batch, epoch)` over `batches(epoch)`.
 
     params: parameters or param groups to optimise (default: all of `model`'s).
+    optimizer: "sgd" (momentum and weight decay from `optim`) or "adam" (β 0.9 / 0.999, `optim`'s
+    lr, schedule and L2 weight decay; no momentum): for learned input perturbations, one tensor.
     after_step: called after each optimiser step (e.g. SalUn restores frozen weights).
     after_epoch: called with (epoch, stats); returning True stops early (convergence stops).
     train_mode: False keeps the model in eval mode (frozen BN statistics, as forget vectors need).
@@ -181,7 +195,7 @@ def train(
 
     precision = resolve_precision(precision, device)
     params = list(model.parameters()) if params is None else list(params)
-    optimizer = torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    optimizer = make_optimizer(optimizer, params, optim)
     model.train(train_mode)
     history: list[dict] = []
     start = time.perf_counter()

@@ -24,17 +24,27 @@ class PointResult:
     records: list[dict]
 
 
+def with_method_params(config: ExperimentConfig, method: str, overrides: dict) -> ExperimentConfig:
+    """`config` with `overrides` as `[methods.METHOD]` (the default point maker)."""
+    return dataclasses.replace(config, method_params={**config.method_params, method: dict(overrides)})
+
+
+def with_bank_params(config: ExperimentConfig, method: str, overrides: dict) -> ExperimentConfig:
+    """`config` with `overrides` as its `[bank]` table (points of the forget-vector bank)."""
+    return dataclasses.replace(config, bank={**config.bank, **overrides})
+
+
 def run_points(config: ExperimentConfig, method: str, points: Sequence[dict],
-               progress: bool | None = False) -> list[PointResult]:
-    """Run `method` (and the methods already in `config`, e.g. a baseline) at every point."""
+               progress: bool | None = False, point_config=with_method_params) -> list[PointResult]:
+    """Run `method` (and the methods already in `config`, e.g. a baseline) at every point;
+    `point_config(config, method, overrides)` makes a point's config."""
     from ..planner import build_plan, merge_plans
     from ..runner import execute
 
     store = Store(config.out)
     plans, keys = [], []
     for overrides in points:
-        point = dataclasses.replace(config, method_params={**config.method_params, method: dict(overrides)})
-        plan = build_plan(point, store)
+        plan = build_plan(point_config(config, method, overrides), store)
         plans.append(plan)
         keys.append([j.key for j in plan.evaluations() if j.method == method])
     execute(merge_plans(plans), config, progress=progress)

@@ -22,6 +22,11 @@ lr × 0.9 after every epoch, batch 256, augmentation on, 100 epochs (the step si
 3–10), 0.2 for random / subset forgetting (SPEC §4: a universal δ cannot tell forget samples
 from retain samples of the same class, so a large β destroys RA); `info["beta"]` records it.
 
+Learning knobs beyond the paper (all keyed, defaults the paper's): `augment` (the dataset's
+training augmentation on the batches δ is learned on; the paper's code augments), `optimizer`
+(`sgd` with momentum as in the paper, or `adam`, whose lr is Adam's step size) and
+`frozen_precision` (`learn_perturbation`).
+
 Epoch selection (the paper picked an epoch per class and did not say how): `select="last"`
 (default) returns δ after the last epoch run. `select="best"` holds out a `holdout` fraction of
 the forget set and of the retain set (stratified by label, seeded; never the test set), trains
@@ -54,7 +59,7 @@ from mubench.params import Interval, Options, param
 from mubench.plots import Figure, FigureInput, register_figure
 from mubench.predictor import Predictor
 from mubench.search import LogUniform
-from mubench.training import Batch, OptimSpec, train
+from mubench.training import OPTIMIZERS, Batch, OptimSpec, train
 from mubench.unlearning import METHODS, Method, UnlearnTask, register_method
 
 from ._fv_figure import render_forget_vector
@@ -83,6 +88,11 @@ class PerturbationParams:
     select: str = param("last", Options(("last", "best")), "epoch returned: last, or best on a held-out slice")
     holdout: float = param(0.1, Interval(0, 1, "neither"), "fraction of forget and retain held out (select=best)")
     tol: float = param(1e-3, Interval(0, None), "stop when δ's relative change over an epoch is below this (0: off)")
+    optimizer: str = param("sgd", Options(OPTIMIZERS), "sgd (the paper's, with momentum) or adam (lr is Adam's)")
+    augment: bool = param(True, None, "the dataset's training augmentation on the batches δ is learned on (paper: on)")
+    frozen_precision: str = param("fp32", Options(("fp32", "bf16")),
+                                  "precision of the frozen network's layers after its fp32 input layer while δ is "
+                                  "learned (evaluation is fp32 either way)")
 
 
 @dataclass(frozen=True)
@@ -202,11 +212,12 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
     the task's scenario kind; divide_norm: see forget_vector_loss; retain_fraction < 1: each
     epoch sees the forget set and a fresh seeded retain subsample (`retain_subsample`).
 
-    Always in fp32, whatever the run's precision: under bf16 autocast the forward rounds
-    x + δ, which distorted a learned δ by 6% / 21% / 62% at ‖δ‖₂ ≈ 0.55 / 0.17 / 0.06 on
-    3×32×32 (SPEC §4, issue 13). A perturbation method's numbers must not depend on the
-    hardware's precision, and the frozen model's forward is cheap next to training a model,
-    so mubench gives up bf16's speed here (a difference from a plain `--precision bf16`).
+    In fp32 by default, whatever the run's precision: a perturbation method's numbers must not
+    depend on the hardware's precision (issue 13: bf16 rounding of x + δ distorted a learned δ
+    by 6-62%, SPEC §4). `frozen_precision="bf16"` is an explicit, keyed choice: the model's
+    input layer (normalisation, first conv/linear) stays fp32, so x + δ is never rounded, and
+    only the later layers of the frozen network run under bf16 autocast (faster where the CPU
+    has native bf16; BENCHMARKS.md §6).
     """
     p = resolve_beta(p, task.scenario.kind)
     model = task.original.eval()
@@ -268,9 +279,10 @@ def learn_perturbation(task: UnlearnTask, p: PerturbationParams, theta: torch.Te
                       gamma=p.lr_decay)  # lr × lr_decay after every epoch
     with frozen_weights(model):
         result = train(model, epochs=p.epochs, batches=lambda epoch: retain_subsample(task, retain_fraction, epoch).batches(
-                           "union", p.batch_size, generator),
-                       loss_fn=loss_fn, optim=optim, device=task.device, precision="fp32", params=[theta],
-                       after_epoch=after_epoch, train_mode=False, progress=task.progress, desc=desc)
+                           "union", p.batch_size, generator, augment=p.augment),
+                       loss_fn=loss_fn, optim=optim, device=task.device, precision=p.frozen_precision, params=[theta],
+                       optimizer=p.optimizer, after_epoch=after_epoch, train_mode=False, progress=task.progress,
+                       desc=desc)
     if holdout is None:
         final, selected = theta.detach(), [result.epochs_run] * n_problems
     else:
