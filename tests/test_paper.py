@@ -77,7 +77,8 @@ def test_paper_grids_resolve_to_the_corrected_defaults(tmp_path, monkeypatch, ca
     """Issue 13: the paper's CIFAR-10 grid, as experiments/cifar10-paper.toml and as the
     cifar10-random table, plans β 0.2 for random forgetting (not the class-wise 5 that GPU
     datasets fell back to), a class-wise bank of its own, SCRUB's reference loaders (forget 512,
-    retain 256, no augmentation) and SSD's class-sorted I_D, and --dry-run says so. CIFAR-10 is a
+    retain 256, no augmentation) and SSD's I_D order by kind (class-sorted for class:0, mixed for
+    random:10, issue 25), and --dry-run says so. CIFAR-10 is a
     tiny set written in its on-disk format."""
     write_cifar10(tmp_path / "data")
     monkeypatch.setenv("MUBENCH_DATA", str(tmp_path / "data"))
@@ -95,7 +96,8 @@ def test_paper_grids_resolve_to_the_corrected_defaults(tmp_path, monkeypatch, ca
     for scenario in ("class:0", "random:10"):
         scrub = run[f"scrub cifar10/resnet18/{scenario}"]
         assert (scrub["forget_batch_size"], scrub["batch_size"], scrub["augment"]) == ("512", "256", "False")
-        assert run[f"ssd cifar10/resnet18/{scenario}"]["full_order"] == "sorted"
+    assert run["ssd cifar10/resnet18/class:0"]["full_order"] == "sorted"  # by kind, as the reference's scripts
+    assert run["ssd cifar10/resnet18/random:10"]["full_order"] == "mixed"
 
 
 # -- loading and validation -------------------------------------------------------------------

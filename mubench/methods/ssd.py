@@ -16,18 +16,30 @@ Defaults: α = 10, λ = 1, batch 64 — the paper's values for every ResNet-18 /
 by a TPE search over α ∈ [0.1, 100], λ ∈ [0.1, 5]; ViT used α = 5 class-wise, PinsFaceRecognition
 α = 50, λ = 0.1). Smaller datasets may override them in the class's `presets`.
 
-Batch order (SPEC §3): as in the reference, I_D is computed over the training data in its
-stored order, retain then forget, each class by class (stable within a class), unshuffled and
-un-augmented, so almost every batch holds one class (`full_order="sorted"`). An importance is
-the squared gradient of a batch-mean loss, averaged over batches — not per-sample squared
-gradients — so it depends on which samples share a batch: gradients of a fitted model partly
-cancel within a mixed-class batch, which shrinks I_D and makes α = 10 dampen far more weights;
-`full_order="shuffled"` gives those seeded mixed batches. The forget pass is shuffled (one
-class for class forgetting either way). Measured numbers: docs/adding-a-method.md.
+Batch order (SPEC §3) follows the reference script of the scenario kind (`full_order=None`,
+ORDER_BY_KIND). Its full-class script computes I_D over the training data in its stored order,
+retain then forget, each class by class (stable within a class), unshuffled and un-augmented,
+so almost every batch holds one class: `"sorted"`, used for class / classes forgetting. Its
+random-forgetting script draws forget and retain with `random_split`, so the same unshuffled
+concatenation (retain, then forget) is in a random order and its batches mix classes:
+`"mixed"` (a seeded permutation of retain, then one of forget), used for random / subset
+forgetting (a subset forget set is a random draw inside classes, as random forgetting is one
+over all of them; the reference's sub-class script forgets whole sub-classes, which mubench
+has no kind for). Before version 3 every kind used `"sorted"`, which on random forgetting made
+I_D so large that almost no weight was selected. An importance is the squared gradient of a
+batch-mean loss, averaged over batches — not per-sample squared gradients — so it depends on
+which samples share a batch: gradients of a fitted model partly cancel within a mixed-class
+batch, which shrinks I_D and makes α = 10 dampen far more weights. `"shuffled"` (one seeded
+shuffle of forget ∪ retain) is the order of version 1. The forget pass is shuffled (one class
+for class forgetting either way). In the mixed order the forget samples fill I_D's last
+batches, so I_D is at least about p·I_f for a forget fraction p and nothing is selected unless
+α < about 1/p: the paper's α = 10 was used with 100 forget images of CIFAR-10's 50,000, and
+dampens nothing on a 10% forget set. Measured numbers: docs/adding-a-method.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -41,6 +53,8 @@ from mubench.search import LogUniform
 from mubench.training import Batch
 from mubench.unlearning import Method, UnlearnTask, register_method
 
+FULL_ORDERS = ("sorted", "mixed", "shuffled")
+
 
 @dataclass(frozen=True)
 class SSDParams:
@@ -53,14 +67,37 @@ class SSDParams:
     lam: float = param(1.0, Interval(0, None, "neither"),
                        "dampening: weight x min(lam x full / forget importance, 1)")
     batch_size: int = param(64, Interval(1, None), "mini-batch size of both importance passes")
-    full_order: str = param("sorted", Options(("sorted", "shuffled")),
-                            "full-data batches: stored class-sorted order (reference) or shuffled")
+    full_order: str | None = param(None, Options(FULL_ORDERS),
+                                   "full-data batches: sorted (class by class), mixed (random_split order) or "
+                                   "shuffled; None: by scenario kind, as the reference's scripts (class/classes "
+                                   "sorted, random/subset mixed)")
+
+
+# I_D's batch order when `full_order` is None: that of the reference script for the kind.
+ORDER_BY_KIND = {"class": "sorted", "classes": "sorted", "random": "mixed", "subset": "mixed"}
+
+
+def resolve_order(p: SSDParams, scenario_kind: str) -> SSDParams:
+    """`p` with `full_order` set: the user's value, else ORDER_BY_KIND of the scenario kind."""
+    if p.full_order is not None:
+        return p
+    return dataclasses.replace(p, full_order=ORDER_BY_KIND[scenario_kind])
 
 
 def class_sorted_batches(task: UnlearnTask, batch_size: int) -> Iterable[Batch]:
     """Unshuffled, un-augmented batches of retain then forget, each sorted by class (stable)."""
     for x, y in ((task.retain_x, task.retain_y), (task.forget_x, task.forget_y)):
         order = torch.sort(y, stable=True).indices
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield Batch(task.prepare(x[idx]), y[idx], None, "union")
+
+
+def random_split_batches(task: UnlearnTask, batch_size: int, generator: torch.Generator) -> Iterable[Batch]:
+    """Unshuffled, un-augmented batches of retain then forget, each in a seeded random order:
+    the reference random script's full-data loader over its two `random_split` subsets."""
+    for x, y in ((task.retain_x, task.retain_y), (task.forget_x, task.forget_y)):
+        order = torch.randperm(len(y), generator=generator).to(y.device)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             yield Batch(task.prepare(x[idx]), y[idx], None, "union")
@@ -104,17 +141,23 @@ class SSD(Method):
     """Selective Synaptic Dampening: scale down parameters far more important to the forget set."""
 
     Params = SSDParams
-    version = "2"  # 2: I_D over class-sorted batches by default
+    version = "3"  # 2: I_D over class-sorted batches by default; 3: I_D's order by scenario kind
     label, color, rank = "SSD", "#b8860b", 70
     test_params = {"batch_size": 128}
 
+    @classmethod
+    def resolved(cls, params, scenario_kind: str):
+        return resolve_order(params, scenario_kind)
+
     def unlearn(self, task: UnlearnTask) -> Predictor:
-        p = self.params
+        p = resolve_order(self.params, task.scenario.kind)
         model = frozen_copy(task.original).to(task.device).eval()
         params = [w.requires_grad_(True) for w in model.parameters()]
         forget = fisher_diagonal(model, task.batches("forget", p.batch_size, task.generator(1), augment=False))
         if p.full_order == "sorted":
             full_batches = class_sorted_batches(task, p.batch_size)
+        elif p.full_order == "mixed":
+            full_batches = random_split_batches(task, p.batch_size, task.generator(2))
         else:
             full_batches = task.batches("union", p.batch_size, task.generator(2), augment=False)
         full = fisher_diagonal(model, full_batches)
@@ -122,4 +165,5 @@ class SSD(Method):
         for w in params:
             w.requires_grad_(False)
         total = sum(w.numel() for w in params)
-        return Predictor(model, info={"dampened": selected, "dampened_fraction": selected / total})
+        return Predictor(model, info={"dampened": selected, "dampened_fraction": selected / total,
+                                      "full_order": p.full_order})
