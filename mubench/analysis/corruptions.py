@@ -4,7 +4,10 @@ Each corruption maps float images in [0, 1] (N, C, H, W) and a severity 0–3 to
 (clipped to [0, 1]; severity 0 returns the input unchanged), in the spirit of ImageNet-C but as
 plain tensor ops so every dataset and image size gets them: Gaussian noise (σ), Gaussian blur
 (σ in pixels), contrast (each image pulled towards its mean) and brightness (added offset).
-PGD is an ℓ∞ attack on the predictor itself (δ included: the attacker sees x ↦ f(x + δ)).
+PGD is an ℓ∞ attack on the predictor itself (δ included: the attacker sees x ↦ f(x + δ)),
+one loop in two directions: untargeted (ascend the true label's loss: the shift analysis's
+TA-robustness condition, under which forget samples can only look more forgotten) and
+targeted at the true label (descend it: the recovery attack of recovery.py).
 """
 
 from __future__ import annotations
@@ -66,12 +69,15 @@ def corrupt(name: str, x: torch.Tensor, severity: int, seed: int = 0) -> torch.T
     return x if severity == 0 else CORRUPTIONS[name](x, severity, seed)
 
 
-def pgd(predictor, x: torch.Tensor, y: torch.Tensor, severity: int, steps: int = 10,
-        batch_size: int = 512) -> torch.Tensor:
-    """ℓ∞ PGD (untargeted CE, step ε/4, no random start) at ε = LEVELS['pgd'][severity − 1]."""
-    if severity == 0:
+def linf_pgd(predictor, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10, batch_size: int = 512,
+             targeted: bool = False) -> torch.Tensor:
+    """ℓ∞ PGD on the cross-entropy of the true labels `y` (step ε/4, no random start, so
+    deterministic; the attacked inputs stay within ε of `x` and in [0, 1]). Untargeted: ascend
+    the loss (misclassify). `targeted`: descend it (push each input towards its own label: on a
+    forget sample, undo the forgetting). ε = 0 returns `x` itself."""
+    if eps == 0:
         return x
-    eps = _level("pgd", severity)
+    direction = -1.0 if targeted else 1.0
     outs = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i: i + batch_size], y[i: i + batch_size]
@@ -81,6 +87,12 @@ def pgd(predictor, x: torch.Tensor, y: torch.Tensor, severity: int, steps: int =
             with torch.enable_grad():
                 loss = F.cross_entropy(predictor(adv), yb)
                 (grad,) = torch.autograd.grad(loss, adv)
-            adv = (adv.detach() + eps / 4 * grad.sign()).clamp(xb - eps, xb + eps).clamp(0, 1)
+            adv = (adv.detach() + direction * eps / 4 * grad.sign()).clamp(xb - eps, xb + eps).clamp(0, 1)
         outs.append(adv.detach())
     return torch.cat(outs) if outs else x
+
+
+def pgd(predictor, x: torch.Tensor, y: torch.Tensor, severity: int, steps: int = 10,
+        batch_size: int = 512) -> torch.Tensor:
+    """Untargeted ℓ∞ PGD (`linf_pgd`) at ε = LEVELS['pgd'][severity − 1] (severity 0: `x`)."""
+    return x if severity == 0 else linf_pgd(predictor, x, y, _level("pgd", severity), steps, batch_size)
