@@ -1,2 +1,2 @@
-"""Forget-vector analyses of a finished grid (issue 16): transfer, geometry, data shift,
-sensitivity. `python -m mubench analyze --results DIR`; each analysis is one module here."""
+"""Forget-vector analyses of a finished grid (issues 16, 26): transfer, geometry, data shift,
+recovery attacks on inputs, sensitivity. `python -m mubench analyze --results DIR`; each analysis is one module here."""

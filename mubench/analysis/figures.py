@@ -83,6 +83,23 @@ def shift_figure(results: dict[str, dict], title: str, path: Path, metric: str =
     return _save(fig, path)
 
 
+def recovery_figure(results: dict[str, list[dict]], title: str, path: Path) -> Path:
+    """UA under the two recovery attacks and TA under untargeted PGD against ε (recovery.py)."""
+    plt = pyplot()
+    panels = (("ua_targeted", "UA (%), targeted PGD"), ("ua_universal", "UA (%), universal u, held-out"),
+              ("ta_untargeted", "TA (%), untargeted PGD (robustness)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), layout="constrained")
+    for ax, (field, label) in zip(axes, panels, strict=True):
+        for method, rows in results.items():
+            ax.plot([255 * r["eps"] for r in rows], [r[field] for r in rows], marker="o", label=method,
+                    color=_color(method), linestyle="--" if method in ("original", "retrain") else "-")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("ε (/255)")
+    axes[-1].legend(fontsize=6, loc="best")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def sensitivity_figure(rows: list[dict], title: str, path: Path) -> Path:
     plt = pyplot()
     default = next(r for r in rows if r["param"] == "default")

@@ -15,7 +15,7 @@ from ..report.markdown import markdown_table
 from . import figures
 from .cells import StoredCell, load_cells
 
-ANALYSES = ("transfer", "geometry", "shift", "sensitivity")
+ANALYSES = ("transfer", "geometry", "shift", "recovery", "sensitivity")
 
 
 def _slug(text: str) -> str:
@@ -91,6 +91,30 @@ def shift_section(cells: Sequence[StoredCell], out: Path, max_samples: int) -> l
     return lines
 
 
+def recovery_section(cells: Sequence[StoredCell], out: Path, max_samples: int,
+                     epsilons: Sequence[float] | None) -> list[str]:
+    from .recovery import EPSILONS, MEASURES, analyze_recovery, recovery_table
+
+    lines = ["## Recovery: can a small input change undo the forgetting?",
+             "Every predictor as deployed (a forget vector with its δ) attacked in input space, pixel "
+             "values clipped to [0, 1], at each ℓ∞ budget ε. Targeted PGD lowers the true label's loss "
+             "on each forget sample; the universal perturbation is one image-shaped u learned on a "
+             "seeded half of the forget samples and scored on the other half (the attacker's own forget "
+             "vector). Retrain never saw the forget data: the control, attacked at the same ε. A method "
+             "whose UA falls faster than Retrain's under the same attack keeps what it forgot closer to "
+             "the surface than a model that never learned it. The last table is TA under untargeted PGD, "
+             "a robustness row. Code: mubench/analysis/recovery.py.", ""]
+    for cell in cells:
+        results = analyze_recovery(cell, max_samples=max_samples, epsilons=tuple(epsilons or EPSILONS))
+        for measure, title in MEASURES.items():
+            lines += [f"### {cell.label}: {title}", "",
+                      markdown_table(pd.DataFrame(recovery_table(results, measure)).round(2)), ""]
+        png = figures.recovery_figure(results, f"{cell.label}: recovery attacks",
+                                      out / "figures" / f"recovery_{_slug(cell.label)}")
+        lines += [_fig(out, png), ""]
+    return lines
+
+
 def sensitivity_section(root: Path, out: Path, swept: Sequence[str] | None, scenarios: Sequence[str]) -> list[str]:
     from .sensitivity import SWEPT, analyze_sensitivity
 
@@ -108,9 +132,11 @@ def sensitivity_section(root: Path, out: Path, swept: Sequence[str] | None, scen
 
 
 def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_samples: int = 2000,
-                   swept: Sequence[str] | None = None, scenarios: Sequence[str] = ()) -> Path:
+                   swept: Sequence[str] | None = None, scenarios: Sequence[str] = (),
+                   epsilons: Sequence[float] | None = None) -> Path:
     """Run `analyses` on the grid under `root`; returns DIR/analysis/analysis.md (sensitivity:
-    `swept` parameters, default all, on `scenarios`, default the grid's)."""
+    `swept` parameters, default all, on `scenarios`, default the grid's; recovery: at the ℓ∞
+    budgets `epsilons` in pixel units, default recovery.EPSILONS)."""
     root = Path(root)
     out = root / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +149,8 @@ def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_sam
         lines += geometry_section(cells, out)
     if "shift" in analyses:
         lines += shift_section(cells, out, max_samples)
+    if "recovery" in analyses:
+        lines += recovery_section(cells, out, max_samples, epsilons)
     if "sensitivity" in analyses:
         lines += sensitivity_section(root, out, swept, scenarios)
     path = out / "analysis.md"

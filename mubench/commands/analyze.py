@@ -1,4 +1,5 @@
-"""`mubench analyze`: forget-vector analyses (transfer, geometry, data shift, sensitivity) of a
+"""`mubench analyze`: forget-vector analyses (transfer, geometry, data shift, recovery attacks,
+sensitivity) of a
 finished grid, from its stored predictors; results cached under DIR/analysis/cache."""
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("analyze", help="forget-vector analyses of a finished grid (figures + Markdown)",
                        description="Transfer of class-wise forget vectors, geometry of x + δ, every predictor "
-                       "under data shift, and the forget vector's sensitivity to β, λ, τ and epochs. Reads the "
+                       "under data shift and under input-space recovery attacks (Retrain as the control), "
+                       "and the forget vector's sensitivity to β, λ, τ and epochs. Reads the "
                        "stored predictors of DIR; the sensitivity sweep runs (cached) forget-vector jobs in DIR.")
     p.add_argument("--results", default="results", metavar="DIR", help="results root of `mubench run`")
     p.add_argument("--only", default=",".join(ANALYSES), metavar="LIST",
                    help=f"comma-separated analyses among {', '.join(ANALYSES)} (default: all)")
     p.add_argument("--max-samples", type=int, default=2000, metavar="N",
-                   help="data shift: at most N samples per part (seeded subset; default 2000)")
+                   help="data shift, recovery: at most N samples per part (seeded subset; default 2000)")
+    p.add_argument("--epsilons", default=None, metavar="LIST",
+                   help="recovery: ℓ∞ budgets in 1/255 pixel steps, e.g. 0,4,16 (default: 0,2,4,8,16,32)")
     p.add_argument("--sweep", default=None, metavar="LIST",
                    help="sensitivity: parameters to sweep among beta, lam, tau, epochs, select (default: all)")
     p.add_argument("--scenarios", default=None, metavar="LIST",
@@ -41,5 +45,22 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"--sweep: unknown parameter {bad[0]!r}; choose among {', '.join(SWEPT)}")
     scenarios = split_scenarios(args.scenarios) if args.scenarios else ()
-    print(write_analysis(args.results, only, max_samples=args.max_samples, swept=swept, scenarios=scenarios))
+    print(write_analysis(args.results, only, max_samples=args.max_samples, swept=swept, scenarios=scenarios,
+                         epsilons=_epsilons(args.epsilons)))
     return 0
+
+
+def _epsilons(text: str | None) -> tuple[float, ...] | None:
+    """--epsilons '0,4,16' → (0, 4/255, 16/255); None → the analysis's default."""
+    from mubench.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        steps = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        steps = []
+    if not steps or any(not 0 <= v <= 255 for v in steps):
+        raise ConfigError(f"--epsilons: expected comma-separated budgets in 1/255 steps between 0 and 255, "
+                          f"e.g. 0,4,16; got {text!r}")
+    return tuple(v / 255 for v in steps)
