@@ -1,6 +1,7 @@
 """Recovery attacks on inputs (issue 26, item 3): targeted PGD at ε = 0 is the plain UA, and at
 ε > 0 it brings back what a predictor forgot; the universal attack is bounded and seeded;
-Retrain, the control, is attacked at the same ε."""
+Retrain, the control, is attacked at the same ε; the shift analysis's untargeted PGD is labelled
+as the TA-robustness condition it is."""
 
 from __future__ import annotations
 
@@ -137,6 +138,17 @@ def test_recovery_table_lists_the_control_first_at_every_eps():
     table = recovery_table({"forget_vector": rows, "original": rows, "retrain": rows}, "ua_targeted")
     assert [r["method"] for r in table] == ["retrain (control)", "original", "forget_vector"]
     assert all(list(r) == ["method", "ε=0", "ε=4/255"] for r in table)
+
+
+def test_shift_tables_label_their_pgd_as_untargeted_ta_robustness():
+    from mubench.analysis.corruptions import CORRUPTIONS, SEVERITIES
+    from mubench.analysis.report import shift_frame
+
+    conditions = ["clean", *(f"{c}:{s}" for c in (*CORRUPTIONS, "pgd") for s in SEVERITIES)]
+    results = {"retrain": {c: {"ta": 90.0, "ua": 100.0, "mia": 50.0} for c in conditions}}
+    for metric in ("ta", "ua"):
+        columns = list(shift_frame(results, metric).columns)
+        assert "Δ pgd (untargeted: TA robustness)" in columns and "Δ pgd" not in columns
 
 
 def test_analyze_rejects_bad_epsilons_in_one_line(capsys):

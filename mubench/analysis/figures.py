@@ -74,7 +74,7 @@ def shift_figure(results: dict[str, dict], title: str, path: Path, metric: str =
             ys = [by["clean"][metric], *(by[f"{name}:{s}"][metric] for s in SEVERITIES)]
             ax.plot([0, *SEVERITIES], ys, marker="o", label=method, color=_color(method),
                     linestyle="--" if method in ("original", "retrain") else "-")
-        ax.set_title(name, fontsize=9)
+        ax.set_title("pgd (untargeted)" if name == "pgd" else name, fontsize=9)
         ax.set_xlabel("severity")
         ax.set_xticks([0, *SEVERITIES])
     axes[0].set_ylabel(metric.upper() + " (%)")

@@ -73,19 +73,30 @@ def geometry_section(cells: Sequence[StoredCell], out: Path) -> list[str]:
     return lines
 
 
+def shift_frame(results: dict[str, dict], metric: str) -> pd.DataFrame:
+    """One shift table: the clean value, then the change under each condition (PGD labelled as
+    the untargeted TA-robustness condition it is)."""
+    from .shift import PGD_LABEL, shift_table
+
+    return pd.DataFrame([{"method": m, f"clean {metric}": results[m]["clean"][metric],
+                          **{f"Δ {PGD_LABEL if k == 'pgd' else k}": v for k, v in row.items()}}
+                         for m, row in shift_table(results, metric).items()])
+
+
 def shift_section(cells: Sequence[StoredCell], out: Path, max_samples: int) -> list[str]:
-    from .shift import analyze_shift, shift_table
+    from .shift import analyze_shift
 
     lines = ["## Data shift: every predictor on corrupted and PGD-perturbed data",
              "Mean over severities 1–3 of (value under shift − clean value); the clean value is in "
-             "the first column. Corruptions and ε: mubench/analysis/corruptions.py.", ""]
+             "the first column. Corruptions and ε: mubench/analysis/corruptions.py. The PGD column is "
+             "untargeted (it raises the true label's loss): a TA-robustness row. On forget samples it "
+             "can only raise UA, so it does not test whether forgetting can be undone; the recovery "
+             "section does.", ""]
     for cell in cells:
         results = analyze_shift(cell, max_samples=max_samples)
         for metric in ("ta", "ua", "mia"):
-            table = shift_table(results, metric)
-            frame = pd.DataFrame([{"method": m, f"clean {metric}": results[m]["clean"][metric],
-                                   **{f"Δ {k}": v for k, v in row.items()}} for m, row in table.items()])
-            lines += [f"### {cell.label}: {metric.upper()}", "", markdown_table(frame.round(2)), ""]
+            lines += [f"### {cell.label}: {metric.upper()}", "", markdown_table(shift_frame(results, metric).round(2)),
+                      ""]
         png = figures.shift_figure(results, f"{cell.label}: TA under shift", out / "figures" / f"shift_{_slug(cell.label)}")
         lines += [_fig(out, png), ""]
     return lines

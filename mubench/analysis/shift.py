@@ -3,7 +3,9 @@
 
 Every stored predictor of a cell — the original, Retrain and each method — is evaluated on
 forget, retain and test data under each corruption of corruptions.py at severities 1–3 and
-under small ℓ∞ PGD attacks on the predictor itself; per condition: TA, UA and MIA-Efficacy
+under small untargeted ℓ∞ PGD attacks on the predictor itself (a TA-robustness condition: it
+pushes every input away from its true label, so on forget samples UA can only rise; whether
+forgetting can be undone is recovery.py's question); per condition: TA, UA and MIA-Efficacy
 (the attack fitted on the shifted retain / test data, as on clean data). Shift = value under
 the condition minus the clean value. Parts larger than `max_samples` use a seeded subset.
 """
@@ -20,6 +22,7 @@ from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, pgd
 
 VERSION = "1"
 PARTS = ("forget", "retain", "test")
+PGD_LABEL = "pgd (untargeted: TA robustness)"  # how reports name the PGD condition
 CONDITIONS = ("clean", *(f"{c}:{s}" for c in (*CORRUPTIONS, "pgd") for s in SEVERITIES))
 
 
