@@ -118,7 +118,8 @@ class Evaluate(Job):
     settings: dict  # [evaluation] fields, the metric names and the attacks' key fields (planner.evaluation_settings)
     tuned: dict = field(default_factory=dict)  # tuned.TunedSettings.stamp() when the params come from a search
     attacks: tuple[AttackRun, ...] = ()  # the attacks that score this row (none for Retrain's own)
-    IGNORE: ClassVar[tuple[str, ...]] = ("tuned", "attacks")
+    family: str = ""  # the scenario family this cell was expanded from (scenarios.Family), "" if listed alone
+    IGNORE: ClassVar[tuple[str, ...]] = ("tuned", "attacks", "family")
 
     def key_fields(self) -> dict:
         fields = super().key_fields()
@@ -127,6 +128,8 @@ class Evaluate(Job):
                 fields[run.deps_field] = [m.key for m in run.models]
         if self.tuned:  # a tuned row is its own record (reports mark it), the predictor is shared
             fields["tuned"] = self.tuned
+        if self.family:  # a family member's row is its own record (it names the family); keys of
+            fields["family"] = self.family  # scenarios listed alone are as before
         return fields
 
     def deps(self) -> tuple[Job, ...]:
@@ -171,7 +174,7 @@ class Evaluate(Job):
 
     @property
     def label(self) -> str:
-        return f"evaluate {self.unlearn.label}"
+        return f"evaluate {self.unlearn.label}" + (f" (family {self.family})" if self.family else "")
 
     def _has_output(self, store: Store) -> bool:
         return True
@@ -187,8 +190,8 @@ class Evaluate(Job):
         u = self.unlearn
         return {"key": self.key, "kind": "retrain" if self.reference is None else "method",
                 "dataset": self.dataset, "model": self.model, "scenario": self.scenario,
-                "scenario_kind": self.scenario.split(":")[0], "seed": self.seed, "method": self.method,
-                "params": u.params, "display_name": display_name(self.method, u.user_params)}
+                "scenario_kind": self.scenario.split(":")[0], "family": self.family or None, "seed": self.seed,
+                "method": self.method, "params": u.params, "display_name": display_name(self.method, u.user_params)}
 
     def run(self, ctx: RunContext) -> dict:
         started = time.time()

@@ -1,7 +1,9 @@
 """Expand a config into the graph of typed jobs (jobs.py, method_jobs.py), in dependency order.
 
 Per (dataset, model, seed): one `Original`, and one `Resource` per resource a selected method
-requires (settings from the resource's own config table). Per scenario of that seed: one
+requires (settings from the resource's own config table). Scenario families (`class:all`,
+`class:sample:K`, `random:1+10+50`) are expanded into their member scenarios with the dataset's
+class count; a member's Evaluates name the family (`Plan.families` lists the members). Per scenario of that seed: one
 `Split`, Retrain's `Unlearn` and `Evaluate`, and an `Unlearn` + `Evaluate` per other method,
 whose Evaluate reads Retrain's as its reference. A method's values come from the tuned settings
 that match (dataset, subset, model) beneath the user's (mubench/tuned.py). The whole config is validated before any job
@@ -24,7 +26,7 @@ from .method_jobs import Evaluate, Unlearn
 from .params import apply_overrides
 from .pipeline import architecture_key, cached_dataset, data_key
 from .presets import preset_for, run_precision
-from .scenarios import parse_scenario
+from .scenarios import expand_scenarios, parse_scenario
 from .store import Store
 from .training import Recipe, recipe_with
 from .tuned import TunedSettings, tuned_for, tuned_layer
@@ -37,6 +39,8 @@ JOB_TYPES = (Original, Split, Resource, Unlearn, Evaluate)
 class Plan:
     jobs: list[Job]  # every job once, dependencies before dependants
     cached: set[str]  # keys whose results already exist
+    # dataset → family entry (canonical text) → its member scenarios, in order (scenarios.Family)
+    families: dict[str, dict[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
 
     def pending(self) -> list[Job]:
         return [j for j in self.jobs if j.key not in self.cached]
@@ -60,11 +64,14 @@ def merge_plans(plans: Iterable[Plan]) -> Plan:
     """One plan from several (paper passes, tuning candidates): a shared job appears once."""
     jobs: dict[str, Job] = {}
     cached: set[str] = set()
+    families: dict[str, dict[str, tuple[str, ...]]] = {}
     for plan in plans:
         cached |= plan.cached
+        for dataset, table in plan.families.items():
+            families.setdefault(dataset, {}).update(table)
         for job in plan.jobs:
             jobs.setdefault(job.key, job)
-    return Plan(list(jobs.values()), cached)
+    return Plan(list(jobs.values()), cached, families)
 
 
 def recipe_for(dataset: str, overrides: dict) -> Recipe:
@@ -119,7 +126,7 @@ def _resource_jobs(config: ExperimentConfig, methods: list[str], original: Origi
 
 def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original, split: Split, kind: str,
                resources: dict[str, Resource], precision: str, evaluation: dict, attacks: list[Attack],
-               tuned: TunedSettings | None, device=None) -> list[Job]:
+               tuned: TunedSettings | None, device=None, family: str = "") -> list[Job]:
     """Retrain's Unlearn and Evaluate, then per other method its Unlearn and an Evaluate that
     carries each attack with the models it asked for (their dependencies are planned with them)."""
     from .unlearning import METHODS
@@ -135,7 +142,7 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
 
     ruser = method_overrides(config, "retrain", split.scenario)
     retrain = unlearn("retrain", ruser, original.recipe["precision"])  # Retrain trains with the recipe
-    reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation)
+    reference = Evaluate(unlearn=retrain, reference=None, settings=evaluation, family=family)
     jobs: list[Job] = [retrain, reference]
     for method in [*methods, *config.calibration]:
         if method == "retrain":
@@ -148,7 +155,7 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
                         rerun=lambda o, s, m=method, u=user, v=values: unlearn(m, u, precision, v, o, s))
         job = unlearn(method, user, precision, values)
         jobs += [job, Evaluate(unlearn=job, reference=reference, settings=evaluation, tuned=stamp,
-                               attacks=tuple(attack.run(cell) for attack in attacks))]
+                               attacks=tuple(attack.run(cell) for attack in attacks), family=family)]
     return jobs
 
 
@@ -164,6 +171,7 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     options = LoadOptions(data_root=config.data_root or None, download=config.download,
                           train_subset=config.train_subset, validation=config.validation)
     jobs: dict[str, Job] = {}
+    families: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def add(job: Job) -> None:  # with its dependencies first, once each
         if job.key not in jobs:
@@ -174,7 +182,11 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
     for dataset in config.datasets:
         data = cached_dataset(dataset, options)
         precision = run_precision(config.precision, dataset, device)
-        scenarios = [parse_scenario(s, data.num_classes) for s in config.scenarios]
+        scenarios = expand_scenarios(config.scenarios, data.num_classes)
+        for sc in scenarios:
+            if sc.family:
+                members = families.setdefault(dataset, {}).setdefault(sc.family, ())
+                families[dataset][sc.family] = (*members, sc.spec)
         attacks = configure(config.evaluation.attack_tables(dataset), config.source)
         evaluation = evaluation_settings(config, dataset, attacks)
         for model in config.models or (preset_for(dataset).model,):
@@ -191,9 +203,9 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                                   data_options=original.data_options)
                     add(split)
                     for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision,
-                                          evaluation, attacks, tuned, device):
+                                          evaluation, attacks, tuned, device, sc.family):
                         add(job)
-    return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)})
+    return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)}, families)
 
 
 def evaluation_settings(config: ExperimentConfig, dataset: str, attacks: list[Attack] | None = None) -> dict:
@@ -254,6 +266,9 @@ def describe_plan(plan: Plan) -> Iterable[str]:
         for job in pending:
             yield f"    {job.label}  [{job.key}]"
     yield f"total: {total} jobs to run"
+    for dataset, table in plan.families.items():
+        for family, members in table.items():
+            yield f"family {family} on {dataset}: {len(members)} forget sets: {', '.join(members)}"
     yield from describe_settings(plan)
 
 

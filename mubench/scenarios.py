@@ -11,6 +11,16 @@ draw the same forget set for a seed. The original model stays the full-data mode
 originals are trained once per training set and shared by every scenario (a model trained on
 the listed classes only would be another original, not another split). `Split.form` records
 which one ran.
+
+Scenario families (issue 25) are grid entries that stand for several forget sets of one kind:
+`class:all` (every class of the dataset), `class:sample:K[:S]` (K classes drawn with sampling
+seed S, default 0) and `random:P1+P2+...` (one random forget set per percentage; `+`, because a
+comma separates scenarios). The planner expands them with the dataset's class count
+(`expand_scenarios`) into ordinary member scenarios (`class:3`, `random:10`), each carrying the
+family's canonical text in `Scenario.family`: a member's split, Retrain and predictors are those
+of the same scenario listed alone (one key), and only its Evaluate record also names the family.
+A family's members are the same for every run seed (the sample is drawn from S alone), so a
+per-family aggregate can average over forget sets, then over seeds.
 """
 
 from __future__ import annotations
@@ -32,8 +42,14 @@ SCENARIO_KINDS = {
     "subset": "subset:c1,c2,...:p[:restricted] — forget p% of the images of the listed classes (arithmetic); "
               "restricted: retain and test limited to those classes (the paper's task)",
 }
+FAMILY_KINDS = {
+    "class:all": "class:all — a family: one class:c per class of the dataset",
+    "class:sample": "class:sample:K[:S] — a family: K classes drawn with sampling seed S (default 0), "
+                    "the same for every run seed",
+    "random:+": "random:P1+P2+... — a family: one random:P per percentage (e.g. random:1+10+50)",
+}
 _SCENARIO_HELP = ("expected class:C, classes:C1,C2, random:P or subset:C1,C2:P[:restricted] "
-                  "(P a percentage in (0, 100))")
+                  "(P a percentage in (0, 100)), or a family: class:all, class:sample:K[:S], random:P1+P2")
 RESTRICTED = "restricted"  # the suffix of the restricted subset form
 
 
@@ -45,6 +61,7 @@ class Scenario:
     classes: tuple[int, ...] = ()
     percent: float | None = None
     restricted: bool = False  # subset only: retain and test limited to the listed classes
+    family: str = ""  # the family entry this scenario was expanded from (canonical text), "" if listed alone
 
     @property
     def spec(self) -> str:
@@ -68,12 +85,129 @@ class Scenario:
         return self.spec
 
 
+@dataclass(frozen=True)
+class Family:
+    """A parsed family entry (see the module docstring); `spec` is its canonical text."""
+
+    kind: str  # the members' kind: class | random
+    sample: int | None = None  # class:sample:K: K; None for class:all
+    sample_seed: int = 0  # class:sample:K:S: S
+    percents: tuple[float, ...] = ()  # random:P1+P2: the members' percentages, in the order given
+
+    @property
+    def spec(self) -> str:
+        if self.kind == "random":
+            return "random:" + "+".join(f"{p:g}" for p in self.percents)
+        if self.sample is None:
+            return "class:all"
+        return f"class:sample:{self.sample}" + (f":{self.sample_seed}" if self.sample_seed else "")
+
+    def members(self, num_classes: int) -> tuple[Scenario, ...]:
+        """The member scenarios on a dataset of `num_classes` classes, each with `family` set."""
+        if self.kind == "random":
+            return tuple(Scenario("random", (), p, family=self.spec) for p in self.percents)
+        if self.sample is None:
+            classes = range(num_classes)
+        else:
+            if self.sample > num_classes:
+                raise ConfigError(f"scenario {self.spec!r} samples {self.sample} classes, but the dataset has "
+                                  f"{num_classes}; K may be at most {num_classes}")
+            classes = sample_classes(num_classes, self.sample, self.sample_seed)
+        return tuple(Scenario("class", (int(c),), family=self.spec) for c in classes)
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def sample_classes(num_classes: int, k: int, seed: int = 0) -> tuple[int, ...]:
+    """K of the classes 0..num_classes-1, drawn with `seed` alone (not the run seed), sorted:
+    the first K of one seeded permutation, so a smaller sample is part of a larger one and the
+    classes a sample leaves out are the rest of that permutation (a disjoint set to tune on)."""
+    rng = np.random.default_rng([seed, _stable_int("class:sample")])
+    return tuple(sorted(int(c) for c in rng.permutation(num_classes)[:k]))
+
+
+def parse_family(text) -> Family | None:
+    """The family `text` spells (`class:all`, `class:sample:K[:S]`, `random:P1+P2+...`), else None."""
+    if isinstance(text, Family):
+        return text
+    if isinstance(text, Scenario):
+        return None
+    raw = str(text).strip()
+    if raw == "class:all":
+        return Family("class")
+    if raw.startswith("class:sample"):
+        m = re.fullmatch(r"class:sample:(\d+)(?::(\d+))?", raw)
+        if not m:
+            raise ConfigError(f"malformed scenario family {raw!r}; expected class:sample:K or class:sample:K:S "
+                              "(K classes, S the sampling seed; non-negative integers)")
+        k = int(m.group(1))
+        if k < 1:
+            raise ConfigError(f"scenario family {raw!r} samples no class; K must be at least 1")
+        return Family("class", sample=k, sample_seed=int(m.group(2) or 0))
+    if raw.startswith("random:") and "+" in raw:
+        parts = [p.strip() for p in raw[len("random:"):].split("+")]
+        try:
+            percents = tuple(float(p) for p in parts)
+        except ValueError:
+            bad = next(p for p in parts if not _is_float(p))
+            raise ConfigError(f"scenario family {raw!r}: each of P1+P2+... must be a percentage in (0, 100); "
+                              f"got {bad!r}") from None
+        for p in percents:
+            parse_scenario(Scenario("random", (), p))  # checks the range
+        if len(set(percents)) != len(percents):
+            raise ConfigError(f"scenario family {raw!r} repeats a percentage")
+        return Family("random", percents=percents)
+    return None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_entry(text, num_classes: int | None = None) -> Scenario | Family:
+    """A grid entry: a family (`parse_family`) or one scenario (`parse_scenario`), validated."""
+    family = parse_family(text)
+    if family is None:
+        return parse_scenario(text, num_classes)
+    if num_classes is not None:
+        family.members(num_classes)  # K > classes is an error here already
+    return family
+
+
+def entry_kind(text) -> str:
+    """The scenario kind of a grid entry's forget sets (a family's members' kind)."""
+    return parse_entry(text).kind
+
+
+def expand_scenarios(entries, num_classes: int) -> list[Scenario]:
+    """Grid entries → the scenarios of the grid, families replaced by their members (in order).
+
+    A member listed twice in one family is one scenario; the same forget set listed alone and in
+    a family (or in two families) stays once per entry, each with its own `family`: they share
+    every job but the Evaluate, so each family's records are complete."""
+    out: dict[tuple[str, str], Scenario] = {}
+    for entry in entries:
+        parsed = parse_entry(entry, num_classes)
+        members = parsed.members(num_classes) if isinstance(parsed, Family) else (parsed,)
+        for sc in members:
+            out.setdefault((sc.spec, sc.family), sc)
+    return list(out.values())
+
+
 def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
     """Parse and validate `class:0`, `random:10`, `classes:1,2`, `subset:1,2:50`, `subset:1,2:50:restricted`."""
     if isinstance(text, Scenario):
         scenario = text
     else:
         raw = str(text).strip()
+        if parse_family(raw) is not None:
+            raise ConfigError(f"{raw!r} is a scenario family (several forget sets); it is a grid entry "
+                              "(--scenarios, [experiment] scenarios), not a single scenario")
         m = re.fullmatch(r"(class|classes|random|subset):(.+)", raw)
         if not m:
             raise ConfigError(f"malformed scenario {raw!r}; {_SCENARIO_HELP}")

@@ -45,9 +45,10 @@ from .config import ExperimentConfig, TuneConfig
 from .errors import ConfigError
 from .params import apply_overrides
 from .runner import Plan, build_plan, merge_plans
-from .scenarios import parse_scenario
+from .scenarios import entry_kind, expand_scenarios
 from .search import describe, draw, search_space
 from .store import Store, stable_hash
+from .validate import num_classes
 
 METRICS = ("avg_gap", "ua", "ra", "ta", "mia_efficacy")
 FLAGGED_MIA_GAP = "avg_gap_no_mia"  # the gap a cell is scored on where its MIA term is an extrapolation
@@ -225,10 +226,11 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
     methods, skipped = _methods_to_tune(config, grid, sets)
     base = tuning_config(config, search)
     store = Store(base.out)
-    scenarios = [parse_scenario(s) for s in config.scenarios]
-    kinds = list(dict.fromkeys(sc.kind for sc in scenarios))
+    kinds = list(dict.fromkeys(entry_kind(s) for s in config.scenarios))
     plans, cells = [], {}
     for dataset in config.datasets:
+        # families (class:all, random:1+10+50) by their members; the class count is the dataset's
+        scenarios = expand_scenarios(config.scenarios, num_classes(dataset, config))
         for method in methods:
             per_kind = {k: kind_candidates(method, k, search.budget, grid.get(method), sets.get(method, {}))
                         for k in kinds}

@@ -192,32 +192,34 @@ def check_models(models, label: str = "--models") -> None:
 
 
 def check_scenarios(scenarios, label: str = "--scenarios") -> list:
-    """Every scenario parses (class lists may hold commas: split with config.split_scenarios)."""
-    from .scenarios import parse_scenario
+    """Every scenario or family entry parses (class lists may hold commas: split with
+    config.split_scenarios); returns the parsed entries (scenarios.Scenario or Family)."""
+    from .scenarios import parse_entry
 
     if not scenarios:
         raise ConfigError(f"{label}: no scenarios given; e.g. class:0,random:10 (python -m mubench list scenarios)")
     parsed = []
     for text in scenarios:
         try:
-            parsed.append(parse_scenario(text))
+            parsed.append(parse_entry(text))
         except ConfigError as err:
             raise ConfigError(f"{label}: {err}") from None
     return parsed
 
 
 def check_scenarios_fit(config: ExperimentConfig, scenarios) -> None:
-    """Scenarios that name classes fit every dataset's class count (loads the data if need be)."""
-    from .scenarios import parse_scenario
+    """Scenarios that name classes, and class samples, fit every dataset's class count (loads the
+    data if need be)."""
+    from .scenarios import Family, parse_entry
 
-    named = [sc for sc in scenarios if sc.classes]
+    named = [sc for sc in scenarios if (sc.sample is not None if isinstance(sc, Family) else sc.classes)]
     if not named:
         return
     for dataset in config.datasets:
         classes = num_classes(dataset, config)
         for sc in named:
             try:
-                parse_scenario(sc, classes)
+                parse_entry(sc, classes)
             except ConfigError as err:
                 raise ConfigError(f"{_label(config, '--scenarios', 'scenarios')}: {err} on dataset "
                                   f"{dataset!r} ({classes} classes)") from None

@@ -46,7 +46,7 @@ EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "attack_example
 
 # The plan the cases come from: every job type, two cells of each kind of scenario, two seeds.
 CONFIG = ExperimentConfig(
-    datasets=("digits",), scenarios=("class:0", "random:10"), seeds=(0, 1),
+    datasets=("digits",), scenarios=("class:0", "random:10+20"), seeds=(0, 1),
     methods=("retrain", "finetune", "forget_vector", "fv_arithmetic"), precision="fp32", plugins=(EXAMPLE,),
     evaluation=EvaluationConfig(attacks={"ulira": {"shadows": 2, "null_models": 2}, "refmia": {"models": 2},
                                          "conf_gap": {"seed": 7000}}),
@@ -56,8 +56,9 @@ CONFIG = ExperimentConfig(
 # the data's content is the `data` hash). Everything else a job declares must be in its key.
 DISPLAY_ONLY = {Original: {"data_options"}, Split: {"data_options"}, Unlearn: {"user_params"}}
 # In IGNORE only so that Job.key_fields skips them: Evaluate.key_fields adds them back its own
-# way (a tuned row is its own record; each attack's models under the attack's field).
-KEYED_BACK = {Evaluate: {"tuned", "attacks"}}
+# way (a tuned row is its own record; each attack's models under the attack's field; a family
+# member's row is its own record, tests/test_families.py).
+KEYED_BACK = {Evaluate: {"tuned", "attacks", "family"}}
 
 
 def plan_of(config: ExperimentConfig) -> Plan:

@@ -46,9 +46,10 @@ def _models(args):
 
 
 def _scenarios(args):
-    from mubench.scenarios import SCENARIO_KINDS
+    from mubench.scenarios import FAMILY_KINDS, SCENARIO_KINDS
 
     yield from SCENARIO_KINDS.values()
+    yield from FAMILY_KINDS.values()
 
 
 def _methods(args):

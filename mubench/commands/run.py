@@ -26,7 +26,8 @@ def add_experiment_arguments(p, seeds_help: str = "comma-separated seeds (defaul
     what.add_argument("--methods", help="comma-separated names or patterns, or 'all' (default: all)")
     what.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
     what.add_argument("--models", help="comma-separated model names (default: each dataset's preset model)")
-    what.add_argument("--scenarios", help="e.g. class:0,random:10,classes:1,2,subset:1,2:50 (default: class:0,random:10)")
+    what.add_argument("--scenarios", help="e.g. class:0,random:10,classes:1,2,subset:1,2:50, or families of forget sets: class:all, "
+                      "class:sample:K[:S], random:1+10+50 (default: class:0,random:10)")
     what.add_argument("--seeds", help=seeds_help)
     what.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                       help="override a hyper-parameter in every scenario (beats the config's tables), "

@@ -1,0 +1,148 @@
+"""Scenario families (issue 25 item 1): `class:all`, `class:sample:K[:S]` and `random:P1+P2+...`
+are grid entries that expand, with the dataset's class count, into ordinary member scenarios,
+each naming its family; a member shares every job with the same scenario listed alone but its
+Evaluate, whose record names the family."""
+
+from __future__ import annotations
+
+import pytest
+from _cli import run_cli
+
+from mubench.config import ExperimentConfig, split_scenarios
+from mubench.errors import ConfigError
+from mubench.scenarios import Family, expand_scenarios, parse_entry, parse_scenario, sample_classes
+
+
+def _specs(scenarios):
+    return [sc.spec for sc in scenarios]
+
+
+def test_each_spelling_parses_to_its_canonical_family():
+    assert parse_entry("class:all") == Family("class")
+    assert parse_entry(" class:sample:3 ") == Family("class", sample=3)
+    assert parse_entry("class:sample:3:7") == Family("class", sample=3, sample_seed=7)
+    assert parse_entry("random:1+10.0+50") == Family("random", percents=(1.0, 10.0, 50.0))
+    for text, spec in [("class:all", "class:all"), ("class:sample:3", "class:sample:3"),
+                       ("class:sample:3:0", "class:sample:3"), ("class:sample:3:7", "class:sample:3:7"),
+                       ("random:1+10.0+50", "random:1+10+50"), ("random:0.5+2", "random:0.5+2")]:
+        assert parse_entry(text).spec == spec
+        assert parse_entry(spec).spec == spec  # canonical text parses to itself
+    assert parse_entry("class:3") == parse_scenario("class:3")  # not a family: one scenario
+    # The comma still separates scenarios; a family's own separator is '+'.
+    assert split_scenarios("class:0,class:sample:3:1,random:1+10+50,classes:1,2") == (
+        "class:0", "class:sample:3:1", "random:1+10+50", "classes:1,2")
+
+
+def test_class_all_and_random_fractions_expand_to_their_members():
+    members = parse_entry("class:all").members(10)
+    assert _specs(members) == [f"class:{c}" for c in range(10)]
+    assert {sc.family for sc in members} == {"class:all"} and {sc.kind for sc in members} == {"class"}
+    members = parse_entry("random:1+10+50").members(10)
+    assert _specs(members) == ["random:1", "random:10", "random:50"]
+    assert all(sc.family == "random:1+10+50" for sc in members)
+    # A member is the scenario listed alone but for its family tag (same spec: same split key).
+    assert members[1].spec == parse_scenario("random:10").spec and parse_scenario("random:10").family == ""
+
+
+def test_class_sample_is_deterministic_under_its_seed_and_not_the_run_seed():
+    first = _specs(parse_entry("class:sample:3").members(10))
+    assert first == _specs(parse_entry("class:sample:3").members(10)) == _specs(parse_entry("class:sample:3:0").members(10))
+    classes = sample_classes(10, 3, 0)
+    assert first == [f"class:{c}" for c in classes] and len(set(classes)) == 3 and all(0 <= c < 10 for c in classes)
+    assert list(classes) == sorted(classes)
+    # Nested: a smaller sample of one seed is part of a larger one; the rest is disjoint from it.
+    assert set(sample_classes(10, 2, 0)) <= set(classes) <= set(sample_classes(10, 5, 0))
+    # Another sampling seed draws another set (some seed of the first few does).
+    assert any(sample_classes(10, 3, s) != classes for s in range(1, 5))
+    assert sample_classes(10, 10, 4) == tuple(range(10))
+
+
+def test_expansion_keeps_entry_order_and_one_scenario_per_entry():
+    scenarios = expand_scenarios(["class:0", "class:sample:2", "random:1+10", "random:10", "class:0"], 10)
+    sampled = [f"class:{c}" for c in sample_classes(10, 2, 0)]
+    assert [(sc.spec, sc.family) for sc in scenarios] == [
+        ("class:0", ""), *[(s, "class:sample:2") for s in sampled],
+        ("random:1", "random:1+10"), ("random:10", "random:1+10"), ("random:10", "")]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("class:sample:0", "samples no class"), ("class:sample:x", "malformed scenario family"),
+    ("class:sample:3:", "malformed scenario family"), ("random:1+1", "repeats a percentage"),
+    ("random:1+100", "'random:100': percentage must be in (0, 100)"), ("random:1+", "got ''"), ("random:1+x", "got 'x'"),
+    ("class:all:3", "malformed scenario"),
+])
+def test_bad_family_specs_are_one_sentence_errors(text, words):
+    with pytest.raises(ConfigError, match="^[^\n]*$") as err:
+        parse_entry(text)
+    assert words in str(err.value)
+
+
+def test_a_sample_larger_than_the_class_count_is_an_error():
+    with pytest.raises(ConfigError, match="samples 11 classes, but the dataset has 10"):
+        parse_entry("class:sample:11").members(10)
+    with pytest.raises(ConfigError, match="samples 11 classes"):
+        parse_entry("class:sample:11", num_classes=10)
+    parse_entry("class:sample:10", num_classes=10)  # every class: allowed
+    # On the command line: one line, exit 2, no traceback, before anything runs.
+    result = run_cli("run", "--scenarios", "class:0,class:sample:11", "--dry-run", "--out", "unused")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "class:sample:11" in result.stderr and "digits" in result.stderr
+
+
+def test_a_family_is_a_grid_entry_not_a_single_scenario():
+    with pytest.raises(ConfigError, match="is a scenario family"):
+        parse_scenario("class:all")  # e.g. a [methods.NAME."class:all"] table: tables name one scenario
+
+
+def test_dry_run_of_a_family_lists_its_members_jobs(tmp_path):
+    result = run_cli("run", "--methods", "finetune", "--scenarios", "class:sample:2,random:1+10", "--seeds", "0",
+                     "--set", "evaluation.attacks=svc", "--out", str(tmp_path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    sampled = [f"class:{c}" for c in sample_classes(10, 2, 0)]
+    for member, family in [*((s, "class:sample:2") for s in sampled), ("random:1", "random:1+10"),
+                           ("random:10", "random:1+10")]:
+        assert f"evaluate finetune digits/small_cnn/{member}/seed 0 (family {family})" in out
+        assert f"finetune digits/small_cnn/{member}/seed 0  [" in out  # its Unlearn
+        assert f"finetune digits/small_cnn/{member}: " in out  # its resolved settings
+    assert f"family class:sample:2 on digits: 2 forget sets: {', '.join(sampled)}" in out
+    assert "family random:1+10 on digits: 2 forget sets: random:1, random:10" in out
+    assert "Split: 4 jobs" in out
+
+
+def test_members_share_every_job_with_the_scenario_alone_but_the_evaluate(tmp_path):
+    from mubench.method_jobs import Evaluate
+    from mubench.planner import build_plan
+    from mubench.store import Store
+
+    def plan(*scenarios):
+        config = ExperimentConfig(scenarios=scenarios, seeds=(0,), methods=("finetune",), out=str(tmp_path),
+                                  calibration=())
+        return build_plan(config, Store(tmp_path))
+
+    alone, both = plan("random:10"), plan("random:10", "random:1+10")
+    assert both.families == {"digits": {"random:1+10": ("random:1", "random:10")}}
+    assert alone.families == {}
+    alone_keys = {j.key for j in alone.jobs}
+    assert alone_keys <= {j.key for j in both.jobs}  # the plain scenario's keys are as before
+    evaluations = [j for j in both.jobs if isinstance(j, Evaluate) and j.scenario == "random:10"]
+    assert sorted(j.family for j in evaluations) == ["", "", "random:1+10", "random:1+10"]  # Retrain, finetune
+    member = next(j for j in evaluations if j.family and j.method == "finetune")
+    plain = next(j for j in evaluations if not j.family and j.method == "finetune")
+    assert member.unlearn.key == plain.unlearn.key and member.key != plain.key
+    assert member.reference.family == "random:1+10"  # the member's Retrain row names the family too
+    assert member.identity()["family"] == "random:1+10" and plain.identity()["family"] is None
+
+
+def test_tune_plans_a_family_by_its_members(tmp_path):
+    """`mubench tune` takes family entries too (which forget sets to tune on, disjoint from the
+    reported ones, is issue 25's next step): the cell of the kind searches every member."""
+    from mubench.config import TuneConfig
+    from mubench.tuning import plan_tune
+
+    config = ExperimentConfig(scenarios=("random:1+10",), methods=("finetune",), out=str(tmp_path))
+    tune = plan_tune(config, TuneConfig(budget=2), {}, {})
+    (cell,) = tune.cells
+    assert (cell.kind, cell.scenarios) == ("random", ["random:1", "random:10"])
+    assert {scenario for keys in cell.keys for scenario, _seed in keys} == {"random:1", "random:10"}
