@@ -7,6 +7,7 @@ Evaluate record as its reference. See jobs.py for keys and the store layout.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import torch
 
 from . import __version__
 from .attacks.base import AttackInput, AttackRun
-from .attacks.svc import MIAConfig
+from .attacks.svc import FitAhead, MIAConfig
 from .device import exact_fp32, machine, synchronize
 from .errors import MubenchError
 from .evaluation import cached_outputs, evaluate
@@ -202,8 +203,10 @@ class Evaluate(Job):
         reference, ref_outputs = self._reference(store)
         controls = self.settings.get("controls", True)
         mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
+        ahead = FitAhead(mia) if len(split.forget) and spare_core(ctx) else None
         with exact_fp32(ctx.device):  # on CUDA: no TF32, deterministic kernels (SPEC §5)
-            outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device)
+            outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device,
+                                     on_part=ahead)
             metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
                                reference=reference, reference_outputs=ref_outputs if controls else None, mia=mia,
                                controls=controls, seed=self.seed, extra_mia=self.settings.get("extra_mia", False),
@@ -266,6 +269,15 @@ def _missing(store: Store, run: AttackRun) -> dict:
     why = record.get("error") or "not in the store"
     return {f"{run.name}_error": f"{len(missing)} of {len(run.models)} models missing ({missing[0].label}: {why}); "
                                  "not computed"}
+
+
+def spare_core(ctx: RunContext) -> bool:
+    """Whether this job may run the MIA's fit beside its forward passes (attacks.svc.FitAhead):
+    on a GPU the forwards leave the CPU free; on a CPU only when the run's workers and their
+    torch threads leave a core idle (a lone job), so the fit never takes another job's core."""
+    if ctx.device.type != "cpu":
+        return True
+    return ctx.n_jobs * torch.get_num_threads() < (os.cpu_count() or 1)
 
 
 def outputs_key(unlearn: Unlearn) -> str:

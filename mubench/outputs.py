@@ -6,7 +6,7 @@ forward pass."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +16,10 @@ from .predictor import Predictor
 from .scenarios import Split
 
 PARTS = ("forget", "retain", "test", "test_forgotten")
+# The order parts are forwarded in: the two the MIA's fit reads first, so that the fit can run
+# while the others are forwarded (attacks.svc.FitAhead). Each part is its own pass, so the order
+# changes no logit.
+FORWARD_ORDER = ("retain", "test", "test_forgotten", "forget")
 
 
 @dataclass(frozen=True)
@@ -46,29 +50,35 @@ def _part_data(data: ImageData, split: Split, part: str) -> tuple[torch.Tensor, 
 
 
 def forward_split(predictor: Predictor, data: ImageData, split: Split, device: torch.device,
-                  batch_size: int | None = None, parts: Iterable[str] = PARTS) -> SplitOutputs:
-    """One un-augmented forward pass of `predictor` over each requested part of `split`."""
+                  batch_size: int | None = None, parts: Iterable[str] = PARTS,
+                  on_part: Callable[[str, PartOutputs], None] | None = None) -> SplitOutputs:
+    """One un-augmented forward pass of `predictor` over each requested part of `split`, in
+    `FORWARD_ORDER`; `on_part(part, outputs)` is called as each part is done."""
     prepare = functools.partial(eval_view, data)
+    parts = tuple(parts)
     out = {}
-    for part in parts:
+    for part in [p for p in FORWARD_ORDER if p in parts] + [p for p in parts if p not in FORWARD_ORDER]:
         x, y = _part_data(data, split, part)
         logits = predictor.logits(x, device, batch_size=batch_size, prepare=prepare)
         if len(y) == 0:
             logits = torch.zeros(0, data.num_classes)
         out[part] = PartOutputs(logits.float().cpu(), y.long().cpu())
+        if on_part is not None:
+            on_part(part, out[part])
     return SplitOutputs(**out)
 
 
 def cached_outputs(store, key: str, predictor: Predictor, data: ImageData, split: Split,
-                   device: torch.device) -> SplitOutputs:
+                   device: torch.device, on_part: Callable[[str, PartOutputs], None] | None = None) -> SplitOutputs:
     """The predictor's outputs on every part, from the store (kind "outputs") or computed and
-    stored now: most metrics added after a run need no forward pass."""
+    stored now: most metrics added after a run need no forward pass. `on_part`: as in
+    `forward_split` (not called when the outputs come from the store)."""
     state = store.load_artifact("outputs", key)
     if state is not None:
         outputs = load_outputs(state)
         if all(getattr(outputs, part) is not None for part in PARTS):
             return outputs
-    outputs = forward_split(predictor, data, split, device)
+    outputs = forward_split(predictor, data, split, device, on_part=on_part)
     store.save_artifact("outputs", key, save_outputs(outputs))
     return outputs
 
