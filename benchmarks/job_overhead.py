@@ -16,12 +16,20 @@ Measured, each `mubench run` a fresh process timed from start to exit:
    standard DataLoader loop, UA/RA/TA through DataLoaders, and the SVC attack fitted once per
    feature (correctness, confidence, entropy, m-entropy, prob), as the reference does;
 then the ratio (3) / (2 at the default --jobs).
+
+`--ratio` measures instead the issue-27 target: (wall seconds of the FT-only rerun, default
+--jobs) / (that FT job's own RTE, `rte_s` of its record), with where the rest goes (the FT
+job's Unlearn record beyond its RTE, its Evaluate job, and the process outside both), per
+checkout named by `--checkouts` (default: this one; e.g. a worktree of the commit before a
+change, interleaved with this one repeat by repeat), from one finished results root (`--base`,
+filled first if empty).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import shutil
 import statistics
@@ -212,6 +220,53 @@ def reference_process(data_root: Path, base: Path, threads: int) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "seconds": seconds}
 
 
+def rerun_parts(checkout: Path, data_root: Path, base: Path, root: Path) -> dict:
+    """The FT-only rerun of `base` (a copy, `finetune.lr` changed) by the mubench of `checkout`,
+    timed from process start to exit, and its FT job's times from the records it wrote."""
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(base, root)
+    old = {p.name for p in (root / "records" / "method").glob("*.json")}
+    cmd = [sys.executable, "-m", "mubench", "run", *grid_args(data_root, "--set", "finetune.lr=0.02"),
+           "--out", str(root), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    new = [p for p in (root / "records" / "method").glob("*.json") if p.name not in old]
+    if len(new) != 1:
+        raise SystemExit(f"the rerun wrote {len(new)} new method records, not 1 (was {base} finished?)")
+    evaluated = json.loads(new[0].read_text())
+    unlearned = json.loads((root / "records" / "unlearn" / f"{evaluated['unlearn_key']}.json").read_text())
+    rte, job = unlearned["rte_s"], unlearned["wall_s"]
+    return {"wall_s": wall, "rte_s": rte, "unlearn_beyond_rte_s": job - rte, "evaluate_s": evaluated["wall_s"] - job,
+            "outside_jobs_s": wall - evaluated["wall_s"], "ratio": wall / rte,
+            "metrics": {k: evaluated.get(k) for k in ("ua", "ra", "ta", "mia_efficacy", "avg_gap")}}
+
+
+def ratio_main(args, device, work: Path, data_root: Path) -> None:
+    base = Path(args.base) if args.base else work / "full-default-0"
+    if not (base / "records" / "method").is_dir():
+        seconds, counts = run_mubench(grid_args(data_root), base)
+        print(f"filled {base}: {seconds:.1f} s {counts}", flush=True)
+    checkouts = [Path(c).resolve() for c in (args.checkouts or str(Path(__file__).resolve().parent.parent)).split(",")]
+    runs: dict[str, list[dict]] = {str(c): [] for c in checkouts}
+    for rep in range(args.repeats):
+        for i, checkout in enumerate(checkouts):
+            r = rerun_parts(checkout, data_root, base, work / f"ratio-{i}")
+            r["load_avg_1m"] = os.getloadavg()[0]
+            runs[str(checkout)].append(r)
+            print(f"{checkout} repeat {rep}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k != "metrics")
+                  + f" {r['metrics']}", flush=True)
+    keys = ("wall_s", "rte_s", "unlearn_beyond_rte_s", "evaluate_s", "outside_jobs_s", "ratio")
+    med = {c: {k: statistics.median(r[k] for r in rs) for k in keys} for c, rs in runs.items()}
+    print(table(["checkout", "rerun s", "FT RTE s", "Unlearn beyond RTE s", "Evaluate s", "outside jobs s", "ratio"],
+                [[Path(c).name, *(m[k] for k in keys)] for c, m in med.items()]))
+    record("job_overhead_ratio", args, device, {"runs": runs, "medians": med, "train": args.train, "test": args.test,
+                                               "base": str(base)}, med[str(checkouts[-1])]["ratio"])
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--train", type=int, default=10000, help="training images (of Fashion-MNIST's 60,000)")
@@ -219,10 +274,15 @@ def main() -> None:
     p.add_argument("--work", default=None, help="folder for the data and results roots (default: a temp dir)")
     p.add_argument("--full-repeats", type=int, default=1, help="repeats of the whole 3-job run per --jobs")
     p.add_argument("--jobs", default="default,1,2", help="--jobs settings to compare (default,1,2)")
+    p.add_argument("--ratio", action="store_true", help="measure rerun wall / FT RTE instead (see above)")
+    p.add_argument("--base", default=None, help="--ratio: a finished results root of this grid (default: WORK/full-default-0)")
+    p.add_argument("--checkouts", default=None, help="--ratio: comma-separated mubench checkouts to compare (default: this one)")
     args = p.parse_args()
     device = setup(args)
     work = Path(args.work or tempfile.mkdtemp(prefix="mubench-overhead-"))
     data_root = write_cifar_like(work / "data", args.train, args.test)
+    if args.ratio:
+        return ratio_main(args, device, work, data_root)
     settings = [s for s in args.jobs.split(",") if s]
     full: dict[str, list[float]] = {s: [] for s in settings}
     for rep in range(args.full_repeats):
