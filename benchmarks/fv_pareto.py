@@ -50,6 +50,10 @@ SETTINGS = {  # label (no commas: --settings splits on them) → forget_vector o
                                 "frozen_precision": "bf16"},
     "5ep+b32+noaug+bf16": {"epochs": 5, "batch_size": 32, "lr_decay": 0.66, "augment": False,
                            "frozen_precision": "bf16"},
+    "3ep+b32+noaug+bf16": {"epochs": 3, "batch_size": 32, "lr_decay": 0.5, "augment": False,
+                           "frozen_precision": "bf16"},
+    "3ep+b32+noaug": {"epochs": 3, "batch_size": 32, "lr_decay": 0.5, "augment": False},
+    "10ep+r50+noaug+bf16": {"epochs": 10, "retain_fraction": 0.5, "augment": False, "frozen_precision": "bf16"},
 }
 BANK_SETTINGS = {  # label → [bank] overrides, scored by forget-vector arithmetic on top
     "full": {},
