@@ -162,20 +162,13 @@ def test_analyze_recovery_attacks_every_stored_predictor_and_retrain_at_the_same
     """A tiny real grid through `mubench analyze --only recovery`: every stored predictor,
     Retrain (the control) included, gets the same ε list; at ε = 0 each reads its record's UA and
     TA; the section, its table rows and its figure are written; a rerun reads the cache."""
+    from _grids import run_tiny_forget_vector_grid
+
     from mubench.analysis.cells import load_cells
     from mubench.analysis.recovery import analyze_recovery
     from mubench.cli import main
-    from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig
-    from mubench.runner import build_plan, execute
-    from mubench.runs import write_run
-    from mubench.store import Store
 
-    config = ExperimentConfig(scenarios=("class:0",), seeds=(0,), methods=("forget_vector",), out=str(tmp_path),
-                              precision="fp32", recipe={"epochs": 3}, method_params={"forget_vector": {"epochs": 2}},
-                              evaluation=EvaluationConfig(attacks=("svc",)),
-                              execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
-    write_run(tmp_path, config)
-    assert not execute(build_plan(config, Store(tmp_path)), config, progress=False).failed
+    run_tiny_forget_vector_grid(tmp_path)
     assert main(["analyze", "--results", str(tmp_path), "--only", "recovery", "--epsilons", "0,16"]) == 0
     text = (tmp_path / "analysis" / "analysis.md").read_text()
     assert "## Recovery" in text and "| retrain (control) |" in text

@@ -351,17 +351,11 @@ def test_unstable_and_tuned_rows_are_flagged(tmp_path):
 def test_the_forget_vectors_figure_is_drawn_by_the_report_from_its_stored_predictor(tmp_path):
     """Figures belong to what they show (mubench/methods/forget_vector.py registers "delta") and
     the report draws them from the stored predictor: the Unlearn job draws nothing."""
-    from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig
-    from mubench.runner import build_plan, execute
-    from mubench.runs import write_run
+    from _grids import run_tiny_forget_vector_grid
+
     from mubench.store import Store
 
-    config = ExperimentConfig(scenarios=("class:0",), seeds=(0,), methods=("forget_vector",), out=str(tmp_path),
-                              precision="fp32", recipe={"epochs": 3}, method_params={"forget_vector": {"epochs": 2}},
-                              evaluation=EvaluationConfig(attacks=("svc",)),
-                              execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
-    write_run(tmp_path, config)
-    assert not execute(build_plan(config, Store(tmp_path)), config, progress=False).failed
+    run_tiny_forget_vector_grid(tmp_path)
     assert not (tmp_path / "figures").exists()  # no job drew a figure
     assert not any("delta_figure" in r for r in Store(tmp_path).iter_records("unlearn"))
     paths = report.write_report(tmp_path, tmp_path / "report", formats=("md",))
