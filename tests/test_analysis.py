@@ -225,3 +225,23 @@ def test_figures_are_written_from_result_data(tmp_path):
             {"param": "beta", "value": 2.5, "default": 5.0, "avg_gap": 1.5, "rte_s": 2.1},
             {"param": "beta", "value": 10.0, "default": 5.0, "avg_gap": 9.0, "rte_s": 1.9}]
     assert figures.sensitivity_figure(rows, "s", tmp_path / "sens").with_suffix(".pdf").is_file()
+
+
+def test_analyses_name_the_methods_whose_records_are_missing_under_todays_keys(tmp_path, capsys):
+    """A method re-keyed since the run (or failed) would vanish from every analysis table without a
+    word; load_cells says which methods it leaves out."""
+    from _grids import run_tiny_forget_vector_grid
+
+    from mubench.analysis.cells import load_cells
+    from mubench.store import Store
+
+    run_tiny_forget_vector_grid(tmp_path)
+    capsys.readouterr()
+    assert "forget_vector" in load_cells(tmp_path)[0].records
+    assert "no finished record" not in capsys.readouterr().err
+    store = Store(tmp_path)
+    fv = [r for r in store.iter_records("method") if r["method"] == "forget_vector"]
+    (tmp_path / "records" / "method" / f"{fv[0]['key']}.json").unlink()
+    cells = load_cells(tmp_path)
+    assert "forget_vector" not in cells[0].records
+    assert "no finished record under today's keys for forget_vector" in capsys.readouterr().err

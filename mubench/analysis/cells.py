@@ -15,6 +15,7 @@ and a new grid recomputes it.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +75,17 @@ class StoredCell:
 def _finished(store: Store, config: ExperimentConfig) -> dict[tuple, dict[str, tuple[Evaluate, dict]]]:
     """(dataset, model, scenario, seed) → method → (Evaluate job, its ok record), for one run's plan."""
     out: dict[tuple, dict] = {}
+    absent: set[str] = set()
     for ev in build_plan(config, store).evaluations():
         record = store.read_record("method", ev.key)
         if record is not None and record.get("status") == "ok":
             out.setdefault((ev.dataset, ev.model, ev.scenario, ev.seed), {})[ev.method] = (ev, record)
+        else:
+            absent.add(ev.method)
+    if absent:  # a method re-keyed since the run (new version or parameters) must not vanish silently
+        print(f"note: no finished record under today's keys for {', '.join(sorted(absent))} in {store.root} "
+              "(failed, not run, or re-keyed by a newer mubench): analyses leave them out; rerun the grid "
+              "to include them", file=sys.stderr)
     return out
 
 
