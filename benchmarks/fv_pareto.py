@@ -61,23 +61,24 @@ BANK_SETTINGS = {  # label → [bank] overrides, scored by forget-vector arithme
     "5ep+b32+noaug+bf16": {"epochs": 5, "batch_size": 32, "lr_decay": 0.66, "augment": False,
                            "frozen_precision": "bf16"},
 }
-VIEWS = {"tune": ((100, 101, 102), 0.1), "report": ((0, 1, 2), 0.0)}  # seeds, validation fraction
+VIEWS = ("tune", "report")
 
 
 def dataset_config(dataset: str, scenarios: tuple[str, ...], view: str, out: str, methods: tuple[str, ...]):
     """`mubench run`'s config of the dataset (the shipped experiment file where there is one) in
-    the chosen view, on one thread in this process (timings of one job alone)."""
-    from mubench.config import ExecutionConfig, ExperimentConfig
+    the chosen view, on one thread in this process (timings of one job alone). The tune view is
+    `mubench tune`'s own cell config (`tuning.tuning_config`) with the shipped tuned settings
+    kept underneath, as `mubench run` would use them."""
+    from mubench.config import ExecutionConfig, ExperimentConfig, TuneConfig
     from mubench.config_toml import load_config
+    from mubench.tuning import tuning_config
 
     experiment = Path(__file__).resolve().parent.parent / "experiments" / f"{dataset}.toml"
     base = load_config(experiment) if experiment.exists() else ExperimentConfig(datasets=(dataset,))
-    seeds, validation = VIEWS[view]
-    evaluation = dataclasses.replace(base.evaluation, attacks=("svc",), preset_attacks=False) if view == "tune" \
-        else base.evaluation
-    return dataclasses.replace(base, datasets=(dataset,), scenarios=scenarios, seeds=seeds, methods=methods,
-                               validation=validation, calibration=(), evaluation=evaluation,
-                               out=str(Path(out) / f"{dataset}-{view}"),
+    base = dataclasses.replace(base, datasets=(dataset,), scenarios=scenarios, methods=methods, calibration=())
+    if view == "tune":
+        base = dataclasses.replace(tuning_config(base, TuneConfig()), tuned=base.tuned)
+    return dataclasses.replace(base, out=str(Path(out) / f"{dataset}-{view}"),
                                execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
 
 
