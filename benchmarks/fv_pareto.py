@@ -115,7 +115,7 @@ def main() -> None:
     labels = list(catalogue) if args.settings == "all" else args.settings.split(",")
     unknown = [x for x in labels if x not in catalogue]
     if unknown:
-        sys.exit(f"unknown settings: {', '.join(unknown)}; known: {', '.join(catalogue)}")
+        p.error(f"unknown settings: {', '.join(unknown)}; known: {', '.join(catalogue)}")
     method, cost = ("fv_arithmetic", "bank_s") if args.bank else ("forget_vector", "rte_s")
     scenarios = tuple(args.scenarios.split(","))
     rows, out_rows = [], []
