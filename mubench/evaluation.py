@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attacks.svc import MIAConfig
+from .attacks.svc import FitAhead, MIAConfig
 from .data import ImageData
 from .metrics import (
     MIA_EXTRAS,
@@ -99,7 +99,8 @@ def evaluate(predictor: Predictor, data: ImageData, split: Split, *, device: tor
              original: nn.Module | None = None, reference: Mapping[str, Any] | None = None,
              reference_outputs: SplitOutputs | None = None, mia: MIAConfig | None = None,
              controls: bool = True, extra_mia: bool = False, metrics: Iterable[str] = (),
-             seed: int = 0, batch_size: int | None = None, outputs: SplitOutputs | None = None) -> dict[str, Any]:
+             seed: int = 0, batch_size: int | None = None, outputs: SplitOutputs | None = None,
+             fit_ahead: FitAhead | None = None) -> dict[str, Any]:
     """All metrics of `predictor` on `split` as a flat dict (field names of docs/records.md).
 
     original: the model the method started from; changed parameters are counted against it
@@ -111,6 +112,8 @@ def evaluate(predictor: Predictor, data: ImageData, split: Split, *, device: tor
     extra_mia / metrics: also compute the extra MIA features / any other named metrics.
     seed: seeds the random δ of the noise control.
     outputs: the predictor's outputs if already computed (e.g. from the store).
+    fit_ahead: the `attacks.svc.FitAhead` that was `outputs`' `on_part` callback: MIA-Efficacy
+        takes its fit where it was started on the very features it fits on (no number changes).
     Values are floats in % (KL in nats, cost in counts / bytes); None where undefined
     (`ta_forgotten` without forgotten classes).
     """
@@ -121,7 +124,7 @@ def evaluate(predictor: Predictor, data: ImageData, split: Split, *, device: tor
     views = (ControlViews(predictor, data, split, device, seed, batch_size)
              if controls and predictor.is_input_based else None)
     ctx = MetricContext(outputs=outputs, mia=mia or MIAConfig(), reference=reference, reference_outputs=reference_outputs,
-                        controls=views, storage=storage_cost(predictor, original))
+                        controls=views, storage=storage_cost(predictor, original), fit_ahead=fit_ahead)
     extra = [*(MIA_EXTRAS if extra_mia else ()), *metrics]
     names = select_metrics(ctx, extra)
     results = compute_metrics(ctx, names)

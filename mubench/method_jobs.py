@@ -6,6 +6,7 @@ Evaluate record as its reference. See jobs.py for keys and the store layout.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -203,14 +204,16 @@ class Evaluate(Job):
         reference, ref_outputs = self._reference(store)
         controls = self.settings.get("controls", True)
         mia = MIAConfig(seed=self.seed, legacy_first_n=self.settings.get("mia_legacy_first_n", False))
+        # This job's MIA fit, started while the forget set is forwarded; closed (its thread ended,
+        # an untaken fit dropped) when the job leaves this block, whatever happens.
         ahead = FitAhead(mia) if len(split.forget) and spare_core(ctx) else None
-        with exact_fp32(ctx.device):  # on CUDA: no TF32, deterministic kernels (SPEC §5)
+        with ahead or contextlib.nullcontext(), exact_fp32(ctx.device):  # on CUDA: no TF32, deterministic kernels (SPEC §5)
             outputs = cached_outputs(store, outputs_key(self.unlearn), predictor, data, split, ctx.device,
                                      on_part=ahead)
             metrics = evaluate(predictor, data, split, device=ctx.device, original=original.model,
                                reference=reference, reference_outputs=ref_outputs if controls else None, mia=mia,
                                controls=controls, seed=self.seed, extra_mia=self.settings.get("extra_mia", False),
-                               outputs=outputs)
+                               outputs=outputs, fit_ahead=ahead)
             if self.attacks and reference is not None:
                 if ref_outputs is None:
                     raise MubenchError(f"the attacks need Retrain's stored outputs of {self.label}; run its Retrain again")

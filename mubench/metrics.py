@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .attacks.svc import MIAConfig, MIAResult, mia_efficacy
+from .attacks.svc import FitAhead, MIAConfig, MIAResult, mia_efficacy
 from .errors import ConfigError
 from .registry import Registry
 
@@ -56,6 +56,9 @@ class MetricContext:
     reference_outputs: SplitOutputs | None = None  # Retrain's outputs (for KL)
     controls: Any = None  # input-based only: evaluation.ControlViews (bypass / noise outputs, lazy)
     storage: tuple[int, int] | None = None  # (parameters changed, bytes)
+    # Runtime only, never part of a result or key: the evaluation's SVC fit started ahead, taken
+    # by an attack only on byte-identical features (attacks.svc.fit_attack), so no number depends on it.
+    fit_ahead: FitAhead | None = field(default=None, compare=False, repr=False)
 
 
 def metric_value(result: Any) -> float | None:
@@ -126,10 +129,10 @@ def unlearning_accuracy(part: PartOutputs) -> float | None:
     return None if acc is None else 100.0 - acc
 
 
-def attack(outputs: SplitOutputs, config: MIAConfig) -> MIAResult:
+def attack(outputs: SplitOutputs, config: MIAConfig, ahead: FitAhead | None = None) -> MIAResult:
     return mia_efficacy((outputs.retain.logits, outputs.retain.labels),
                         (outputs.test.logits, outputs.test.labels),
-                        (outputs.forget.logits, outputs.forget.labels), config)
+                        (outputs.forget.logits, outputs.forget.labels), config, ahead)
 
 
 def avg_gap(metrics: Mapping[str, Any], reference: Mapping[str, Any]) -> float:
@@ -183,7 +186,7 @@ def ta_forgotten(ctx: MetricContext) -> float | None:
 
 @register_metric("mia_efficacy", description="% of forget samples an SVM confidence attack calls non-members")
 def mia_efficacy_metric(ctx: MetricContext) -> MIAResult:
-    return attack(ctx.outputs, ctx.mia)
+    return attack(ctx.outputs, ctx.mia, ctx.fit_ahead)
 
 
 @register_metric("avg_gap", requires=GAP_METRICS, needs=("reference",),

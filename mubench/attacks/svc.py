@@ -25,16 +25,18 @@ runs a model and needs none of its own. Its numbers are metrics (`mia_efficacy`,
 Retrain's and the noise control's included, and the attack is always on.
 
 The fit needs only the retain and test outputs, so an evaluation that forwards those parts first
-can start it in a background thread (`FitAhead`) while the forget set is forwarded; `fit_attack`
-takes that fit only when its input features are byte for byte the ones it would fit on, so the
-numbers are those of the serial path.
+can start it in a background thread while the forget set is forwarded: a `FitAhead`, made for
+one evaluation, is the `on_part` callback of the forward and owns that thread and its pending
+fit; the evaluation hands it to the metrics (`MetricContext.fit_ahead`), and `fit_attack` takes
+its fit only when the input features are byte for byte the ones it would fit on, so the numbers
+are those of the serial path. Closing it (it is a context manager) drops a fit nobody took and
+ends its thread. Without one, `fit_attack` fits in the calling thread. The module itself keeps
+nothing between evaluations (no global mutable state): two FitAheads share no fit and no thread.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -208,48 +210,18 @@ def _fit(member_features: np.ndarray, nonmember_features: np.ndarray):
     return SVC(kernel="rbf", C=SVC_C, gamma="auto").fit(x, y)
 
 
-def fit_attack(member_features: np.ndarray, nonmember_features: np.ndarray):
+def fit_attack(member_features: np.ndarray, nonmember_features: np.ndarray, ahead: FitAhead | None = None):
     """SPEC §5's attack: an RBF SVM (C=3, gamma="auto") on members (1) vs non-members (0).
 
-    A fit `fit_ahead` started on the same features (same bytes) is waited for instead of
-    fitting again; any other input is fitted here."""
-    with _AHEAD_LOCK:
-        future = _AHEAD.pop(_fit_key(member_features, nonmember_features), None)
-    if future is not None:
-        return future.result()
-    return _fit(member_features, nonmember_features)
+    ahead: an evaluation's `FitAhead`; the fit it started is waited for instead of fitting
+    again when it was started on these very features (same dtype, shape and bytes); any other
+    input, or none given, is fitted here."""
+    attack = ahead.take(member_features, nonmember_features) if ahead is not None else None
+    return attack if attack is not None else _fit(member_features, nonmember_features)
 
 
-# Fits started ahead, by their input's digest. Bounded: an evaluation that fails after starting
-# one never takes it, and a worker process runs many evaluations.
-_AHEAD: dict[str, Future] = {}
-_AHEAD_MAX = 4
-_AHEAD_LOCK = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-
-
-def _fit_key(member_features: np.ndarray, nonmember_features: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for a in (member_features, nonmember_features):
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def fit_ahead(member_features: np.ndarray, nonmember_features: np.ndarray) -> None:
-    """Start `fit_attack(member_features, nonmember_features)` in a background thread (libsvm
-    releases the GIL, so it runs beside torch); `fit_attack` on the same features takes it."""
-    global _executor
-    key = _fit_key(member_features, nonmember_features)
-    with _AHEAD_LOCK:
-        if key in _AHEAD:
-            return
-        while len(_AHEAD) >= _AHEAD_MAX:
-            _AHEAD.pop(next(iter(_AHEAD)))
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mubench-svc-fit")
-        _AHEAD[key] = _executor.submit(_fit, member_features.copy(), nonmember_features.copy())
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
 def attack_features(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
@@ -264,14 +236,25 @@ def attack_features(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch
 
 
 class FitAhead:
-    """An `on_part` callback of `outputs.forward_split`: once the retain and test parts are
-    forwarded, start the fit `mia_efficacy` will ask for with `config`, so that it runs while
-    the remaining parts are forwarded."""
+    """One evaluation's SVC fit, started ahead: the `on_part` callback of `outputs.forward_split`
+    that, once the retain and test parts are forwarded, starts the fit `mia_efficacy` will ask
+    for with `config` in a thread of its own, so that it runs while the remaining parts are
+    forwarded (libsvm releases the GIL, so it runs beside torch). `fit_attack(..., ahead=self)`
+    takes it on byte-identical features.
+
+    It owns its thread and its one pending fit: `close()` (or leaving a `with` block) drops a
+    fit nobody took and ends the thread, waiting for a fit still running (libsvm cannot be
+    interrupted). A closed FitAhead starts nothing more and gives no fit.
+    """
 
     def __init__(self, config: MIAConfig):
         self.config = config
         self.parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.started = False
+        self.closed = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._inputs: tuple[np.ndarray, np.ndarray] | None = None  # what the pending fit was started on
+        self._pending: Future | None = None
 
     def __call__(self, part: str, out) -> None:
         if self.started or part not in ("retain", "test"):
@@ -280,13 +263,65 @@ class FitAhead:
         if len(self.parts) == 2:
             self.started = True
             members, _, f_member, f_nonmember = attack_features(self.parts["retain"], self.parts["test"], self.config)
+            self.parts.clear()  # the features are all it needs
             if len(members):
-                fit_ahead(f_member, f_nonmember)
+                self.start(f_member, f_nonmember)
+
+    def start(self, member_features: np.ndarray, nonmember_features: np.ndarray) -> None:
+        """Start the fit `fit_attack(member_features, nonmember_features, self)` will take, in this
+        object's thread. One fit is pending at a time: a second start drops the first (a running
+        one still ends, unread)."""
+        if self.closed:
+            raise RuntimeError("this FitAhead is closed")
+        self._drop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mubench-svc-fit")
+        self._inputs = (member_features.copy(), nonmember_features.copy())
+        self._pending = self._executor.submit(_fit, *self._inputs)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a fit was started and not yet taken or dropped."""
+        return self._pending is not None
+
+    def take(self, member_features: np.ndarray, nonmember_features: np.ndarray):
+        """The fit started on exactly these features (waited for; then it is no longer pending),
+        or None when none was, or it was started on others (then it stays pending)."""
+        if self._pending is None or not (_same_bytes(member_features, self._inputs[0])
+                                         and _same_bytes(nonmember_features, self._inputs[1])):
+            return None
+        future = self._pending
+        self._pending = self._inputs = None
+        return future.result()
+
+    def _drop(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()  # a fit still queued never runs; a running one ends unread
+        self._pending = self._inputs = None
+
+    def close(self) -> None:
+        """Drop a fit nobody took and shut the thread down (idempotent)."""
+        self.closed = True
+        self._drop()
+        self.parts.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> FitAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def mia_efficacy(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                 forget: tuple[torch.Tensor, torch.Tensor], config: MIAConfig = MIAConfig()) -> MIAResult:
-    """MIA-Efficacy from (logits, labels) of the retain part, the test part and the forget set."""
+                 forget: tuple[torch.Tensor, torch.Tensor], config: MIAConfig = MIAConfig(),
+                 ahead: FitAhead | None = None) -> MIAResult:
+    """MIA-Efficacy from (logits, labels) of the retain part, the test part and the forget set.
+
+    ahead: the evaluation's `FitAhead`, whose fit is taken where it was started on these
+    features (see `fit_attack`); None: fit here."""
     members, nonmembers, f_member, f_nonmember = attack_features(retain, test, config)
     if len(members) == 0:
         raise ConfigError("MIA-Efficacy needs a non-empty retain set and test part to fit the attack")
@@ -295,7 +330,7 @@ def mia_efficacy(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Te
         verdict = np.zeros(0, dtype=bool)
         efficacy, support = float("nan"), None
     else:
-        attack = fit_attack(f_member, f_nonmember)
+        attack = fit_attack(f_member, f_nonmember, ahead)
         verdict = attack.predict(f_forget.reshape(-1, 1)) == 0
         efficacy = 100.0 * float(verdict.mean())
         support = attack_support(f_nonmember, f_forget, config.feature)
