@@ -33,7 +33,12 @@ import torch
 
 from mubench.errors import ConfigError
 from mubench.methods import _fv_bank  # noqa: F401 - registers the fv_bank resource this method requires
-from mubench.methods.forget_vector import PerturbationMethod, PerturbationParams, learn_perturbation
+from mubench.methods.forget_vector import (
+    CPU_SCHEDULE,
+    PerturbationMethod,
+    PerturbationParams,
+    learn_perturbation,
+)
 from mubench.params import Options, param
 from mubench.plots import Figure, FigureInput, method_color, pyplot, register_figure, save_figure
 from mubench.predictor import Predictor
@@ -59,8 +64,7 @@ class FVArithmetic(PerturbationMethod):
 
     Params = FVArithmeticParams
     label, color, rank = "FV-arith", "#e377c2", 90
-    presets = {"digits": {"*": {"epochs": 60, "tol": 3e-3}},
-               "fashion-mnist": {"*": {"epochs": 20, "batch_size": 128, "tol": 3e-3}}}  # why: docs/adding-a-method.md
+    presets = {dataset: {"*": CPU_SCHEDULE} for dataset in ("digits", "fashion-mnist")}  # forget_vector's
     version = "3"  # 2: β by scenario kind, undivided penalty, steps in normalised directions; 3: fp32 learning
     requires = ("fv_bank",)
 
