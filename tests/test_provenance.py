@@ -34,11 +34,16 @@ def test_a_tuned_file_says_what_produced_it():
     assert produced["device"] == "cpu" and produced["threads"] == 2
 
 
-def test_a_run_under_another_precision_than_its_tuned_file_prints_one_line():
-    digits = read_tuned(SHIPPED_DIR / "digits.toml")
-    assert digits.produced["precision"] == "bf16"  # the shipped search ran on a Xeon with AMX
-    fp32 = describe_tuned(ExperimentConfig(precision="fp32"))
-    bf16 = describe_tuned(ExperimentConfig(precision="bf16"))
+def test_a_run_under_another_precision_than_its_tuned_file_prints_one_line(tmp_path):
+    shipped = (SHIPPED_DIR / "digits.toml").read_text()
+    assert 'produced = {precision = "fp32"' in shipped  # re-tuned in fp32, as digits runs train
+    path = tmp_path / "bf16.toml"  # the same file as if it had been searched in bf16
+    path.write_text(shipped.replace('produced = {precision = "fp32"', 'produced = {precision = "bf16"'))
+    digits = read_tuned(path)
+    assert digits.produced["precision"] == "bf16"
+    fp32 = describe_tuned(ExperimentConfig(precision="fp32", tuned=str(path)))
+    bf16 = describe_tuned(ExperimentConfig(precision="bf16", tuned=str(path)))
+    assert len(describe_tuned(ExperimentConfig())) == 1  # the shipped file matches a default run
     assert len(fp32) == 2 and "selected from bf16 runs" in fp32[1] and "this run trains in fp32" in fp32[1]
     assert len(bf16) == 1  # same precision and device class: nothing to say
     assert dataclasses.replace(digits, produced={}).mismatch("fp32", "cpu") is None  # a file that does not say
