@@ -143,7 +143,8 @@ def main() -> None:
             for label, point, res in zip(labels, points, results, strict=True):
                 s = summarise([r for r in res.records if r["scenario"] == scenario], cost)
                 full = s if full is None else full
-                hit = s["rte_median"] <= ft_s["rte_median"] and s["gap"] <= full["gap"] + 0.5
+                # the bank is a one-time cost beside no method's: its target is the gap alone
+                hit = (args.bank or s["rte_median"] <= ft_s["rte_median"]) and s["gap"] <= full["gap"] + 0.5
                 rows.append([dataset, scenario, label, f"{s['gap']:.2f} ± {s['gap_sd']:.2f}",
                              f"{s['rte']:.2f} ± {s['rte_sd']:.2f}", f"{s['rte_median']:.2f}",
                              "" if s["epochs"] is None else f"{s['epochs']:.1f}", "yes" if hit else "no"])
@@ -153,7 +154,7 @@ def main() -> None:
             rows.append([dataset, scenario, "FT (tuned)", f"{ft_s['gap']:.2f} ± {ft_s['gap_sd']:.2f}",
                          f"{ft_s['rte']:.2f} ± {ft_s['rte_sd']:.2f}", f"{ft_s['rte_median']:.2f}", "", ""])
     print(table(["dataset", "scenario", "setting", "Avg. Gap", f"{cost} mean ± std", "median", "epochs",
-                 "median ≤ FT's, gap ≤ full + 0.5"], rows))
+                 "gap ≤ full + 0.5" if args.bank else "median ≤ FT's, gap ≤ full + 0.5"], rows))
     if args.json:
         import torch
 
