@@ -1,6 +1,6 @@
 """The runner end to end, through the real CLI in subprocesses: caching, kill -9 + resume,
 loky vs Dask, failing jobs, and one-line errors for bad input. Grids are tiny (digits, one
-seed, a 10-epoch recipe) so each run takes seconds."""
+seed, a 3-epoch recipe) so each run takes seconds."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from _cli import run_cli
 # One torch thread in every run (the default, said here because the tests compare records
 # across runs and two of them run side by side).
 GRID = ["--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
-        "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=10", "--quiet", "--threads", "1"]
+        "--methods", "retrain,finetune,grad_ascent", "--set", "recipe.epochs=3", "--quiet", "--threads", "1"]
 METRICS = ("ua", "ra", "ta", "mia_efficacy", "avg_gap")
 DIGITS_AUTO = "fp32"  # the digits preset fixes what --precision auto means on every device
 
@@ -160,7 +160,7 @@ def test_a_failing_method_does_not_stop_the_others(tmp_path, isolated_registries
     plugin.write_text(FAILING_PLUGIN)
     root = tmp_path / "out"
     args = ["run", "--datasets", "digits", "--scenarios", "class:0", "--seeds", "0",
-            "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=10", "--set", "evaluation.attacks=svc",
+            "--methods", "retrain,always_fails,finetune", "--set", "recipe.epochs=3", "--set", "evaluation.attacks=svc",
             "--backend", "sequential", "--plugin", str(plugin), "--out", str(root)]
     assert main([*args, "--quiet"]) == 1
     assert "1 failed" in capsys.readouterr().out
