@@ -19,6 +19,8 @@ from .tuning import (
     CRITERION_WORDS,
     FLAGGED_MIA_GAP,
     LABELS,
+    LIVE_MIN_UA_DISTANCE,
+    LIVE_WORDS,
     METRICS,
     Outcome,
     TunePlan,
@@ -42,27 +44,41 @@ def tune_markdown(tp: TunePlan, outcomes: list[Outcome], reporting_seeds: Sequen
     import pandas as pd
 
     out = ["# mubench tune", "", *_header(tp, reporting_seeds), "",
-           "Searched: " + "; ".join(f"{m}: {w}" for m, w in tp.spaces.items()) + ".", ""]
+           "Searched: " + "; ".join(f"{m}: {w}" for m, w in tp.spaces.items()) + ".", "",
+           f"Live candidates (they change UA and keep RA; nothing selects on them): {LIVE_WORDS}.", ""]
     for o in outcomes:
         c = o.cell
-        rows = [("Retrain (reference)", o.retrain, "")]
-        rows += [(cand.label, s, "✓" if i == o.winner else "")
-                 for i, (cand, s) in enumerate(zip(c.candidates, o.stats, strict=True))]
+        rows = [("Retrain (reference)", o.retrain, "", ""), ("Original (no unlearning)", o.original, "", "")]
+        rows += [(cand.label, s, "✓" if i == o.winner else "", _live_mark(live))
+                 for i, (cand, s, live) in enumerate(zip(c.candidates, o.stats, o.live, strict=True))]
         table = pd.DataFrame([{
             "candidate": label,
             **{LABELS[m]: ("n/a" if math.isnan(s[m][0]) else format_number(m, *s[m])) for m in METRICS},
             **{f"score ({k})": ("" if "scores" not in s or math.isnan(s["scores"][k]) else f"{s['scores'][k]:.2f}")
                for k in CRITERION_WORDS},
             "runs": f"{s['n_ok']}/{s['n']}" + (f" ({s['n_failed']} failed)" if s["n_failed"] else ""),
-            "chosen": mark} for label, s, mark in rows])
+            "chosen": mark, "live": live} for label, s, mark, live in rows])
         out += [f"## {c.dataset} / {c.model} / {c.kind} ({', '.join(c.scenarios)}) — {c.method}", "",
-                markdown_table(table), ""]
+                markdown_table(table), "", live_line(o), ""]
         note = _edge_note(o) if o.winner is not None else "no candidate finished every run: nothing chosen"
         out += [f"Note: {note}.", ""] if note else []
         if o.selected_on == FLAGGED_MIA_GAP:
             out += ["Note: MIA-Efficacy is an SVC extrapolation on some run of this cell, so its scores use the "
                     "Avg. Gap without the MIA term (UA, RA, TA).", ""]
     return "\n".join(out)
+
+
+def _live_mark(live: bool | None) -> str:
+    return "n/a" if live is None else "live" if live else ""
+
+
+def live_line(o: Outcome) -> str:
+    """`live candidates: L of N` for one cell (n/a where UA cannot tell: tuning.live_candidate)."""
+    n = len(o.cell.candidates)
+    if o.live_count is not None:
+        return f"live candidates: {o.live_count} of {n}"
+    return (f"live candidates: n/a of {n} (the original's mean UA is within {LIVE_MIN_UA_DISTANCE:g} points of "
+            "Retrain's or missing: UA cannot tell a live candidate from one that does nothing here)")
 
 
 def _slug(name: str) -> str:
@@ -96,7 +112,7 @@ def tuned_toml(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig, 
             "validation": s.validation if s.protocol == "heldout" else 0.0, "criterion": s.criterion,
             "budget": s.budget if tp.equal_budget else -1, "seeds": list(s.seeds), "command": command,
             "scenarios": {c.kind: c.scenarios for c in (o.cell for o in outcomes)},
-            "produced": produced_by(config, o0.dataset)}
+            "produced": produced_by(config, o0.dataset), "live_rule": LIVE_WORDS}
     out = lines + [""] + _toml_table("tuned", meta)
     for o in outcomes:
         if o.winner is not None:
@@ -105,7 +121,7 @@ def tuned_toml(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig, 
     for o in outcomes:
         for i, (cand, st) in enumerate(zip(o.cell.candidates, o.stats, strict=True)):
             row = {"method": o.cell.method, "kind": o.cell.kind, "values": cand.overrides, "chosen": i == o.winner,
-                   "runs_ok": st["n_ok"], "runs": st["n"],
+                   "live": o.live[i], "runs_ok": st["n_ok"], "runs": st["n"],
                    **{f"{m}_mean": _num(st[m][0]) for m in METRICS}, **{f"{m}_std": _num(st[m][1]) for m in METRICS},
                    **{f"score_{k.replace('+', '_')}": _num(v) for k, v in st["scores"].items()}}
             out += ["[[candidates]]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in row.items() if v is not None] + [""]
@@ -137,7 +153,11 @@ def write_outputs(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfi
               "method": o.cell.method, "searched": tp.spaces[o.cell.method], "selected_on": o.selected_on,
               "chosen": None if o.winner is None else o.cell.candidates[o.winner].overrides,
               "retrain_keys": {f"{sc}/seed {seed}": k for (sc, seed), k in o.cell.retrain.items()},
-              "candidates": [{"overrides": cand.overrides, "chosen": i == o.winner,
+              "original_keys": {f"{sc}/seed {seed}": k for (sc, seed), k in o.cell.original.items()},
+              **{row: {m: {"mean": _num(st[m][0]), "std": _num(st[m][1])} for m in METRICS}
+                 for row, st in (("retrain", o.retrain), ("original", o.original))},
+              "live_count": o.live_count,
+              "candidates": [{"overrides": cand.overrides, "chosen": i == o.winner, "live": o.live[i],
                               "keys": {f"{sc}/seed {seed}": k for (sc, seed), k in keys.items()},
                               "n_ok": s["n_ok"], "n_failed": s["n_failed"], "scores": {k: _num(v) for k, v in s["scores"].items()},
                               **{m: {"mean": _num(s[m][0]), "std": _num(s[m][1])} for m in METRICS}}
@@ -147,5 +167,6 @@ def write_outputs(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfi
     write_json_atomic(root / "tune.json", {"protocol": s.protocol, "validation": s.validation, "criterion": s.criterion,
                                            "budget": s.budget, "equal_budget": tp.equal_budget, "command": command,
                                            "tuning_seeds": list(s.seeds), "reporting_seeds": list(config.seeds),
+                                           "live_rule": LIVE_WORDS,
                                            "cells": cells, "tuned_files": [str(p) for p in files]})
     return files + [md, root / "tune.json"]

@@ -24,6 +24,14 @@ Gap without the MIA term (UA, RA, TA), so a 0-or-100 flip of the SVC cannot pick
 output names the term used (`selected_on`). The screen is not used in its place: tuning cells run
 the SVC alone (its reference models would be trained for nothing else).
 
+Live candidates (issue 25: is the equal budget equal in practice?): every tuning cell also
+evaluates the untouched original (the `original` calibration row, no training, keyed like any
+Evaluate), and a candidate is *live* when its mean UA over the tuning runs lies within half of the
+original's UA distance to Retrain (|UA − UA_retrain| ≤ ½·|UA_original − UA_retrain|: nearer Retrain
+than doing nothing) and its mean RA is at most 10 points below the original's. Where the
+original's mean UA is within 2 points of Retrain's, UA cannot tell forgetting from not forgetting
+and the cell's count is n/a (`live_candidate`). Nothing selects on it.
+
 Outputs, under <out>/tune/: `tune.md` (every candidate, both criteria, the winner marked),
 `tune.json` (the same as data, with job keys) and one tuned settings file
 `tuned-<dataset>-<model>.toml` per (dataset, model) (format: mubench/tuned.py), which
@@ -50,9 +58,17 @@ from .search import describe, draw, search_space
 from .store import Store, stable_hash
 from .validate import num_classes
 
+ORIGINAL = "original"  # the calibration row every tuning cell evaluates (mubench/methods/original.py)
 METRICS = ("avg_gap", "ua", "ra", "ta", "mia_efficacy")
 FLAGGED_MIA_GAP = "avg_gap_no_mia"  # the gap a cell is scored on where its MIA term is an extrapolation
 LABELS = {"avg_gap": "Avg. Gap", "ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy"}
+# the live-candidate rule (`live_candidate`; docs/tuning.md "Outputs")
+LIVE_UA_SHARE = 0.5  # a live candidate's UA is within this share of the original's UA distance to Retrain's
+LIVE_MIN_UA_DISTANCE = 2.0  # points; an original nearer Retrain's UA than this leaves UA nothing to show: n/a
+LIVE_RA_DROP = 10.0  # points; a live candidate's mean RA is at most this far below the original's
+LIVE_WORDS = (f"live = mean UA within {LIVE_UA_SHARE:g} × |UA_original − UA_retrain| of Retrain's (nearer "
+              f"Retrain than doing nothing) and mean RA at most {LIVE_RA_DROP:g} points below the original's; "
+              f"n/a where the original's mean UA is within {LIVE_MIN_UA_DISTANCE:g} points of Retrain's")
 CRITERION_WORDS = {
     "mean+std": "the smallest mean + std of the Avg. Gap to Retrain over the tuning seeds (a setting that "
                 "flips between forgetting and not across seeds pays for its spread)",
@@ -88,6 +104,7 @@ class Cell:
     scenarios: list[str] = field(default_factory=list)  # the kind's scenarios searched on
     keys: list[dict] = field(default_factory=list)  # per candidate: (scenario, seed) → job key
     retrain: dict = field(default_factory=dict)  # (scenario, seed) → Retrain key
+    original: dict = field(default_factory=dict)  # (scenario, seed) → the untouched original's Evaluate key
 
 
 @dataclass
@@ -110,6 +127,13 @@ class Outcome:
     retrain: dict
     winner: int | None  # index into cell.candidates; None when no candidate has every run ok
     selected_on: str = "avg_gap"  # or FLAGGED_MIA_GAP where the cell's MIA term extrapolates
+    original: dict = field(default_factory=dict)  # the untouched original's stats, like `retrain`
+    live: list = field(default_factory=list)  # per candidate: live_candidate(...) (True, False or None)
+
+    @property
+    def live_count(self) -> int | None:
+        """How many candidates are live; None where the rule cannot tell (see live_candidate)."""
+        return None if any(v is None for v in self.live) else sum(self.live)
 
 
 def _fmt(value) -> str:
@@ -187,10 +211,11 @@ def tuning_config(config: ExperimentConfig, search: TuneConfig) -> ExperimentCon
     """The config every tuning cell runs under: tuning seeds, the tuning view of the data
     (heldout protocol), no tuned settings underneath, its own results root, and the SVC alone
     (selection reads the Avg. Gap; the other attacks' models would be trained for nothing), and no
-    calibration rows (nothing selects on them)."""
+    calibration row but the untouched original (nothing selects on it; the live-candidate count
+    reads its UA and RA, at the cost of one evaluation per scenario and seed, no training)."""
     return dataclasses.replace(
         config, seeds=tuple(search.seeds), out=str(Path(config.out) / "tune"), tune=TuneConfig(), tuned="none",
-        calibration=(),
+        calibration=(ORIGINAL,),
         validation=search.validation if search.protocol == "heldout" else 0.0,
         evaluation=dataclasses.replace(config.evaluation, attacks=("svc",), preset_attacks=False))
 
@@ -227,7 +252,7 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
     base = tuning_config(config, search)
     store = Store(base.out)
     kinds = list(dict.fromkeys(entry_kind(s) for s in config.scenarios))
-    plans, cells = [], {}
+    plans, cells, originals = [], {}, {}
     for dataset in config.datasets:
         # families (class:all, random:1+10+50) by their members; the class count is the dataset's
         scenarios = expand_scenarios(config.scenarios, num_classes(dataset, config))
@@ -244,7 +269,9 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
                 plan = build_plan(candidate_config, store)
                 plans.append(plan)
                 for job in plan.evaluations():
-                    if job.method == "retrain":
+                    if job.method == ORIGINAL:
+                        originals[(dataset, job.model, job.scenario, job.seed)] = job.key
+                    if job.method in ("retrain", ORIGINAL):
                         continue
                     kind = job.scenario.split(":")[0]
                     cell = cells.setdefault((dataset, job.model, kind, method), Cell(
@@ -255,6 +282,8 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
                         cell.keys.append({})
                     cell.keys[i][(job.scenario, job.seed)] = job.key
                     cell.retrain[(job.scenario, job.seed)] = job.retrain_key
+    for cell in cells.values():
+        cell.original = {run: originals[(cell.dataset, cell.model, *run)] for run in cell.retrain}
     spaces = {m: (("explicit grid: " + "; ".join(f"{k} ∈ {{{', '.join(_fmt(v) for v in vals)}}}"
                                                for k, vals in grid[m].items())) if m in grid else
                   f"{search.budget} draws from " + describe({k: v for k, v in search_space(METHODS.get(m).Params).items()
@@ -267,7 +296,7 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
 def _cell_stats(store: Store, groups: list[dict]) -> list[dict]:
     """Per group of record keys (one per run): job counts and (mean, std) of each of METRICS,
     from the one aggregation the reports use, with Avg. Gap recomputed against the Retrain each
-    record names (never the value stored at job time). The last group is the cell's Retrain."""
+    record names (never the value stored at job time)."""
     import pandas as pd
 
     from .report import records_frame, with_gaps
@@ -310,14 +339,44 @@ def select(tp: TunePlan, criterion: str | None = None) -> list[Outcome]:
     store = Store(tp.config.out)
     outcomes = []
     for cell in tp.cells:
-        *stats, retrain = _cell_stats(store, [*cell.keys, cell.retrain])
-        gap = FLAGGED_MIA_GAP if mia_flagged([*stats, retrain]) else "avg_gap"
+        *stats, retrain, original = _cell_stats(store, [*cell.keys, cell.retrain, cell.original])
+        gap = FLAGGED_MIA_GAP if mia_flagged([*stats, retrain]) else "avg_gap"  # the original never selects
         for s in stats:
             s["scores"] = {c: score(s, c, gap) for c in CRITERION_WORDS}
         eligible = [i for i, s in enumerate(stats) if s["n_ok"] == s["n"] and not math.isnan(s["scores"][criterion])]
         winner = min(eligible, key=lambda i: (round(stats[i]["scores"][criterion], 9), i), default=None)
-        outcomes.append(Outcome(cell, stats, retrain, winner, gap))
+        outcomes.append(Outcome(cell, stats, retrain, winner, gap, original,
+                                [live_candidate(s, original, retrain) for s in stats]))
     return outcomes
+
+
+def live_candidate(candidate: dict, original: dict, retrain: dict) -> bool | None:
+    """Whether a candidate moved UA toward Retrain's and kept RA, from the (mean, std) of `ua`
+    and `ra` over the tuning runs of it, the untouched original and Retrain (SPEC §3's equal
+    budget, counted in practice: a method whose candidates mostly do nothing, or forget by
+    destroying the model, had fewer real tries than its budget says).
+
+    Live: |UA − UA_retrain| ≤ LIVE_UA_SHARE · |UA_original − UA_retrain|, i.e. its UA closed at
+    least half of the original's distance to Retrain's (past the midpoint: nearer Retrain than
+    doing nothing; the same band bounds overshooting, over-forgetting, on the far side), and
+    RA ≥ RA_original − LIVE_RA_DROP (10 points: far beyond RA's seed noise in tuning cells, under a
+    point on digits; a loss that alone adds 2.5 to the Avg. Gap, more than most tuned winners'
+    whole gap; the digits candidates that forgot class 0 by collapsing lost 18-84).
+
+    None where the rule cannot tell: the original's or Retrain's UA is missing, or the original's
+    mean UA is within LIVE_MIN_UA_DISTANCE (2 points) of Retrain's, where no candidate can show it
+    moved UA toward Retrain (digits random:10, tuning seeds 100-101: UA 0.41 against Retrain's
+    1.24, where one forget image is 0.83 points). A candidate without a finished run is not live."""
+    ua_o, ua_r, ra_o = original["ua"][0], retrain["ua"][0], original["ra"][0]
+    if math.isnan(ua_o) or math.isnan(ua_r) or math.isnan(ra_o):
+        return None
+    distance = abs(ua_o - ua_r)
+    if distance < LIVE_MIN_UA_DISTANCE:
+        return None
+    ua, ra = candidate["ua"][0], candidate["ra"][0]
+    if math.isnan(ua) or math.isnan(ra):
+        return False
+    return abs(ua - ua_r) <= LIVE_UA_SHARE * distance and ra >= ra_o - LIVE_RA_DROP
 
 
 def mia_flagged(groups: list[dict]) -> bool:

@@ -312,7 +312,7 @@ def test_run_with_the_file_uses_and_marks_the_chosen_values(tuned):
 def test_second_tune_is_fully_cached(tuned):
     root, _ = tuned
     proc = mubench(*TUNE, "--out", str(root))
-    assert "0 jobs run, 8 cached, 0 failed" in proc.stdout  # original, split, 3 x (Unlearn, Evaluate)
+    assert "0 jobs run, 10 cached, 0 failed" in proc.stdout  # original, split, 4 x (Unlearn, Evaluate)
 
 
 def test_selection_cannot_read_the_test_set(tmp_path, isolated_registries, capsys):

@@ -74,7 +74,7 @@ def tuning_notes(ok: pd.DataFrame) -> list[str]:
                    "these" if protocol == "heldout" else "selected on the test set (the references' protocol)")
             labels = ", ".join(dict.fromkeys(method_label(v) for v in g["variant"]))
             notes.append(f"tuned ({protocol}): {labels} use hyper-parameters from {file}, {how}; "
-                         "docs/tuning.md")
+                         "docs/tuning.md" + live_counts(file, list(dict.fromkeys(g["method"]))))
         untuned = ok[ok["tuned_file"].isna() & ok["method"].ne("retrain")]
         if len(untuned):
             labels = ", ".join(dict.fromkeys(method_label(v) for v in untuned["variant"]))
@@ -86,6 +86,30 @@ def tuning_notes(ok: pd.DataFrame) -> list[str]:
                          f"{ua.min():.1f} to {ua.max():.1f} (range over {UNSTABLE_UA_RANGE:g} points): its mean "
                          "averages forgetting and not forgetting")
     return notes
+
+
+def live_counts(file: str, methods: list[str]) -> str:
+    """`; live candidates in its search: FT class 4 of 8, random n/a of 8` from the tuned file's
+    `[[candidates]]` `live` fields (mubench/tuning.live_candidate); "" when the file cannot be read
+    or predates the count."""
+    from ..config_toml import read_toml
+    from ..tuned import SHIPPED_DIR
+
+    path = Path(file)
+    path = path if path.is_file() else SHIPPED_DIR.parent.parent / file  # records name shipped files mubench/tuned/…
+    try:
+        doc = read_toml(path, "tuned settings file")
+    except Exception:  # a file moved or removed since the run: the note says what it can
+        return ""
+    if "live_rule" not in doc.get("tuned", {}):
+        return ""
+    counts: dict[str, dict[str, list]] = {}
+    for row in doc.get("candidates", []):
+        if row.get("method") in methods:
+            counts.setdefault(row["method"], {}).setdefault(row.get("kind"), []).append(row.get("live"))
+    parts = [f"{method_label(m)} " + ", ".join(f"{kind} {'n/a' if None in lv else sum(lv)} of {len(lv)}"
+                                              for kind, lv in counts[m].items()) for m in methods if m in counts]
+    return f"; live candidates in its search (they change UA and keep RA): {'; '.join(parts)}" if parts else ""
 
 
 def provenance_line(df: pd.DataFrame, root: str | Path) -> str:
