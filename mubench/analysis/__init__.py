@@ -1,2 +1,2 @@
 """Forget-vector analyses of a finished grid (issues 16, 26): transfer, geometry, data shift,
-recovery attacks on inputs, sensitivity. `python -m mubench analyze --results DIR`; each analysis is one module here."""
+recovery attacks on inputs, relearning attack, sensitivity. `python -m mubench analyze --results DIR`; each analysis is one module here."""

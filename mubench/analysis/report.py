@@ -15,7 +15,7 @@ from ..report.markdown import markdown_table
 from . import figures
 from .cells import StoredCell, load_cells
 
-ANALYSES = ("transfer", "geometry", "shift", "recovery", "sensitivity")
+ANALYSES = ("transfer", "geometry", "shift", "recovery", "relearn", "sensitivity")
 
 
 def _slug(text: str) -> str:
@@ -144,10 +144,11 @@ def sensitivity_section(root: Path, out: Path, swept: Sequence[str] | None, scen
 
 def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_samples: int = 2000,
                    swept: Sequence[str] | None = None, scenarios: Sequence[str] = (),
-                   epsilons: Sequence[float] | None = None) -> Path:
+                   epsilons: Sequence[float] | None = None, relearn=None) -> Path:
     """Run `analyses` on the grid under `root`; returns DIR/analysis/analysis.md (sensitivity:
     `swept` parameters, default all, on `scenarios`, default the grid's; recovery: at the ℓ∞
-    budgets `epsilons` in pixel units, default recovery.EPSILONS)."""
+    budgets `epsilons` in pixel units, default recovery.EPSILONS; relearn: a
+    relearn.RelearnSettings, default its defaults)."""
     root = Path(root)
     out = root / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +163,10 @@ def write_analysis(root: str | Path, analyses: Sequence[str] = ANALYSES, max_sam
         lines += shift_section(cells, out, max_samples)
     if "recovery" in analyses:
         lines += recovery_section(cells, out, max_samples, epsilons)
+    if "relearn" in analyses:
+        from .relearn import relearn_section
+
+        lines += relearn_section(cells, out, max_samples, relearn)
     if "sensitivity" in analyses:
         lines += sensitivity_section(root, out, swept, scenarios)
     path = out / "analysis.md"
