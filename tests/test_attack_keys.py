@@ -17,6 +17,9 @@ Issues 27 and 25 re-keyed on purpose: the forget vector's new learning knobs (op
 frozen_precision) re-key forget_vector, fv_arithmetic and the fv_bank, and SSD's version 3 (its
 I_D order by scenario kind) re-keys ssd. The table was re-pinned then, after checking that every
 job whose key moved was one of those (its `made_by` says so); every other job keeps 1333eb9's key.
+It was re-pinned once more when the forget-vector learners moved to the CPU schedule and the
+digits settings were re-tuned (issue 27): only forget_vector, fv_arithmetic, the fv_bank and the
+tuned methods' Unlearn and Evaluate jobs moved; originals, splits and Retrains kept their keys.
 
 This table is a pin, not a spec: a change that means to re-key jobs (a method's version, a
 tuned file) updates it on purpose and says so in its commit.
