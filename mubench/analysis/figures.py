@@ -3,12 +3,21 @@ returning the PNG's path (colours per method as in every mubench figure)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..plots import method_color, pyplot
 from .corruptions import CORRUPTIONS, SEVERITIES
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-")
+
+
+def _fig(out: Path, png: Path) -> str:
+    return f"![{png.stem}]({png.relative_to(out).as_posix()})"
 
 
 def _save(fig, path: Path) -> Path:

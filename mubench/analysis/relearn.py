@@ -220,7 +220,7 @@ def relearn_section(cells: Sequence[StoredCell], out: Path, max_samples: int,
     """The analysis.md section; writes the tidy table to out/relearn.csv and out/relearn.md and
     one figure per (dataset, model, scenario)."""
     from ..report.markdown import markdown_table
-    from .report import _fig, _slug
+    from .figures import _fig, _slug
 
     settings = settings or RelearnSettings()
     frame = relearn_frame([(cell, analyze_relearn(cell, settings, max_samples)) for cell in cells])

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,16 +13,9 @@ import pandas as pd
 from ..report.markdown import markdown_table
 from . import figures
 from .cells import StoredCell, load_cells
+from .figures import _fig, _slug
 
 ANALYSES = ("transfer", "geometry", "shift", "recovery", "relearn", "sensitivity")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-")
-
-
-def _fig(out: Path, png: Path) -> str:
-    return f"![{png.stem}]({png.relative_to(out).as_posix()})"
 
 
 def transfer_section(cells: Sequence[StoredCell], out: Path) -> list[str]:
