@@ -14,7 +14,7 @@ import torch
 from mubench.pipeline import build_task, cached_dataset, get_original, get_split
 from mubench.presets import preset_for
 
-torch.set_num_threads(1)  # CI machines have 2 cores; tests are run serially
+torch.set_num_threads(1)  # CI machines have 2 cores: the README runs two one-thread xdist workers
 
 # Fixed values the methods' mechanics tests run with (the hand-set digits values of mubench 0.1, when
 # methods had per-dataset lr presets): each test checks that a method moves the numbers it
