@@ -142,6 +142,20 @@ def test_summary_puts_the_control_first_with_mean_std_over_seeds_and_the_gap_to_
     assert fv["seeds"] == 2
 
 
+def test_summary_pairs_each_method_with_the_retrain_of_its_own_cell():
+    """A grid has several cells (the default: class:0 and random:10): the gap to Retrain is
+    taken within a cell, never across them."""
+    rows = [{"dataset": "d", "model": "m", "scenario": scenario, "method": method, "seed": seed,
+             "variant": "deployed", "samples": 8, "steps": steps, "forget_acc": acc + offset, "d_retain_acc": 0.0}
+            for scenario, offset in (("class:0", 0.0), ("random:10", 50.0))
+            for method, acc in (("retrain", 0.0), ("finetune", 5.0))
+            for seed in (0, 1) for steps in (0, 5)]
+    tables = relearn_summary(pd.DataFrame(rows))
+    assert len(tables) == 2
+    for table in tables.values():
+        assert table.set_index("method").loc["finetune", "forget acc − Retrain's @5"] == "5.0 ± 0.0"
+
+
 def test_analyze_rejects_bad_relearn_options_in_one_line(capsys):
     from mubench.cli import main
 

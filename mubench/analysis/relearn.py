@@ -164,9 +164,10 @@ def relearn_summary(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """(dataset, model, scenario, samples) → rows per method and variant (Retrain, the control,
     first): forget accuracy at each step count and, at the largest, the retain change and the
     forget accuracy minus Retrain's at the same seed and budget, each mean ± std over seeds."""
-    ref = frame[frame.method == "retrain"].set_index(["seed", "samples", "steps"])["forget_acc"]
+    pair = ["dataset", "model", "scenario", "seed", "samples", "steps"]  # Retrain of the same cell and budget
+    ref = frame[frame.method == "retrain"].set_index(pair)["forget_acc"]
     frame = frame.assign(vs_retrain=frame.forget_acc.values - ref.reindex(
-        pd.MultiIndex.from_frame(frame[["seed", "samples", "steps"]])).values)
+        pd.MultiIndex.from_frame(frame[pair])).values)
     last = frame.steps.max()
     out = {}
     for (dataset, model, scenario, n), part in frame.groupby(["dataset", "model", "scenario", "samples"], sort=True):
