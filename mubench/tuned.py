@@ -49,6 +49,7 @@ class TunedSettings:
     tables: dict = field(default_factory=dict)  # method → scenario kind → {field: value}
     candidates: tuple = ()  # every candidate's row (method, kind, values, scores, chosen)
     produced: dict = field(default_factory=dict)  # precision and device.machine() of the search; {} if unknown
+    live_rule: str = ""  # the live-candidate rule the candidates' `live` follow; "" if the file predates it
 
     def table(self, method: str, kind: str) -> dict:
         return dict(self.tables.get(method, {}).get(kind, {}))
@@ -92,7 +93,7 @@ def read_tuned(path: str | Path) -> TunedSettings:
     methods = doc.get("methods", {})
     return TunedSettings(path=_display(path), **{k: meta[k] for k in _META if k != "seeds"},
                          seeds=tuple(meta["seeds"]), tables=methods, candidates=tuple(doc.get("candidates", ())),
-                         produced=dict(meta.get("produced") or {}))
+                         produced=dict(meta.get("produced") or {}), live_rule=meta.get("live_rule", ""))
 
 
 def shipped() -> list[TunedSettings]:

@@ -92,19 +92,19 @@ def live_counts(file: str, methods: list[str]) -> str:
     """`; live candidates in its search: FT class 4 of 8, random n/a of 8` from the tuned file's
     `[[candidates]]` `live` fields (mubench/tuning.live_candidate); "" when the file cannot be read
     or predates the count."""
-    from ..config_toml import read_toml
-    from ..tuned import SHIPPED_DIR
+    from ..errors import ConfigError
+    from ..tuned import SHIPPED_DIR, read_tuned
 
     path = Path(file)
     path = path if path.is_file() else SHIPPED_DIR.parent.parent / file  # records name shipped files mubench/tuned/…
     try:
-        doc = read_toml(path, "tuned settings file")
-    except Exception:  # a file moved or removed since the run: the note says what it can
+        tuned = read_tuned(path)
+    except ConfigError:  # a file moved or removed since the run: the note says what it can
         return ""
-    if "live_rule" not in doc.get("tuned", {}):
+    if not tuned.live_rule:
         return ""
     counts: dict[str, dict[str, list]] = {}
-    for row in doc.get("candidates", []):
+    for row in tuned.candidates:
         if row.get("method") in methods:
             counts.setdefault(row["method"], {}).setdefault(row.get("kind"), []).append(row.get("live"))
     parts = [f"{method_label(m)} " + ", ".join(f"{kind} {'n/a' if None in lv else sum(lv)} of {len(lv)}"
