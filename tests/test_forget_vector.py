@@ -83,19 +83,23 @@ def test_forgets_class0_and_keeps_retain(learned, digits_original):
 
 
 def test_the_cpu_schedule_forgets_class0_in_three_epochs_for_every_learner(make_task, class0_split, cpu):
-    """The presets' schedule (CPU_SCHEDULE: 3 epochs of batch 32, no augmentation) at the
-    untuned lr and β still forgets, and FV-arithmetic and the bank learn on the same schedule."""
+    """The presets' schedule (CPU_SCHEDULE: 3 epochs of batch 32, no augmentation) at the shipped
+    tuned lr and β forgets and keeps the retain set, and FV-arithmetic and the bank learn on the
+    same schedule. (At the untuned lr 0.2 / β 5 retain accuracy is a tipping point: 87.9 on an
+    AMD EPYC, 77.5 on a Xeon without AMX, both one thread; so the tuned values are what is checked.)"""
     from mubench.methods._fv_bank import bank_settings
     from mubench.methods.forget_vector import CPU_SCHEDULE
     from mubench.methods.fv_arithmetic import FVArithmetic
+    from mubench.tuned import SHIPPED_DIR, read_tuned
 
     preset = ForgetVector.dataset_defaults("digits", "class")
+    tuned = read_tuned(SHIPPED_DIR / "digits.toml").table("forget_vector", "class")
     task = make_task(class0_split)
-    predictor = ForgetVector(apply_overrides(ForgetVectorParams(), preset, "preset")).unlearn(task)
+    predictor = ForgetVector(apply_overrides(ForgetVectorParams(), {**preset, **tuned}, "preset")).unlearn(task)
     assert predictor.info["epochs_run"] <= 3  # the 60-epoch preset before it ran ~45
-    assert 100 - _accuracy(predictor, task.forget_x, task.forget_y, task) > 90  # measured 100.0
-    # measured 87.9 at these untuned lr 0.2 / β 5 (original 99.4); the tuned values do the rest
-    assert _accuracy(predictor, task.retain_x, task.retain_y, task) > 80
+    # measured UA 96.2 / RA 99.4 (Xeon, no AMX) and 99.2 / 99.7 (two threads); original UA 0, RA 99.4
+    assert 100 - _accuracy(predictor, task.forget_x, task.forget_y, task) > 85
+    assert _accuracy(predictor, task.retain_x, task.retain_y, task) > 95
     for dataset in ("digits", "fashion-mnist"):
         assert FVArithmetic.dataset_defaults(dataset, "class").items() >= CPU_SCHEDULE.items()
         bank = bank_settings(dataset, {}, cpu, "fp32")["params"]
@@ -235,7 +239,8 @@ def test_each_learning_knob_changes_delta_and_stays_deterministic(make_task, cla
     assert torch.equal(first, again)
     assert not torch.equal(first, base)
     if knob.get("frozen_precision") == "bf16":  # only the later layers round: δ keeps its direction
-        assert torch.nn.functional.cosine_similarity(first.flatten(), base.flatten(), dim=0) > 0.95
+        # measured 0.93 (Xeon without AMX, one thread) to 0.98; another seed's fp32 δ: 0.36-0.52
+        assert torch.nn.functional.cosine_similarity(first.flatten(), base.flatten(), dim=0) > 0.8
 
 
 def test_adam_forgets_in_few_epochs(make_task, class0_split, digits_original):

@@ -229,24 +229,39 @@ def test_the_untouched_original_reads_clearly_above_retrain_and_the_null_band_on
     assert hit["refmia_auc_lo"] > 90 and hit["refmia_auc_lo"] > band["refmia_null_hi"], (hit["refmia_auc"], band)
 
 
-@pytest.mark.parametrize("scenario", ["class:0", pytest.param("random:10", marks=pytest.mark.xfail(strict=False, reason=(
-    "measured: the independent Retrain read 59.1 against the references' leave-one-out band [60.2, 65.1]: "
-    "four references on one seed give a narrow band, which is why the report widens it to the "
-    "independent Retrain's own reading (report/calibration.null_bands)")))])
-def test_the_independent_retrain_reads_inside_the_null_band_and_the_original_above_it(screened, scenario):
-    """What replaces the xfail below: a model trained exactly like Retrain is compared with the
-    band of what never-trained models read, not with 50 ± the per-example CI; the untouched
-    Original is outside it (above) on class:0, where the screen discriminates."""
+def _prediction_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Where one more draw from the distribution of `values` falls with probability `level`
+    (normal model: mean ± t·s·√(1 + 1/n))."""
+    from scipy import stats as st
+
+    v = np.asarray(values, dtype=float)
+    half = st.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) * np.sqrt(1 + 1 / len(v))
+    return v.mean() - half, v.mean() + half
+
+
+@pytest.mark.parametrize("scenario", ["class:0", "random:10"])
+def test_the_independent_retrain_reads_like_the_references_and_the_original_above_them(screened, scenario):
+    """What replaces the xfail below: a model trained exactly like Retrain is compared with what
+    never-trained models read, not with 50 ± the per-example CI; the untouched Original reads
+    above all of them on class:0, where the screen discriminates.
+
+    The twin is one more model like the four references, so it falls outside their [min, max]
+    with probability 2/5 by exchangeability alone: measured, it read 59.1 against [60.2, 65.1]
+    on random:10 (AMD EPYC) and 53.7 against [55.0, 87.4] on class:0 (Xeon without AMX). It is
+    checked against the 95% prediction interval of the references' values instead (the report
+    widens the band to the twin's own reading, which would make the check hold by construction).
+    Measured on the Xeon: random:10 [55.2, 66.8] around the twin's 60.0; on class:0 the references
+    spread over 55-87, so there the interval is wide and the Original's 100 carries the check."""
     _, plan, records = screened
     cell = [r for r in records.values() if r["scenario"] == scenario and "refmia_null_lo" in r]
-    # the records' leave-one-out band only (the report widens it to the twin's value, which
-    # would make this check hold by construction)
-    lo, hi = min(r["refmia_null_lo"] for r in cell), max(r["refmia_null_hi"] for r in cell)
+    null = cell[0]["refmia_null"]
+    assert len(null) >= 3 and all(r["refmia_null"] == null for r in cell)
+    lo, hi = _prediction_interval(null)
     twin = next(r for r in records.values() if r["method"] == "retrain_seed" and r["scenario"] == scenario)
-    assert lo <= twin["refmia_auc"] <= hi, (twin["refmia_auc"], lo, hi)
+    assert lo <= twin["refmia_auc"] <= hi, (twin["refmia_auc"], null)
     if scenario == "class:0":
         original = next(r for r in records.values() if r["method"] == "original" and r["scenario"] == scenario)
-        assert original["refmia_auc"] > hi, (original["refmia_auc"], hi)
+        assert original["refmia_auc"] > max(null), (original["refmia_auc"], null)
 
 
 @pytest.mark.parametrize("scenario", [
