@@ -73,7 +73,7 @@ class Unlearn(Job):
         for res in self.resources:
             resources[res.name], facts = res.load(ctx.store, ctx.device)
             extra.update(facts)
-        task = build_task(data, split, original.model, self.original.model, recipe_from_dict(self.original.recipe),
+        task = build_task(data, split, self._start(ctx, original.model), self.original.model, recipe_from_dict(self.original.recipe),
                           self.original.seed, ctx.device, precision=self.precision, resources=resources,
                           progress=ctx.progress)
         params = apply_overrides(cls.Params(), self.params, f"method {self.method!r}")
@@ -82,6 +82,7 @@ class Unlearn(Job):
         predictor = cls(params).unlearn(task)
         synchronize(ctx.device)
         rte = time.perf_counter() - t0
+        predictor = self._finish(predictor)
         ctx.store.save_artifact("predictor", self.key, predictor_state(predictor, original.model))
         record = {"key": self.key, "kind": "unlearn", "status": "ok", "method": self.method, **extra,
                   "rte_s": rte, "method_version": self.method_version, "precision": self.precision,
@@ -95,6 +96,14 @@ class Unlearn(Job):
                   "finished": iso(time.time()), "wall_s": time.time() - started}
         ctx.store.write_record("unlearn", self.key, record)
         return record
+
+    # Hooks of a sequential-deletion step (mubench/sequential.py): the model the method starts
+    # from, and the predictor stored from the one it returned. Identity here.
+    def _start(self, ctx: RunContext, original_model):
+        return original_model
+
+    def _finish(self, predictor: Predictor) -> Predictor:
+        return predictor
 
     def predictor(self, ctx: RunContext) -> Predictor:
         """The stored predictor on its own original (what an attack audits on a shadow)."""
@@ -221,6 +230,7 @@ class Evaluate(Job):
                 for run in self.attacks:
                     metrics.update(_missing(store, run) or run.attack().score(dataclasses.replace(inp, models=run.models)))
         metrics.update(_runtime(unlearned["rte_s"], reference, own=self.reference is None))
+        metrics.update(self._more_metrics(ctx, predictor, data, metrics, reference))
         record = {**self.identity(), **metrics, **_provenance(unlearned), "dataset": data.name,  # [n]: a training subset
                   "data_options": self.unlearn.original.data_options, "n_forget": len(split.forget), "n_retain": len(split.retain),
                   "n_test": len(split.test) + len(split.test_forgotten), "status": "ok", "tuned": bool(self.tuned),
@@ -232,6 +242,10 @@ class Evaluate(Job):
                   "wall_s": unlearned.get("wall_s", 0.0) + time.time() - started}
         store.write_record("method", self.key, record)
         return record
+
+    def _more_metrics(self, ctx: RunContext, predictor: Predictor, data, metrics: dict, reference: dict | None) -> dict:
+        """Fields beyond the cell's metrics (a sequential step's, mubench/sequential.py); none here."""
+        return {}
 
     def _reference(self, store: Store) -> tuple[dict | None, SplitOutputs | None]:
         """Retrain's ok record of the cell and, where controls or attacks read them, its outputs."""

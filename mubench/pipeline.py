@@ -152,7 +152,7 @@ def build_task(data: ImageData, split: Split, original: nn.Module, model_name: s
         num_classes=data.num_classes,
         input_shape=data.input_shape,
         augment=data.augment,
-        scenario=parse_scenario(split.scenario, data.num_classes),
+        scenario=parse_scenario(split.scenario, data.num_classes).request,  # a chain step: its request
         seed=seed,
         device=device,
         recipe=recipe,

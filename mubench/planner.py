@@ -27,6 +27,7 @@ from .params import apply_overrides
 from .pipeline import architecture_key, cached_dataset, data_key
 from .presets import preset_for, run_precision
 from .scenarios import expand_scenarios, parse_scenario
+from .sequential import chain_step
 from .store import Store
 from .training import Recipe, recipe_with
 from .tuned import TunedSettings, tuned_for, tuned_layer
@@ -199,12 +200,15 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                 for res in resources.values():
                     add(res)
                 for sc in scenarios:
-                    split = Split(dataset=dataset, data=original.data, scenario=sc.spec, seed=seed,
-                                  data_options=original.data_options)
-                    add(split)
-                    for job in _cell_jobs(config, methods, original, split, sc.kind, resources, precision,
-                                          evaluation, attacks, tuned, device, sc.family):
-                        add(job)
+                    chain: dict = {}  # a sequential chain's method → its previous step's jobs
+                    for step in sc.steps():  # a plain scenario is one step
+                        split = Split(dataset=dataset, data=original.data, scenario=step.spec, seed=seed,
+                                      data_options=original.data_options)
+                        add(split)
+                        cell = _cell_jobs(config, methods, original, split, step.request.kind, resources, precision,
+                                          evaluation, attacks, tuned, device, sc.family)
+                        for job in chain_step(cell, chain) if sc.kind == "sequential" else cell:
+                            add(job)
     return Plan(list(jobs.values()), {k for k, j in jobs.items() if j.done(store)}, families)
 
 
@@ -282,11 +286,11 @@ def describe_settings(plan: Plan) -> Iterable[str]:
     for job in plan.jobs:
         if type(job) is Resource and type(job.original) is Original:
             lines.setdefault(f"{job.name} {job.original.dataset}/{job.original.model}", job.settings)
-        elif type(job) is Unlearn and type(job.split) is Split and type(job.original) is Original:
+        elif isinstance(job, Unlearn) and type(job.split) is Split and type(job.original) is Original:
             cls, o, scenario = METHODS.get(job.method), job.original, job.split.scenario
             where = f"{job.method} {o.dataset}/{o.model}/{scenario}"
             if where not in lines and job.params:  # a method without settings (the Original row) has no line
-                params = cls.resolved(cls.Params(**job.params), parse_scenario(scenario).kind)
+                params = cls.resolved(cls.Params(**job.params), parse_scenario(scenario).request.kind)
                 lines[where] = dataclasses.asdict(params)
     if lines:
         yield "settings (resolved; every seed of a scenario shares them):"

@@ -21,6 +21,16 @@ family's canonical text in `Scenario.family`: a member's split, Retrain and pred
 of the same scenario listed alone (one key), and only its Evaluate record also names the family.
 A family's members are the same for every run seed (the sample is drawn from S alone), so a
 per-family aggregate can average over forget sets, then over seeds.
+
+Sequential deletion (issue 26) is a chain of requests that arrive in turn:
+`sequential:class:C1+C2+...` (request t forgets every image of class Ct) and
+`sequential:random:PxT` (T disjoint requests of P% of the training set each, consecutive slices
+of one permutation seeded by the run seed and P). A chain is one scenario, kind `sequential`,
+whose `steps()` are its prefixes: step t of `sequential:class:0+3+5` is `sequential:class:0+3`,
+whose split forgets request t (`forget`: class 3) from D minus every request so far (`retain`;
+class chains test on the classes not yet forgotten). A step's split depends on requests 1..t
+only, so a longer chain shares a shorter one's splits (mubench/sequential.py plans the jobs).
+`Scenario.request` is what a method is asked to forget at that step (`class:3`).
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ SCENARIO_KINDS = {
     "random": "random:p — forget p% of the training set uniformly at random (seeded)",
     "subset": "subset:c1,c2,...:p[:restricted] — forget p% of the images of the listed classes (arithmetic); "
               "restricted: retain and test limited to those classes (the paper's task)",
+    "sequential": "sequential:class:c1+c2+... | sequential:random:PxT — a chain of deletion requests, each "
+                  "unlearned from the previous step's predictor (one class per request, or T disjoint P% requests)",
 }
 FAMILY_KINDS = {
     "class:all": "class:all — a family: one class:c per class of the dataset",
@@ -49,7 +61,10 @@ FAMILY_KINDS = {
     "random:+": "random:P1+P2+... — a family: one random:P per percentage (e.g. random:1+10+50)",
 }
 _SCENARIO_HELP = ("expected class:C, classes:C1,C2, random:P or subset:C1,C2:P[:restricted] "
-                  "(P a percentage in (0, 100)), or a family: class:all, class:sample:K[:S], random:P1+P2")
+                  "(P a percentage in (0, 100)), a family: class:all, class:sample:K[:S], random:P1+P2, "
+                  "or a chain: sequential:class:C1+C2, sequential:random:PxT")
+_CHAIN_HELP = ("expected sequential:class:C1+C2+... (one class per request, in order) or sequential:random:PxT "
+               "(T disjoint requests of P% each, e.g. sequential:random:5x4)")
 RESTRICTED = "restricted"  # the suffix of the restricted subset form
 
 
@@ -62,14 +77,33 @@ class Scenario:
     percent: float | None = None
     restricted: bool = False  # subset only: retain and test limited to the listed classes
     family: str = ""  # the family entry this scenario was expanded from (canonical text), "" if listed alone
+    requests: int = 0  # sequential only: the number of requests (class chains: len(classes))
 
     @property
     def spec(self) -> str:
         cls = ",".join(str(c) for c in self.classes)
         pct = f"{self.percent:g}" if self.percent is not None else ""
         suffix = f":{RESTRICTED}" if self.restricted else ""
+        if self.kind == "sequential":
+            if self.classes:
+                return "sequential:class:" + "+".join(str(c) for c in self.classes)
+            return f"sequential:random:{pct}x{self.requests}"
         return {"class": f"class:{cls}", "classes": f"classes:{cls}", "random": f"random:{pct}",
                 "subset": f"subset:{cls}:{pct}{suffix}"}[self.kind]
+
+    @property
+    def request(self) -> Scenario:
+        """What a method is asked to forget: a chain's last request (`class:C` or `random:P`), else itself."""
+        if self.kind != "sequential":
+            return self
+        return Scenario("class", self.classes[-1:]) if self.classes else Scenario("random", (), self.percent)
+
+    def steps(self) -> tuple[Scenario, ...]:
+        """A chain's steps, 1..T: its prefixes (step t forgets request t); a plain scenario is one step."""
+        if self.kind != "sequential":
+            return (self,)
+        return tuple(dataclasses.replace(self, classes=self.classes[:t], requests=t)
+                     for t in range(1, self.requests + 1))
 
     @property
     def form(self) -> str:
@@ -79,7 +113,7 @@ class Scenario:
     @property
     def is_classwise(self) -> bool:
         """Whole classes are forgotten: TA is measured on the remaining classes only."""
-        return self.kind in ("class", "classes")
+        return self.kind in ("class", "classes") or (self.kind == "sequential" and bool(self.classes))
 
     def __str__(self) -> str:
         return self.spec
@@ -208,6 +242,8 @@ def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
         if parse_family(raw) is not None:
             raise ConfigError(f"{raw!r} is a scenario family (several forget sets); it is a grid entry "
                               "(--scenarios, [experiment] scenarios), not a single scenario")
+        if raw.startswith("sequential"):
+            return parse_scenario(_parse_chain(raw), num_classes)
         m = re.fullmatch(r"(class|classes|random|subset):(.+)", raw)
         if not m:
             raise ConfigError(f"malformed scenario {raw!r}; {_SCENARIO_HELP}")
@@ -235,13 +271,28 @@ def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
         raise ConfigError(f"scenario {scenario.spec!r}: percentage must be in (0, 100); got {scenario.percent:g}")
     if len(set(scenario.classes)) != len(scenario.classes):
         raise ConfigError(f"scenario {scenario.spec!r} repeats a class")
+    if scenario.kind == "sequential" and scenario.percent is not None and scenario.percent * scenario.requests >= 100:
+        raise ConfigError(f"chain {scenario.spec!r} forgets {scenario.percent * scenario.requests:g}% of the training "
+                          "set; P × T must stay below 100")
     if num_classes is not None:
         bad = [c for c in scenario.classes if not 0 <= c < num_classes]
         if bad:
             raise ConfigError(f"scenario {scenario.spec!r}: class {bad[0]} is out of range 0..{num_classes - 1}")
-        if scenario.kind == "classes" and len(scenario.classes) >= num_classes:
+        if scenario.kind in ("classes", "sequential") and len(scenario.classes) >= num_classes:
             raise ConfigError(f"scenario {scenario.spec!r} forgets every class; nothing would remain")
     return scenario
+
+
+def _parse_chain(raw: str) -> Scenario:
+    """`sequential:class:C1+C2+...` or `sequential:random:PxT` → its Scenario (checked by parse_scenario)."""
+    m = re.fullmatch(r"sequential:class:(\d+(?:\+\d+)*)", raw)
+    if m:
+        classes = tuple(int(c) for c in m.group(1).split("+"))
+        return Scenario("sequential", classes, requests=len(classes))
+    m = re.fullmatch(r"sequential:random:(\d+(?:\.\d*)?|\.\d+)x(\d+)", raw)
+    if m and int(m.group(2)) >= 1:
+        return Scenario("sequential", (), float(m.group(1)), requests=int(m.group(2)))
+    raise ConfigError(f"malformed chain {raw!r}; {_CHAIN_HELP}")
 
 
 def _classes(text: str) -> tuple[int, ...]:
@@ -312,7 +363,11 @@ def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_finger
     sc = parse_scenario(scenario, num_classes)
     rng = np.random.default_rng([seed, _stable_int(dataclasses.replace(sc, restricted=False).spec)])
     all_train = np.arange(len(train_y))
-    if sc.kind == "random":
+    gone = None  # everything forgotten so far, where more than `forget` (a chain's earlier requests)
+    if sc.kind == "sequential":
+        requests = chain_requests(train_y, sc, seed)
+        forget, gone = requests[-1], np.concatenate(requests)
+    elif sc.kind == "random":
         n = int(round(len(train_y) * sc.percent / 100))
         forget = np.sort(rng.choice(len(train_y), size=n, replace=False))
     else:
@@ -324,7 +379,8 @@ def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_finger
             forget = pool
     if len(forget) == 0:
         raise ConfigError(f"scenario {sc.spec!r} gives an empty forget set on this dataset")
-    if len(forget) == len(train_y):
+    gone = forget if gone is None else gone
+    if len(gone) == len(train_y):
         raise ConfigError(f"scenario {sc.spec!r} forgets the whole training set")
     all_test = np.arange(len(test_y))
     if sc.restricted:
@@ -337,7 +393,7 @@ def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_finger
             raise ConfigError(f"scenario {sc.spec!r}: the listed classes have no test images on this dataset")
         return Split(sc.spec, int(seed), forget.astype(np.int64), retain.astype(np.int64), test.astype(np.int64),
                      np.zeros(0, dtype=np.int64), (), data_fingerprint, sc.form)
-    retain = np.setdiff1d(all_train, forget)
+    retain = np.setdiff1d(all_train, gone)
     if sc.is_classwise:
         gone = np.isin(test_y, sc.classes)
         test, test_forgotten, forgotten = all_test[~gone], all_test[gone], sc.classes
@@ -345,6 +401,20 @@ def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_finger
         test, test_forgotten, forgotten = all_test, np.zeros(0, dtype=np.int64), ()
     return Split(sc.spec, int(seed), forget.astype(np.int64), retain.astype(np.int64),
                  test.astype(np.int64), test_forgotten.astype(np.int64), tuple(forgotten), data_fingerprint)
+
+
+def chain_requests(train_y, scenario: Scenario, seed: int) -> list[np.ndarray]:
+    """The forget sets of a chain's requests, in order, each sorted. A class chain's request t is
+    every training image of its class t; a random chain's are consecutive slices of one
+    permutation seeded by (seed, P) alone, so requests are disjoint and a shorter chain's are a
+    longer one's first ones (`sequential:random:5x2` ⊂ `5x4`)."""
+    train_y = np.asarray(train_y)
+    if scenario.classes:
+        return [np.flatnonzero(train_y == c).astype(np.int64) for c in scenario.classes]
+    rng = np.random.default_rng([seed, _stable_int(f"sequential:random:{scenario.percent:g}")])
+    order = rng.permutation(len(train_y))
+    n = int(round(len(train_y) * scenario.percent / 100))
+    return [np.sort(order[t * n:(t + 1) * n]).astype(np.int64) for t in range(scenario.requests)]
 
 
 def _stable_int(text: str) -> int:

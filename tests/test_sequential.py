@@ -1,0 +1,243 @@
+"""Sequential deletion (issue 26 part 1): a chain of requests, each an Unlearn + Evaluate step
+started from the previous step's predictor, against the Retrain of that step (mubench/sequential.py).
+
+One real 3-step class chain on digits (a 3-epoch original, 1-epoch steps, FT and the forget
+vector) runs once for the module, with an exception injected into FT's step 2; the tests then
+read what it did, and what its rerun did."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from _cli import run_cli
+
+from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig, split_scenarios
+from mubench.errors import ConfigError
+from mubench.method_jobs import Evaluate, Unlearn
+from mubench.methods.finetune import Finetune
+from mubench.methods.retrain import Retrain
+from mubench.planner import build_plan
+from mubench.predictor import Predictor
+from mubench.runner import execute
+from mubench.scenarios import make_split, parse_entry, parse_scenario
+from mubench.sequential import InputShift, StepEvaluate, StepUnlearn, compose
+from mubench.store import Store
+
+pytestmark = pytest.mark.filterwarnings("ignore:original .* under-fits")  # a 3-epoch original on purpose: speed
+
+CHAIN = "sequential:class:0+3+5"
+METHODS = ("finetune", "forget_vector")
+
+
+def _config(root, *scenarios) -> ExperimentConfig:
+    return ExperimentConfig(scenarios=scenarios or (CHAIN,), seeds=(0,), methods=METHODS, out=str(root),
+                            calibration=(), precision="fp32", recipe={"epochs": 3},
+                            method_params={"retrain": {"epochs": 1}, "finetune": {"epochs": 1},
+                                           "forget_vector": {"epochs": 1}},
+                            evaluation=EvaluationConfig(attacks=("svc",)),
+                            execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
+
+
+def _state_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode() + value.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory):
+    """The chain run twice into one store: first with FT failing at its step 2 (request class:3),
+    then again without the failure. Records what the Retrains trained on and what FT started from."""
+    root = tmp_path_factory.mktemp("chain")
+    seen = {"retrain": [], "finetune": []}
+    fail = {"on": True}
+    retrain_unlearn, finetune_unlearn = Retrain.unlearn, Finetune.unlearn
+
+    def retrain(self, task):
+        seen["retrain"].append((int(task.forget_y[0]), set(task.retain_y.tolist()), len(task.retain_y)))
+        return retrain_unlearn(self, task)
+
+    def finetune(self, task):
+        request = int(task.forget_y[0])
+        seen["finetune"].append((request, _state_hash(task.original), task.scenario.spec))
+        if fail["on"] and request == 3:
+            raise RuntimeError("injected failure at step 2")
+        return finetune_unlearn(self, task)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Retrain, "unlearn", retrain)
+        mp.setattr(Finetune, "unlearn", finetune)
+        config = _config(root)
+        first_plan = build_plan(config, Store(root))
+        first = execute(first_plan, config, progress=False)
+        steps = {t: j for j in first_plan.jobs if isinstance(j, StepUnlearn) and j.method == "finetune"
+                 for t in [parse_scenario(j.split.scenario).requests]}
+        step1 = Store(root).record_path("unlearn", steps[1].key)
+        before = (step1.stat().st_mtime_ns, len(seen["finetune"]))
+        fail["on"] = False
+        second_plan = build_plan(config, Store(root))
+        second = execute(second_plan, config, progress=False)
+    return {"root": root, "config": config, "first": first, "second": second, "seen": seen, "steps": steps,
+            "step1_record": step1, "before": before, "second_plan": second_plan}
+
+
+def _rows(records, method):
+    return sorted((r for r in records if r["method"] == method), key=lambda r: r["step"])
+
+
+def test_a_three_step_class_chain_runs_and_records_each_step(chain_run):
+    records = chain_run["second"].records
+    assert not chain_run["second"].failed
+    for method in ("retrain", *METHODS):
+        rows = _rows(records, method)
+        assert [r["step"] for r in rows] == [1, 2, 3]
+        assert [r["request"] for r in rows] == ["class:0", "class:3", "class:5"]
+        assert [r["scenario"] for r in rows] == ["sequential:class:0", "sequential:class:0+3", CHAIN]
+        assert [len(r["ua_requests"]) for r in rows] == [1, 2, 3]
+        for r in rows:
+            assert r["ua_requests"][-1] == r["ua"]  # request t's UA is the cell's own
+            assert min(r["ua_requests"]) <= r["ua_all"] <= max(r["ua_requests"])
+            assert r["n_forgotten"] == sum(r2["n_forget"] for r2 in rows[: r["step"]])
+        cumulative = np.cumsum([r["rte_s"] for r in rows])
+        assert np.allclose([r["rte_cum_s"] for r in rows], cumulative)
+    for ft, ref in zip(_rows(records, "finetune"), _rows(records, "retrain"), strict=True):
+        assert ft["retrain_key"] == ref["key"]  # each step's gap is to that step's Retrain
+        assert ft["rte_cum_rel"] == pytest.approx(ft["rte_cum_s"] / ref["rte_cum_s"])
+    # Retrain after every request has forgotten every request so far (none of them in its training set)
+    assert all(u == 100.0 for r in _rows(records, "retrain") for u in r["ua_requests"])
+
+
+def test_the_method_sees_request_t_alone_and_continues_from_step_t_minus_1(chain_run):
+    store = Store(chain_run["root"])
+    seen = chain_run["seen"]["finetune"]
+    steps = chain_run["steps"]
+    assert [(r, spec) for r, _, spec in seen] == [(0, "class:0"), (3, "class:3"), (3, "class:3"), (5, "class:5")]
+    original = next(j for j in steps[1].deps() if j.kind == "original")
+    from mubench.jobs import RunContext
+
+    base = original.load(RunContext(store, torch.device("cpu"))).model
+    step1 = steps[1].load_predictor(store, base)[0]
+    step2 = steps[2].load_predictor(store, base)[0]
+    assert seen[0][1] == _state_hash(base)  # step 1 starts from the original
+    assert seen[1][1] == seen[2][1] == _state_hash(step1.model) != _state_hash(base)  # step 2 from step 1's model
+    assert seen[3][1] == _state_hash(step2.model)
+    assert steps[2].previous.key == steps[1].key and steps[1].previous is None
+
+
+def test_a_chain_that_failed_at_step_2_resumes_without_redoing_step_1(chain_run):
+    first, second = chain_run["first"], chain_run["second"]
+    failed = sorted((r["method"], r["step"]) for r in first.failed)
+    assert failed == [("finetune", 2), ("finetune", 3)]  # step 3 fails upstream, the rest of the grid ran
+    assert sum(r["method"] == "forget_vector" for r in first.records) == 3
+    mtime, calls = chain_run["before"]
+    assert chain_run["step1_record"].stat().st_mtime_ns == mtime  # step 1 was not rewritten
+    assert [r for r, _, _ in chain_run["seen"]["finetune"][calls:]] == [3, 5]  # the rerun ran steps 2 and 3 only
+    pending = [j for j in chain_run["second_plan"].pending()]
+    assert sorted((type(j).__name__, parse_scenario(j.scenario if isinstance(j, Evaluate) else j.split.scenario).requests)
+                  for j in pending) == [("StepEvaluate", 2), ("StepEvaluate", 3), ("StepUnlearn", 2), ("StepUnlearn", 3)]
+    assert second.ran == 4
+
+
+def test_each_steps_retrain_trains_without_every_earlier_request(chain_run):
+    retrains = {request: (labels, n) for request, labels, n in chain_run["seen"]["retrain"]}
+    assert set(retrains) == {0, 3, 5}  # one Retrain per step, run once (the rerun found them done)
+    assert len(chain_run["seen"]["retrain"]) == 3
+    for request, forgotten in [(0, {0}), (3, {0, 3}), (5, {0, 3, 5})]:
+        labels, n = retrains[request]
+        assert labels == set(range(10)) - forgotten
+    store = Store(chain_run["root"])
+    retrain_rows = _rows(chain_run["second"].records, "retrain")
+    for row in retrain_rows:
+        assert row["n_retain"] == retrains[int(row["request"].split(":")[1])][1]
+        assert row["n_retain"] + row["n_forgotten"] == 1347  # digits' training set
+    step3 = next(j for j in chain_run["second_plan"].jobs if type(j) is Unlearn and j.split.scenario == CHAIN)
+    split = step3.split.load(store)
+    earlier = [j.split.load(store).forget for j in chain_run["second_plan"].jobs
+               if type(j) is Unlearn and j.method == "retrain" and j.split.scenario != CHAIN]
+    assert len(earlier) == 2 and all(not np.intersect1d(split.retain, f).size for f in earlier)
+    data = step3.original.ref.load()
+    assert set(data.test_y[split.test].tolist()) == set(range(10)) - {0, 3, 5}  # TA on the classes left
+    assert set(data.test_y[split.test_forgotten].tolist()) == {0, 3, 5}
+
+
+def test_forget_vector_steps_compose_their_deltas_on_the_frozen_original():
+    model = torch.nn.Linear(4, 2)
+    d1, d2 = torch.full((4,), 0.5), torch.arange(4.0)
+    step = compose(Predictor(InputShift(model, d1), d2, params_changed=4))
+    assert step.model is model and torch.equal(step.delta, d1 + d2) and step.params_changed == 4
+    x = torch.randn(3, 4)
+    assert torch.allclose(step(x), model(x + d1 + d2))
+    # a model-based step is counted against the original by evaluation, over every step
+    assert compose(Predictor(model, params_changed=7)).params_changed is None
+
+
+def test_forget_vector_chain_stores_the_composed_delta_and_the_original_weights(chain_run):
+    store = Store(chain_run["root"])
+    plan = chain_run["second_plan"]
+    fv = {parse_scenario(j.split.scenario).requests: j for j in plan.jobs
+          if isinstance(j, StepUnlearn) and j.method == "forget_vector"}
+    states = {t: store.load_artifact("predictor", job.key) for t, job in fv.items()}
+    assert all(set(s) == {"delta"} for s in states.values())  # the model is the original's, unchanged
+    assert not torch.equal(states[1]["delta"], states[2]["delta"])
+    rows = _rows(chain_run["second"].records, "forget_vector")
+    assert [r["params_changed"] for r in rows] == [64] * 3  # one composed 8x8 δ, whatever the step
+
+
+def test_a_longer_chain_reuses_a_shorter_ones_steps(chain_run, tmp_path):
+    root = chain_run["root"]
+    shorter = build_plan(_config(root, "sequential:class:0+3"), Store(root))
+    assert not shorter.pending()  # every job of the 2-step chain is one of the 3-step run's
+    longer = build_plan(_config(root, "sequential:class:0+3+5+7"), Store(root))
+    assert {j.key for j in chain_run["second_plan"].jobs} <= {j.key for j in longer.jobs}
+    assert {parse_scenario(getattr(j, "scenario", None) or j.split.scenario).requests for j in longer.pending()
+            if isinstance(j, (Unlearn, Evaluate))} == {4}
+    # and a plain scenario keeps its jobs' keys beside a chain
+    plain = {j.key for j in build_plan(_config(tmp_path, "class:0"), Store(tmp_path)).jobs}
+    both = build_plan(_config(tmp_path, "class:0", CHAIN), Store(tmp_path))
+    assert plain <= {j.key for j in both.jobs}
+    assert not any(isinstance(j, (StepUnlearn, StepEvaluate)) for j in both.jobs if j.key in plain)
+
+
+def test_random_chain_requests_are_disjoint_seeded_and_prefix_stable(digits):
+    y, ty = digits.train_y.numpy(), digits.test_y.numpy()
+    four = [make_split(y, ty, f"sequential:random:5x{t}", 0) for t in range(1, 5)]
+    forgets = [s.forget for s in four]
+    assert all(len(f) == round(0.05 * len(y)) for f in forgets)
+    assert len(np.unique(np.concatenate(forgets))) == 4 * len(forgets[0])  # disjoint
+    assert np.array_equal(four[-1].retain, np.setdiff1d(np.arange(len(y)), np.concatenate(forgets)))
+    assert len(four[-1].test) == len(ty)  # random chains test on the whole test set
+    assert np.array_equal(make_split(y, ty, "sequential:random:5x2", 0).forget, forgets[1])  # deterministic
+    assert not np.array_equal(make_split(y, ty, "sequential:random:5x2", 1).forget, forgets[1])  # seeded
+
+
+def test_chain_spellings_parse_to_their_canonical_text():
+    assert parse_entry(" sequential:class:0+3+5 ").spec == CHAIN
+    assert parse_entry("sequential:random:5.0x4").spec == "sequential:random:5x4"
+    sc = parse_scenario("sequential:random:5x4")
+    assert [s.spec for s in sc.steps()] == [f"sequential:random:5x{t}" for t in range(1, 5)]
+    assert sc.request.spec == "random:5" and parse_scenario(CHAIN).request.spec == "class:5"
+    assert split_scenarios(f"class:0,{CHAIN},sequential:random:5x4,classes:1,2") == (
+        "class:0", CHAIN, "sequential:random:5x4", "classes:1,2")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("sequential:class:0,3", "malformed chain"), ("sequential:class:", "malformed chain"),
+    ("sequential:class:0+0", "repeats a class"), ("sequential:random:5", "malformed chain"),
+    ("sequential:random:5x0", "malformed chain"), ("sequential:random:30x4", "P × T must stay below 100"),
+    ("sequential:random:0x2", "percentage must be in (0, 100)"), ("sequential:foo:1", "malformed chain"),
+])
+def test_bad_chain_specs_are_one_sentence_errors(text, words):
+    with pytest.raises(ConfigError, match="^[^\n]*$") as err:
+        parse_entry(text)
+    assert words in str(err.value)
+
+
+def test_a_bad_chain_on_the_command_line_is_one_line_and_exit_2():
+    result = run_cli("run", "--scenarios", "class:0,sequential:class:0+3+10", "--dry-run", "--out", "unused")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "class 10 is out of range" in result.stderr
