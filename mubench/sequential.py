@@ -127,6 +127,11 @@ class StepEvaluate(Evaluate):
 
     previous: Evaluate | None = None
 
+    @property
+    def label(self) -> str:
+        step = "" if isinstance(self.unlearn, StepUnlearn) else f" (step {_step(self.scenario)})"  # Retrain's row
+        return super().label + step
+
     def chain(self) -> list[Evaluate]:
         """This method's Evaluates of steps 1..t, in order."""
         out, job = [], self

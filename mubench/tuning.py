@@ -252,6 +252,9 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
     base = tuning_config(config, search)
     store = Store(base.out)
     kinds = list(dict.fromkeys(entry_kind(s) for s in config.scenarios))
+    if "sequential" in kinds:  # a chain's steps run with their request kind's settings (mubench/sequential.py)
+        raise ConfigError("mubench tune does not search on sequential chains; tune on their requests' kind "
+                          "(class:C or random:P scenarios): every step of a chain runs with that kind's settings")
     plans, cells, originals = [], {}, {}
     for dataset in config.datasets:
         # families (class:all, random:1+10+50) by their members; the class count is the dataset's

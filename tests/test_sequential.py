@@ -241,3 +241,21 @@ def test_a_bad_chain_on_the_command_line_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "class 10 is out of range" in result.stderr
+
+
+def test_the_report_lines_up_each_chain_by_step(chain_run, tmp_path):
+    from mubench.report.records import load_records
+    from mubench.report.sequential import chain_figures, chain_table, chains
+
+    assert chains(["class:0", "sequential:class:0", "sequential:class:0+3", "sequential:class:1"]) == {
+        "sequential:class:0+3": ["sequential:class:0", "sequential:class:0+3"],
+        "sequential:class:1": ["sequential:class:1"]}
+    table = chain_table(load_records(chain_run["root"]))
+    assert set(table["chain"]) == {CHAIN}
+    assert table.groupby("method")["step"].apply(list).to_dict() == {m: [1, 2, 3] for m in ("retrain", *METHODS)}
+    ft = table[table["method"].eq("finetune")]
+    rows = _rows(chain_run["second"].records, "finetune")
+    assert np.allclose(ft["rte_cum_s"], [r["rte_cum_s"] for r in rows])
+    assert np.allclose(ft["avg_gap"], [r["avg_gap"] for r in rows])
+    (figure,) = chain_figures(table, tmp_path)
+    assert figure.png.is_file() and figure.cell == ("digits", "small_cnn", CHAIN)

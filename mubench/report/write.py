@@ -15,6 +15,7 @@ from .latex import render_latex
 from .markdown import render_markdown
 from .notes import provenance_line, report_notes
 from .records import load_records, method_label, tidy, with_gaps
+from .sequential import chain_figures, chain_table, chain_table_text
 from .tables import per_seed_gaps, summary_stats, summary_table
 
 FORMATS = ("md", "latex", "csv", "html", "parquet")
@@ -77,9 +78,15 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
         extra.append(("SVC MIA-Efficacy (population) beside the per-example attacks (U-LiRA, the reference-model "
                       "screen and its null band: what models that never saw D_f read), mean over seeds",
                       side_by_side(df).reset_index()))
+    steps = chain_table(df)
+    if not steps.empty:
+        extra.append(("Sequential deletion, per chain, method and step (mean over seeds): UA and MIA-Efficacy on "
+                      "request t, UA (all) on everything forgotten so far, Avg. Gap to that step's Retrain, "
+                      "cumulative RTE and its ratio to Retrain's (one retrain per request)", chain_table_text(steps)))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     figures = plots.report_figures(df, summary_stats(df), out / "figures", stored_cells(root))
+    figures += chain_figures(steps, out / "figures")
     written += [p for fig in figures for p in fig.paths]
     if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
         skipped = "Parquet skipped: pyarrow is not installed (pip install pyarrow)"
