@@ -257,5 +257,9 @@ def test_the_report_lines_up_each_chain_by_step(chain_run, tmp_path):
     rows = _rows(chain_run["second"].records, "finetune")
     assert np.allclose(ft["rte_cum_s"], [r["rte_cum_s"] for r in rows])
     assert np.allclose(ft["avg_gap"], [r["avg_gap"] for r in rows])
+    # the chain-level gap on forgetting: |UA on all forgotten so far - that step's Retrain's|
+    retrain_ua_all = [r["ua_all"] for r in _rows(chain_run["second"].records, "retrain")]
+    assert np.allclose(ft["ua_all_gap"], [abs(r["ua_all"] - u) for r, u in zip(rows, retrain_ua_all, strict=True)])
+    assert (table.loc[table["method"].eq("retrain"), "ua_all_gap"] == 0).all()
     (figure,) = chain_figures(table, tmp_path)
     assert figure.png.is_file() and figure.cell == ("digits", "small_cnn", CHAIN)

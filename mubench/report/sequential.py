@@ -16,7 +16,19 @@ from ..plots import Figure, method_color, pyplot, save_figure, slug
 from ..scenarios import parse_scenario
 from .records import current_ok, method_label, with_gaps
 
-STEP_METRICS = ("ua", "ua_all", "ra", "ta", "mia_efficacy", "avg_gap", "rte_cum_s", "rte_cum_rel")
+STEP_METRICS = ("ua", "ua_all", "ua_all_gap", "ra", "ta", "mia_efficacy", "avg_gap", "rte_cum_s", "rte_cum_rel")
+
+
+def _ua_all_gap(part: pd.DataFrame) -> pd.Series:
+    """|UA over everything forgotten so far − that step's and seed's Retrain's|: the chain-level
+    gap on forgetting. Avg. Gap reads request t alone, so a method that forgets request t and
+    gives the earlier requests back (measured: composed forget vectors on a class chain,
+    reports/digits-sequential) looks close to Retrain there and far from it here."""
+    ua_all = pd.to_numeric(part["ua_all"], errors="coerce")
+    retrain = part["method"].eq("retrain")
+    reference = ua_all[retrain].groupby([part.loc[retrain, "step"], part.loc[retrain, "seed"]]).first()
+    keys = pd.MultiIndex.from_arrays([part["step"], part["seed"]])
+    return (ua_all - reference.reindex(keys).to_numpy()).abs()
 
 
 def chains(scenarios) -> dict[str, list[str]]:
@@ -37,6 +49,8 @@ def chain_table(df: pd.DataFrame) -> pd.DataFrame:
     for cell, g in ok.groupby(["dataset", "model"], sort=False):
         for chain, steps in chains(g["scenario"].unique()).items():
             part = g[g["scenario"].isin(steps)]
+            if "ua_all" in part:
+                part = part.assign(ua_all_gap=_ua_all_gap(part))
             for (variant, step), h in part.groupby(["variant", "step"], sort=False):
                 means = {m: pd.to_numeric(h[m], errors="coerce").mean() for m in STEP_METRICS if m in h}
                 rows.append({"dataset": cell[0], "model": cell[1], "chain": chain, "method": h["method"].iloc[0],
