@@ -231,11 +231,11 @@ def test_the_untouched_original_reads_clearly_above_retrain_and_the_null_band_on
 
 def _prediction_interval(values, level: float = 0.95) -> tuple[float, float]:
     """Where one more draw from the distribution of `values` falls with probability `level`
-    (normal model: mean ± t·s·√(1 + 1/n))."""
-    from scipy import stats as st
+    (normal model: mean ± t·s·√(1 + 1/n), the mean's t half-width times √(n + 1))."""
+    from mubench.stats import half_width
 
     v = np.asarray(values, dtype=float)
-    half = st.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) * np.sqrt(1 + 1 / len(v))
+    half = half_width(v, level) * np.sqrt(len(v) + 1)
     return v.mean() - half, v.mean() + half
 
 
