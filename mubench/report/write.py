@@ -81,7 +81,8 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
     steps = chain_table(df)
     if not steps.empty:
         extra.append(("Sequential deletion, per chain, method and step (mean over seeds): UA and MIA-Efficacy on "
-                      "request t, UA (all) on everything forgotten so far, Avg. Gap to that step's Retrain, "
+                      "request t, UA (all) on everything forgotten so far and its gap to that step's "
+                      "Retrain's (ua_all_gap), Avg. Gap to that step's Retrain, "
                       "cumulative RTE and its ratio to Retrain's (one retrain per request)", chain_table_text(steps)))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
