@@ -90,8 +90,11 @@ def load_builtins() -> None:
 
 
 def load_entry_points(groups=ENTRY_POINT_GROUPS) -> None:
+    """Every group from one scan of the installed distributions' metadata: each job calls this,
+    and a scan per group cost it six scans (BENCHMARKS.md, section 8)."""
+    found = entry_points()
     for group in groups:
-        for ep in entry_points(group=group):
+        for ep in found.select(group=group):
             _guarded_import(f"entry point {ep.name} ({ep.value}) of {group}", ep.load)
 
 

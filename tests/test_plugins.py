@@ -206,16 +206,22 @@ class _EntryPoint:
 def test_entry_points_of_every_group_are_loaded(monkeypatch, isolated_registries):
     from mubench.data import DATASETS, load_digits
 
-    asked = []
+    asked, scans = [], []
 
-    def fake_entry_points(group):
-        asked.append(group)
-        if group != "mubench.datasets":
-            return []
-        return [_EntryPoint("ep_digits", "pkg:register", lambda: DATASETS.add("ep_digits", load_digits))]
+    class _Found:
+        def select(self, group):
+            asked.append(group)
+            if group != "mubench.datasets":
+                return []
+            return [_EntryPoint("ep_digits", "pkg:register", lambda: DATASETS.add("ep_digits", load_digits))]
+
+    def fake_entry_points():
+        scans.append(1)
+        return _Found()
 
     monkeypatch.setattr(plugins, "entry_points", fake_entry_points)
     plugins.load_plugins()
+    assert len(scans) == 1  # one scan of the metadata for all groups: it runs in every job
     assert asked == list(plugins.ENTRY_POINT_GROUPS)
     assert set(asked) == {"mubench.methods", "mubench.datasets", "mubench.models", "mubench.metrics",
                           "mubench.resources", "mubench.attacks"}
