@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from mubench.attacks import lira_stats as ls  # noqa: E402
 from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig  # noqa: E402
 from mubench.jobs import RunContext  # noqa: E402
+from mubench.method_jobs import Unlearn  # noqa: E402
 from mubench.outputs import forward_split  # noqa: E402
 from mubench.predictor import Predictor  # noqa: E402
 from mubench.runner import build_plan, execute  # noqa: E402
@@ -75,7 +76,8 @@ def main() -> None:
         for scenario in config.scenarios:
             ev = next(e for e in plan.evaluations() if e.method == "forget_vector" and e.scenario == scenario)
             data, split = ev.unlearn.original.ref.load(), ev.unlearn.split.load(store)
-            shadows = ev.models_of("ulira")
+            # the shadow runs only: the attack's models also hold the null band's reference models
+            shadows = [m for m in ev.models_of("ulira") if isinstance(m, Unlearn)]
             phis = np.stack([phi_of(u.original.load(ctx).model, data, split) for u in shadows])
             mask = np.stack([u.split.membership(len(split.forget)) for u in shadows])
             per_side = ls.fit_gaussians(phis, mask, "per_side")
