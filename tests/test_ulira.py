@@ -4,7 +4,7 @@ vector learns its own δ per shadow; changing the σ rule re-runs evaluation onl
 against another-seed Retrain reads ≈ 50 (class:0 and random:10); the untouched original clearly
 more (class:0; random:10 is xfail: measured, see the test).
 
-The run uses 400 training images and a 30-epoch recipe, so the original memorises what it saw:
+The run uses 400 training images and a 20-epoch recipe, so the original memorises what it saw:
 on all 1,347 images digits leaks almost no membership (train 99.5% / test 98.9%), and no attack
 can find what is not there (docs/metrics.md, "Which σ", benchmarks/ulira_power.py)."""
 
@@ -129,7 +129,7 @@ def _config(out, **evaluation) -> ExperimentConfig:
     # count is fixed and keyed), and on 2 cores this runs the fixture in 2/3 of the sequential time.
     return ExperimentConfig(datasets=("digits",), scenarios=("class:0", "random:10"), seeds=(0,),
                             methods=("retrain", "forget_vector"), calibration=("original",), out=str(out), precision="fp32",
-                            train_subset=400, recipe={"epochs": 30}, method_params={"forget_vector": {"epochs": 5}},
+                            train_subset=400, recipe={"epochs": 20}, method_params={"forget_vector": {"epochs": 5}},
                             evaluation=EvaluationConfig(**evaluation),
                             execution=ExecutionConfig(backend="loky", jobs=2))
 
