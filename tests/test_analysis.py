@@ -152,7 +152,7 @@ def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(t
     point is the grid's own job, and the sweep's other point is not read as a grid row."""
     from mubench.analysis.cells import load_cells
     from mubench.analysis.sweep import run_points
-    from mubench.config import ExecutionConfig, ExperimentConfig
+    from mubench.config import EvaluationConfig, ExecutionConfig, ExperimentConfig
     from mubench.metrics import accuracy as part_accuracy
     from mubench.outputs import forward_split
     from mubench.runs import run_configs, write_run
@@ -160,6 +160,7 @@ def test_stored_grid_reloads_to_the_recorded_metrics_and_sweeps_reuse_its_jobs(t
     config = ExperimentConfig(scenarios=("class:0",), seeds=(0,), methods=("forget_vector",), out=str(tmp_path),
                               precision="fp32", recipe={"epochs": 3},
                               method_params={"forget_vector": {"epochs": 2}},
+                              evaluation=EvaluationConfig(attacks=("svc",)),  # no reference models: not read
                               execution=ExecutionConfig(backend="sequential", jobs=1, threads_per_worker=1))
     write_run(tmp_path, config)
     assert run_configs(tmp_path) == [config]
