@@ -21,7 +21,7 @@ from mubench.data import eval_view
 from mubench.errors import MubenchError
 from mubench.predictor import Predictor
 
-SETTINGS = RelearnSettings()  # the defaults: 8 and 32 samples, 1, 5 and 20 steps, lr 0.01
+SETTINGS = RelearnSettings(retain_mix=(0,))  # the defaults (8 and 32 samples, 1, 5 and 20 steps, lr 0.01), forget sample alone
 
 
 def _part(data, split, name):
@@ -61,15 +61,15 @@ def shifted(digits_original):
     return Predictor(digits_original, delta)
 
 
-def _at(rows, samples, steps, field="forget_acc"):
-    (row,) = [r for r in rows if r["samples"] == samples and r["steps"] == steps]
+def _at(rows, samples, steps, field="forget_acc", mix=0):
+    (row,) = [r for r in rows if r["samples"] == samples and r["steps"] == steps and r["retain_mix"] == mix]
     return row[field]
 
 
 def test_at_zero_steps_each_predictor_reads_its_own_accuracy(digits_original, shifted, parts):
     forget, retain = parts
     _, rest = attacker_split(len(forget[1]), max(SETTINGS.samples), seed=0)
-    settings = RelearnSettings(samples=(8, 32), steps=(1,))
+    settings = RelearnSettings(samples=(8, 32), steps=(1,), retain_mix=(0,))
     for pred in (Predictor(digits_original), shifted):
         rows = relearn_curve(pred, forget, retain, settings, seed=0)
         own = accuracy(pred, forget[0][rest], forget[1][rest])
@@ -99,7 +99,7 @@ def test_the_original_recovers_at_once_and_a_model_without_the_class_learns_it_f
 
 def test_the_same_seed_gives_the_same_numbers_and_leaves_the_predictor_unchanged(shifted, random_parts):
     forget, retain = random_parts
-    settings = RelearnSettings(samples=(8,), steps=(2, 5), lr=0.05)
+    settings = RelearnSettings(samples=(8,), steps=(2, 5), lr=0.05, retain_mix=(0,))
     state = {k: v.clone() for k, v in shifted.model.state_dict().items()}
     rows = relearn_curve(shifted, forget, retain, settings, seed=3)
     assert rows == relearn_curve(shifted, forget, retain, settings, seed=3)
@@ -117,14 +117,40 @@ def test_the_same_seed_gives_the_same_numbers_and_leaves_the_predictor_unchanged
 def test_a_forget_vector_is_attacked_with_delta_kept_and_with_delta_removed(digits_original, shifted, parts):
     forget, retain = parts
     assert list(variants(Predictor(digits_original))) == ["deployed"]
-    by_variant = {v: relearn_curve(p, forget, retain, RelearnSettings(samples=(8,), steps=(3,)), seed=0)
+    by_variant = {v: relearn_curve(p, forget, retain, RelearnSettings(samples=(8,), steps=(3,), retain_mix=(0,)), seed=0)
                   for v, p in variants(shifted).items()}
     assert list(by_variant) == ["deployed", "delta_removed"]
     assert by_variant["deployed"] != by_variant["delta_removed"]
     assert _at(by_variant["delta_removed"], 8, 0) > _at(by_variant["deployed"], 8, 0) + 20
     # δ removed is the model alone: the original's own rows
     assert by_variant["delta_removed"] == relearn_curve(Predictor(digits_original), forget, retain,
-                                                        RelearnSettings(samples=(8,), steps=(3,)), seed=0)
+                                                        RelearnSettings(samples=(8,), steps=(3,), retain_mix=(0,)), seed=0)
+
+
+def test_retain_samples_in_the_batch_separate_relearning_from_collapse(digits_original, never_saw_class0, parts):
+    """On class:0 the forget sample alone pushes the control (which never saw class 0) towards
+    predicting 0 everywhere: its forget accuracy rises as its retain accuracy falls. With retain
+    samples in every batch it keeps its retain accuracy, and the untouched original still reads
+    its class at once. The retain pool is never scored, and mix 0 is the sample-alone attack."""
+    from mubench.analysis.relearn import retain_pools
+
+    forget, retain = parts
+    pool, scored = retain_pools(retain, 32, 10_000, seed=0)
+    assert len(pool[1]) == 32 and len(scored[1]) == len(retain[1]) - 32
+    assert not (pool[0][:, None] == scored[0][None]).flatten(2).all(2).any()  # no pool image is scored
+    settings = RelearnSettings(samples=(8,), steps=(20,), retain_mix=(0, 32))
+    control = relearn_curve(never_saw_class0, forget, scored, settings, seed=0, pool=pool)
+    alone = relearn_curve(never_saw_class0, forget, scored, RelearnSettings(samples=(8,), steps=(20,),
+                                                                            retain_mix=(0,)), seed=0)
+    assert [r for r in control if r["retain_mix"] == 0] == alone
+    collapsed, mixed = _at(control, 8, 20, "d_retain_acc"), _at(control, 8, 20, "d_retain_acc", mix=32)
+    assert collapsed < -20 and mixed > collapsed + 20, (collapsed, mixed)
+    original = relearn_curve(Predictor(digits_original), forget, scored, settings, seed=0, pool=pool)
+    assert _at(original, 8, 20, mix=32) >= 95 and _at(original, 8, 20, "d_retain_acc", mix=32) > -5
+    with pytest.raises(MubenchError, match="pool"):
+        relearn_curve(never_saw_class0, forget, scored, settings, seed=0)
+    with pytest.raises(MubenchError, match="--relearn-retain"):
+        retain_pools(retain, len(retain[1]), 100, seed=0)
 
 
 def test_summary_puts_the_control_first_with_mean_std_over_seeds_and_the_gap_to_it():
@@ -159,7 +185,8 @@ def test_summary_pairs_each_method_with_the_retrain_of_its_own_cell():
 def test_analyze_rejects_bad_relearn_options_in_one_line(capsys):
     from mubench.cli import main
 
-    for flag, value in (("--relearn-steps", "0,x"), ("--relearn-samples", "0"), ("--relearn-lr", "-1")):
+    for flag, value in (("--relearn-steps", "0,x"), ("--relearn-samples", "0"), ("--relearn-lr", "-1"),
+                        ("--relearn-retain", "-4")):
         assert main(["analyze", "--results", "nowhere", "--only", "relearn", flag, value]) == 2
         assert flag in capsys.readouterr().err
 
@@ -189,6 +216,8 @@ def test_analyze_relearn_attacks_every_stored_predictor_and_writes_its_tables(tm
     assert set(frame[frame.method == "forget_vector"].variant) == {"deployed", "delta_removed"}
     assert set(frame[frame.method != "forget_vector"].variant) == {"deployed"}
     assert set(frame.steps) == {0, 2} and set(frame.samples) == {4, 8}
+    assert set(frame.retain_mix) == {0, 32}  # the default: both attackers
+    assert "4 forget samples + 32 retain samples per step" in (out / "analysis.md").read_text()
     first = frame[frame.steps == 0].set_index(["method", "variant", "samples"]).forget_acc
     assert (first["forget_vector", "delta_removed"] == first["original", "deployed"]).all()
     assert (first["forget_vector", "deployed"] < first["original", "deployed"] - 50).all()  # δ forgets class 0

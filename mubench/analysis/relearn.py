@@ -22,6 +22,12 @@ Choices, the same for every predictor:
   budgets compare on one held-out set; each sample size is its own attack from the predictor;
 - `lr` 0.01 (`LR`): a fifth of the digits and Fashion-MNIST recipes' 0.05, without momentum, so
   that 20 steps are a small budget rather than a retraining.
+
+Two attackers (`retain_mix`, `RETAIN_MIX`): 0 fine-tunes on the forget sample alone, the standard
+relearning attack. On a class-wise forget set that sample is one class, and any model pushed
+towards predicting it everywhere "recovers" it: forget accuracy rises with the retain accuracy
+falling. m > 0 adds m retain samples (seeded, nested, never among the scored retain subset) to
+every step's batch, so a rise in forget accuracy there is relearning, not collapse onto the class.
 """
 
 from __future__ import annotations
@@ -40,21 +46,24 @@ from ..predictor import Predictor
 from .cells import StoredCell, cached
 from .shift import subsample
 
-VERSION = "1"
+VERSION = "2"  # 2: the retain_mix attacker
 SAMPLES = (8, 32)  # forget samples the attacker holds; each size is a separate attack
 STEPS = (1, 5, 20)  # SGD steps after which the copy is scored (step 0 is always added)
 LR = 0.01  # plain SGD, no momentum or weight decay (see the module docstring)
+RETAIN_MIX = (0, 32)  # retain samples added to every step's batch: 0 = forget sample alone
 VARIANTS = {"deployed": "as deployed (δ kept, weights fine-tuned)", "delta_removed": "δ removed"}
-KEYS = ["dataset", "model", "scenario", "method", "seed", "variant", "samples", "steps"]
+KEYS = ["dataset", "model", "scenario", "method", "seed", "variant", "retain_mix", "samples", "steps"]
 
 
 @dataclass(frozen=True)
 class RelearnSettings:
-    """What the attacker may do (`mubench analyze --relearn-samples/--relearn-steps/--relearn-lr`)."""
+    """What the attacker may do (`mubench analyze --relearn-samples/--relearn-steps/--relearn-lr/
+    --relearn-retain`)."""
 
     samples: tuple[int, ...] = SAMPLES  # sizes of the labelled forget sample
     steps: tuple[int, ...] = STEPS  # step counts to score after
     lr: float = LR  # SGD learning rate
+    retain_mix: tuple[int, ...] = RETAIN_MIX  # retain samples in every step's batch, each its own attack
 
 
 def attacker_split(n: int, largest: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,41 +87,72 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
     return 100.0 * hits / len(y)
 
 
+def retain_pools(retain: tuple[torch.Tensor, torch.Tensor], largest_mix: int, max_samples: int,
+                 seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(the attacker's retain pool: `largest_mix` seeded samples; the scored retain subset: at
+    most `max_samples` of the others, the shift analysis's subset when no pool is drawn)."""
+    x, y = retain
+    if largest_mix == 0:
+        return (x[:0], y[:0]), subsample(x, y, max_samples, seed + 1)
+    if largest_mix >= len(y):
+        raise MubenchError(f"relearn: a mix of {largest_mix} retain samples leaves none of the {len(y)} to score on; "
+                           f"pass --relearn-retain below {len(y)}")
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + 2))
+    pool, others = perm[:largest_mix], perm[largest_mix:]
+    return (x[pool], y[pool]), subsample(x[others], y[others], max_samples, seed + 1)
+
+
 def relearn_curve(predictor: Predictor, forget: tuple[torch.Tensor, torch.Tensor],
                   retain: tuple[torch.Tensor, torch.Tensor], settings: RelearnSettings = RelearnSettings(),
-                  seed: int = 0, max_rest: int | None = None) -> list[dict]:
-    """One row per (sample size, step count incl. 0) of fine-tuning a copy of `predictor`'s model
-    on the first n of `attacker_split`'s samples, δ (if any) kept fixed, scored on the rest (at
-    most `max_rest` of it, a seeded subset) and on `retain`; `predictor` is left as it was.
-    Deterministic for a seed."""
+                  seed: int = 0, max_rest: int | None = None,
+                  pool: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
+    """One row per (retain mix, sample size, step count incl. 0) of fine-tuning a copy of
+    `predictor`'s model on the first n of `attacker_split`'s samples plus the first m of the
+    retain `pool` (never scored), δ (if any) kept fixed, scored on the rest (at most `max_rest` of
+    it, a seeded subset) and on `retain`; `predictor` is left as it was. Deterministic for a seed."""
     (fx, fy), (rx, ry) = forget, retain
+    px, py = pool if pool is not None else (rx[:0], ry[:0])
+    if max(settings.retain_mix) > len(py):
+        raise MubenchError(f"relearn: a mix of {max(settings.retain_mix)} retain samples needs a pool that large; "
+                           f"got {len(py)}")
     taken, rest = attacker_split(len(fy), max(settings.samples), seed)
     rest = rest[:max_rest]  # already a seeded permutation
     checkpoints = sorted({0, *settings.steps})
-    held, rx = predictor.transform(fx[rest]), predictor.transform(rx)  # δ fixed: applied once
+    held, rx, px = predictor.transform(fx[rest]), predictor.transform(rx), predictor.transform(px)  # δ fixed
     rows = []
-    for n in sorted(settings.samples):
-        sx, sy = predictor.transform(fx[taken[:n]]), fy[taken[:n]]
-        model = copy.deepcopy(predictor.model).eval()  # eval mode: BatchNorm statistics stay (docstring)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.SGD(model.parameters(), lr=settings.lr)
-        done, first = 0, {}
-        for t in checkpoints:
-            with torch.enable_grad():
-                for _ in range(t - done):
-                    opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(sx), sy).backward()
-                    opt.step()
-            done = t
-            row = {"samples": n, "steps": t, "budget": n * t,
-                   "forget_acc": _accuracy(model, held, fy[rest]),
-                   "retain_acc": _accuracy(model, rx, ry),
-                   "sample_acc": _accuracy(model, sx, sy)}
-            first = first or row
-            row["d_forget_acc"] = row["forget_acc"] - first["forget_acc"]
-            row["d_retain_acc"] = row["retain_acc"] - first["retain_acc"]
-            rows.append(row)
+    for m in sorted(settings.retain_mix):
+        for n in sorted(settings.samples):
+            rows += _attack(predictor, (predictor.transform(fx[taken[:n]]), fy[taken[:n]]), (px[:m], py[:m]),
+                            (held, fy[rest]), (rx, ry), checkpoints, settings.lr)
+    return rows
+
+
+def _attack(predictor: Predictor, sample, mix, held, retain, checkpoints: list[int], lr: float) -> list[dict]:
+    """One attack: SGD on the forget `sample` and the retain `mix` in one batch (inputs already
+    through δ), scored on the `held` forget rest and on `retain` after each checkpoint."""
+    sx, sy = sample
+    bx, by = torch.cat([sx, mix[0]]), torch.cat([sy, mix[1]])
+    n, m = len(sy), len(mix[1])
+    model = copy.deepcopy(predictor.model).eval()  # eval mode: BatchNorm statistics stay (docstring)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    done, first, rows = 0, {}, []
+    for t in checkpoints:
+        with torch.enable_grad():
+            for _ in range(t - done):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(bx), by).backward()
+                opt.step()
+        done = t
+        row = {"retain_mix": m, "samples": n, "steps": t, "budget": n * t,
+               "forget_acc": _accuracy(model, *held),
+               "retain_acc": _accuracy(model, *retain),
+               "sample_acc": _accuracy(model, sx, sy)}
+        first = first or row
+        row["d_forget_acc"] = row["forget_acc"] - first["forget_acc"]
+        row["d_retain_acc"] = row["retain_acc"] - first["retain_acc"]
+        rows.append(row)
     return rows
 
 
@@ -130,7 +170,8 @@ def analyze_relearn(cell: StoredCell, settings: RelearnSettings = RelearnSetting
     """method → variant → relearn_curve rows, for the original and every stored predictor,
     Retrain included, each attacked with the cell's seed (cached)."""
     forget = cell.part("forget")
-    retain = subsample(*cell.part("retain"), max_samples, cell.seed + 1)  # the shift analysis's retain subset
+    # the attacker's retain pool and the scored subset (the shift analysis's when there is no pool)
+    pool, retain = retain_pools(cell.part("retain"), max(settings.retain_mix), max_samples, cell.seed)
     out = {}
     for method in dict.fromkeys(["original", *sorted(cell.records)]):
         pred = cell.predictor(method)
@@ -138,12 +179,13 @@ def analyze_relearn(cell: StoredCell, settings: RelearnSettings = RelearnSetting
         inputs = {"predictor": key, "split": cell.split.hash, "max_samples": max_samples, "seed": cell.seed,
                   "settings": asdict(settings)}
         out[method] = cached(cell.store.root, "relearn", VERSION, inputs, lambda p=pred: {
-            v: relearn_curve(q, forget, retain, settings, cell.seed, max_samples) for v, q in variants(p).items()})
+            v: relearn_curve(q, forget, retain, settings, cell.seed, max_samples, pool) for v, q in variants(p).items()})
     return out
 
 
 def relearn_frame(results: Sequence[tuple[StoredCell, dict]]) -> pd.DataFrame:
-    """The tidy table: one row per (dataset, model, scenario, method, seed, variant, samples, steps)."""
+    """The tidy table: one row per (dataset, model, scenario, method, seed, variant, retain_mix,
+    samples, steps)."""
     rows = [{"dataset": cell.dataset, "model": cell.model, "scenario": cell.scenario, "method": method,
              "seed": cell.seed, "variant": variant, **row}
             for cell, by_method in results for method, by_variant in by_method.items()
@@ -161,16 +203,18 @@ def _pm(values: pd.Series) -> str:
 
 
 def relearn_summary(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
-    """(dataset, model, scenario, samples) → rows per method and variant (Retrain, the control,
-    first): forget accuracy at each step count and, at the largest, the retain change and the
-    forget accuracy minus Retrain's at the same seed and budget, each mean ± std over seeds."""
-    pair = ["dataset", "model", "scenario", "seed", "samples", "steps"]  # Retrain of the same cell and budget
+    """(dataset, model, scenario, retain mix, samples) → rows per method and variant (Retrain, the
+    control, first): forget accuracy at each step count and, at the largest, the retain change and
+    the forget accuracy minus Retrain's at the same seed and budget, each mean ± std over seeds."""
+    frame = _with_mix(frame)
+    pair = ["dataset", "model", "scenario", "seed", "retain_mix", "samples", "steps"]  # Retrain of the same attack
     ref = frame[frame.method == "retrain"].set_index(pair)["forget_acc"]
     frame = frame.assign(vs_retrain=frame.forget_acc.values - ref.reindex(
         pd.MultiIndex.from_frame(frame[pair])).values)
     last = frame.steps.max()
     out = {}
-    for (dataset, model, scenario, n), part in frame.groupby(["dataset", "model", "scenario", "samples"], sort=True):
+    for (dataset, model, scenario, m, n), part in frame.groupby(["dataset", "model", "scenario", "retain_mix", "samples"],
+                                                                sort=True):
         order = sorted(part.groupby(["method", "variant"]).groups,
                        key=lambda mv: (mv[0] != "retrain", mv[0] != "original", mv[0], mv[1] != "deployed"))
         rows = []
@@ -182,29 +226,39 @@ def relearn_summary(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
                          f"Δ retain acc @{last}": _pm(at_last.d_retain_acc),
                          f"forget acc − Retrain's @{last}": _pm(at_last.vs_retrain),
                          "seeds": at_last.seed.nunique()})
-        out[(dataset, model, scenario, n)] = pd.DataFrame(rows)
+        out[(dataset, model, scenario, m, n)] = pd.DataFrame(rows)
     return out
+
+
+def _with_mix(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a retain_mix column (0: the forget sample alone, what rows before it were)."""
+    return frame if "retain_mix" in frame else frame.assign(retain_mix=0)
+
+
+def attacker_title(mix: int, samples: int) -> str:
+    return f"{samples} forget samples" + (f" + {mix} retain samples per step" if mix else " alone")
 
 
 def relearn_figure(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Forget accuracy (top) and retain-accuracy change (bottom) against steps, one panel pair per
-    sample size, one line per method (mean over seeds; δ removed dotted)."""
+    attack (retain mix, sample size), one line per method (mean over seeds; δ removed dotted)."""
     from ..plots import pyplot
     from .figures import _color, _save
 
     plt = pyplot()
-    sizes = sorted(frame.samples.unique())
-    fig, axes = plt.subplots(2, len(sizes), figsize=(3.6 * len(sizes), 5.6), layout="constrained", squeeze=False,
-                             sharex=True)
-    for j, n in enumerate(sizes):
-        part = frame[frame.samples == n]
+    frame = _with_mix(frame)
+    attacks = sorted(frame.groupby(["retain_mix", "samples"]).groups)
+    fig, axes = plt.subplots(2, len(attacks), figsize=(3.6 * len(attacks), 5.6), layout="constrained",
+                             squeeze=False, sharex=True)
+    for j, (m, n) in enumerate(attacks):
+        part = frame[(frame.retain_mix == m) & (frame.samples == n)]
         for (method, variant), g in part.groupby(["method", "variant"], sort=True):
             mean = g.groupby("steps")[["forget_acc", "d_retain_acc"]].mean()
             style = ":" if variant == "delta_removed" else "--" if method in ("original", "retrain") else "-"
             for row, field in enumerate(("forget_acc", "d_retain_acc")):
                 axes[row, j].plot(mean.index, mean[field], marker="o", markersize=3, linestyle=style,
                                   color=_color(method), label=_label(method, variant))
-        axes[0, j].set_title(f"{n} forget samples", fontsize=9)
+        axes[0, j].set_title(attacker_title(m, n), fontsize=8)
         axes[1, j].set_xlabel("SGD steps (budget = steps × samples)")
         axes[1, j].set_xscale("symlog", linthresh=1)
         ticks = sorted(part.steps.unique())
@@ -231,12 +285,15 @@ def relearn_section(cells: Sequence[StoredCell], out: Path, max_samples: int,
     lines = ["## Relearning: does the forgotten data come back after a little fine-tuning?",
              f"A copy of each predictor's weights is fine-tuned with plain SGD (lr {settings.lr:g}, the sample as "
              "one batch, BatchNorm statistics frozen) on n labelled forget samples (seeded, nested) for each "
-             "step count, and scored on the rest of the forget set and on a fixed retain subset. Retrain never "
+             "step count, and scored on the rest of the forget set and on a fixed retain subset. A second "
+             "attacker adds m retain samples (never scored) to every step's batch: on a class-wise forget set "
+             "the sample alone pushes any model towards predicting its class everywhere, so read the first "
+             "attacker's forget accuracy beside its retain change, and the second's as relearning. Retrain never "
              "saw the forget data and learns from the sample too: the control. A forget vector is attacked as "
              "deployed (δ kept) and with δ removed. Mean ± std over seeds; every row in relearn.csv / "
              "relearn.md. Code: mubench/analysis/relearn.py.", ""]
-    for (dataset, model, scenario, n), table in relearn_summary(frame).items():
-        lines += [f"### {dataset}/{model}/{scenario}: {n} forget samples", "", markdown_table(table), ""]
+    for (dataset, model, scenario, m, n), table in relearn_summary(frame).items():
+        lines += [f"### {dataset}/{model}/{scenario}: {attacker_title(m, n)}", "", markdown_table(table), ""]
     for (dataset, model, scenario), part in frame.groupby(["dataset", "model", "scenario"], sort=True):
         title = f"{dataset}/{model}/{scenario}"
         png = relearn_figure(part, f"{title}: relearning attack", out / "figures" / f"relearn_{_slug(title)}")

@@ -8,7 +8,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from mubench.analysis.relearn import LR, SAMPLES, STEPS
+    from mubench.analysis.relearn import LR, RETAIN_MIX, SAMPLES, STEPS
     from mubench.analysis.report import ANALYSES
 
     p = sub.add_parser("analyze", help="forget-vector analyses of a finished grid (figures + Markdown)",
@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
                    help="relearn: SGD step counts to score after; step 0 is always scored (default: %(default)s)")
     p.add_argument("--relearn-lr", type=float, default=LR, metavar="LR",
                    help="relearn: learning rate of the plain-SGD fine-tuning (default: %(default)s)")
+    p.add_argument("--relearn-retain", default=",".join(map(str, RETAIN_MIX)), metavar="LIST",
+                   help="relearn: retain samples the attacker adds to every step's batch, each its own attack; 0 is "
+                   "the forget sample alone, which on a class-wise forget set also collapses a model onto the class "
+                   "(default: %(default)s)")
     p.add_argument("--sweep", default=None, metavar="LIST",
                    help="sensitivity: parameters to sweep among beta, lam, tau, epochs, select (default: all)")
     p.add_argument("--scenarios", default=None, metavar="LIST",
@@ -75,7 +79,7 @@ def _epsilons(text: str | None) -> tuple[float, ...] | None:
 
 
 def _relearn(args: argparse.Namespace):
-    """--relearn-samples / --relearn-steps / --relearn-lr → relearn.RelearnSettings."""
+    """--relearn-samples / --relearn-steps / --relearn-lr / --relearn-retain → relearn.RelearnSettings."""
     from mubench.analysis.relearn import RelearnSettings
     from mubench.errors import ConfigError
 
@@ -85,11 +89,12 @@ def _relearn(args: argparse.Namespace):
         except ValueError:
             values = ()
         if not values or min(values) < low:
-            raise ConfigError(f"{flag}: expected comma-separated whole numbers of at least {low}, e.g. 1,5,20; "
+            raise ConfigError(f"{flag}: expected comma-separated whole numbers of at least {low}, e.g. {low},5,20; "
                               f"got {text!r}")
         return tuple(sorted(set(values)))
 
     if not args.relearn_lr > 0:
         raise ConfigError(f"--relearn-lr: expected a positive learning rate, e.g. 0.01; got {args.relearn_lr}")
     return RelearnSettings(counts("--relearn-samples", args.relearn_samples, 1),
-                           counts("--relearn-steps", args.relearn_steps, 1), args.relearn_lr)
+                           counts("--relearn-steps", args.relearn_steps, 1), args.relearn_lr,
+                           counts("--relearn-retain", args.relearn_retain, 0))
