@@ -76,6 +76,7 @@ class Unlearn(Job):
         task = build_task(data, split, self._start(ctx, original.model), self.original.model, recipe_from_dict(self.original.recipe),
                           self.original.seed, ctx.device, precision=self.precision, resources=resources,
                           progress=ctx.progress)
+        task = self._extend(ctx, task, data)
         params = apply_overrides(cls.Params(), self.params, f"method {self.method!r}")
         synchronize(ctx.device)
         t0 = time.perf_counter()
@@ -98,9 +99,12 @@ class Unlearn(Job):
         return record
 
     # Hooks of a sequential-deletion step (mubench/sequential.py): the model the method starts
-    # from, and the predictor stored from the one it returned. Identity here.
+    # from, what its task adds, and the predictor stored from the one it returned. Identity here.
     def _start(self, ctx: RunContext, original_model):
         return original_model
+
+    def _extend(self, ctx: RunContext, task, data):
+        return task
 
     def _finish(self, predictor: Predictor) -> Predictor:
         return predictor

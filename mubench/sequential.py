@@ -21,7 +21,8 @@ What a method sees at step t (its `UnlearnTask`):
   the previous step's weights (SCRUB's teacher and SSD's importances are those of that model).
   An input-based one, x ↦ f(x + δ), is `InputShift(f, δ)`: the model with the composed
   δ_1 + … + δ_{t−1} added to every input.
-- `forget_x`, `forget_y`: request t only; earlier requests are not shown again.
+- `forget_x`, `forget_y`: request t only; `earlier_forget_x`, `earlier_forget_y`: requests
+  1..t−1, which no built-in method reads except the forget vector with `chain_forget="all"`.
 - `retain_x`, `retain_y`: D minus requests 1..t, the set the step's Retrain trains on.
 - `scenario`: request t alone (`class:Ct` or `random:P`), so per-kind defaults (the forget
   vector's β, SSD's order) and tuned settings are those of the request's kind.
@@ -115,6 +116,18 @@ class StepUnlearn(Unlearn):
         if self.previous is None:
             return original_model
         return current_module(self.previous.load_predictor(ctx.store, original_model)[0])
+
+    def _extend(self, ctx: RunContext, task, data):
+        """The task with requests 1..t−1 (`earlier_forget_x/_y`), from the earlier steps' splits."""
+        earlier, job = [], self.previous
+        while job is not None:
+            earlier.append(torch.from_numpy(job.split.load(ctx.store).forget))
+            job = getattr(job, "previous", None)
+        if not earlier:
+            return task
+        idx = torch.cat(earlier[::-1])
+        return dataclasses.replace(task, earlier_forget_x=data.train_x[idx].to(task.device),
+                                   earlier_forget_y=data.train_y[idx].to(task.device))
 
     def _finish(self, predictor: Predictor) -> Predictor:
         return compose(predictor)

@@ -84,6 +84,10 @@ class UnlearnTask:
     precision: str = "auto"
     resources: dict[str, Any] = field(default_factory=dict)  # upstream artifacts, e.g. "fv_bank"
     progress: bool | None = None
+    # Step t of a sequential chain: the stored images of requests 1..t−1 (None outside chains,
+    # and at step 1). Methods learn from request t alone unless they choose otherwise.
+    earlier_forget_x: torch.Tensor | None = None
+    earlier_forget_y: torch.Tensor | None = None
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """The seeded CPU generator for this task's shuffles and augmentation."""

@@ -7,6 +7,7 @@ read what it did, and what its rerun did."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -53,7 +54,7 @@ def chain_run(tmp_path_factory):
     """The chain run twice into one store: first with FT failing at its step 2 (request class:3),
     then again without the failure. Records what the Retrains trained on and what FT started from."""
     root = tmp_path_factory.mktemp("chain")
-    seen = {"retrain": [], "finetune": []}
+    seen = {"retrain": [], "finetune": [], "earlier": []}
     fail = {"on": True}
     retrain_unlearn, finetune_unlearn = Retrain.unlearn, Finetune.unlearn
 
@@ -64,6 +65,9 @@ def chain_run(tmp_path_factory):
     def finetune(self, task):
         request = int(task.forget_y[0])
         seen["finetune"].append((request, _state_hash(task.original), task.scenario.spec))
+        earlier = task.earlier_forget_y
+        seen["earlier"].append(None if earlier is None else (sorted(set(earlier.tolist())), len(earlier),
+                                                             len(task.earlier_forget_x)))
         if fail["on"] and request == 3:
             raise RuntimeError("injected failure at step 2")
         return finetune_unlearn(self, task)
@@ -126,6 +130,48 @@ def test_the_method_sees_request_t_alone_and_continues_from_step_t_minus_1(chain
     assert seen[1][1] == seen[2][1] == _state_hash(step1.model) != _state_hash(base)  # step 2 from step 1's model
     assert seen[3][1] == _state_hash(step2.model)
     assert steps[2].previous.key == steps[1].key and steps[1].previous is None
+
+
+def test_step_t_also_carries_requests_1_to_t_minus_1_for_methods_that_want_them(chain_run):
+    """`earlier_forget_x/_y` hold every earlier request's images (and only those), in order."""
+    records = _rows(chain_run["second"].records, "retrain")
+    n = {r["request"]: r["n_forget"] for r in records}
+    assert chain_run["seen"]["earlier"] == [None, ([0], n["class:0"], n["class:0"]), ([0], n["class:0"], n["class:0"]),
+                                            ([0, 3], n["class:0"] + n["class:3"], n["class:0"] + n["class:3"])]
+
+
+def test_the_forget_vector_with_chain_forget_all_keeps_the_earlier_request_forgotten(digits, make_task):
+    """The chain `class:0+3` in miniature. Step 1 learns δ_1 on class 0; step 2 learns δ_2 on
+    f(x + δ_1) with D minus both classes as its retain set. Learned on request 2 (class 3) alone,
+    δ_2 has nothing holding class 0 forgotten under δ_1 + δ_2. With chain_forget="all" its forget
+    term also covers class 0, so class 0 stays forgotten under the composed δ."""
+    from mubench.methods.forget_vector import CPU_SCHEDULE, ForgetVector, ForgetVectorParams
+    from mubench.metrics import unlearning_accuracy
+    from mubench.outputs import PartOutputs
+    from mubench.pipeline import get_split
+    from mubench.tuned import SHIPPED_DIR, read_tuned
+
+    # what a digits chain runs: the CPU schedule and the shipped class-wise β and lr
+    params = ForgetVectorParams(**CPU_SCHEDULE, **read_tuned(SHIPPED_DIR / "digits.toml").table("forget_vector", "class"))
+    first = make_task(get_split(None, digits, "class:0", 0))
+    step1 = ForgetVector(params).unlearn(first)
+    task = make_task(get_split(None, digits, "class:3", 0))
+    keep = task.retain_y != 0
+    task = dataclasses.replace(task, original=InputShift(first.original, step1.delta),
+                               retain_x=task.retain_x[keep], retain_y=task.retain_y[keep],
+                               earlier_forget_x=first.forget_x, earlier_forget_y=first.forget_y)
+
+    def ua_on_class0(predictor: Predictor) -> float:
+        logits = predictor.logits(first.forget_x, torch.device("cpu"), prepare=first.prepare)
+        return unlearning_accuracy(PartOutputs(logits, first.forget_y.long()))
+
+    def step2(chain_forget: str) -> float:
+        learned = ForgetVector(dataclasses.replace(params, chain_forget=chain_forget)).unlearn(task)
+        return ua_on_class0(compose(learned))
+
+    after_step1, alone, every = ua_on_class0(step1), step2("request"), step2("all")
+    assert after_step1 > 90, after_step1
+    assert every > 90 and every > alone + 20, (after_step1, alone, every)
 
 
 def test_a_chain_that_failed_at_step_2_resumes_without_redoing_step_1(chain_run):

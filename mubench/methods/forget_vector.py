@@ -25,7 +25,9 @@ from retain samples of the same class, so a large β destroys RA); `info["beta"]
 Learning knobs beyond the paper (all keyed, defaults the paper's): `augment` (the dataset's
 training augmentation on the batches δ is learned on; the paper's code augments), `optimizer`
 (`sgd` with momentum as in the paper, or `adam`, whose lr is Adam's step size) and
-`frozen_precision` (`learn_perturbation`).
+`frozen_precision` (`learn_perturbation`). `chain_forget` (sequential chains only,
+mubench/sequential.py): "request" (default) learns δ_t's forget term on request t alone, "all"
+on every request so far, so that the composed δ keeps the earlier requests forgotten.
 
 Where mubench differs from the paper: on the CPU presets (digits, Fashion-MNIST) every
 forget-vector learner runs `CPU_SCHEDULE` — 3 epochs of batch 32, lr halved after each, no
@@ -109,6 +111,8 @@ class ForgetVectorParams(PerturbationParams):
     retain_fraction: float = param(1.0, Interval(0, 1, "right"),
                                    "fraction of the retain set seen per epoch (seeded, re-drawn each epoch; "
                                    "its CE weighted by 1/fraction); 1: all of it")
+    chain_forget: str = param("request", Options(("request", "all")),
+                              "sequential chains: δ_t's forget set is request t alone, or every request so far")
 
 
 # β when `beta` is None (SPEC §4): the paper's class-wise range 3-10, and a small β where a
@@ -317,6 +321,10 @@ class ForgetVector(PerturbationMethod):
 
     def unlearn(self, task: UnlearnTask) -> Predictor:
         p = self.params
+        if p.chain_forget == "all" and task.earlier_forget_x is not None:
+            # the earlier requests are forgotten by δ_1..t−1 at the start; in δ_t's forget term they stay so
+            task = dataclasses.replace(task, forget_x=torch.cat([task.forget_x, task.earlier_forget_x]),
+                                       forget_y=torch.cat([task.forget_y, task.earlier_forget_y]))
         delta0 = torch.zeros(task.input_shape)
         if p.init == "gaussian":
             delta0 = torch.randn(task.input_shape, generator=task.generator(offset=1)) * p.init_std
