@@ -236,3 +236,16 @@ def non_default(params) -> dict[str, Any]:
         if f.default is not dataclasses.MISSING and getattr(params, f.name) != f.default:
             out[f.name] = getattr(params, f.name)
     return out
+
+
+def keyed_params(params) -> dict:
+    """The fields of `params` that a job's key holds: all of them, except those its class lists in
+    `UNKEYED_AT_DEFAULT` while they hold their default. A hyper-parameter added with a default that
+    keeps the earlier behaviour then re-keys no job, so cached records stay valid until a user sets
+    it."""
+    values = dataclasses.asdict(params)
+    defaults = type(params)()
+    for name in getattr(type(params), "UNKEYED_AT_DEFAULT", ()):
+        if values[name] == getattr(defaults, name):
+            del values[name]
+    return values

@@ -23,7 +23,7 @@ from .device import compute_signature, resolve_device
 from .errors import ConfigError
 from .jobs import Job, Original, Resource, Split
 from .method_jobs import Evaluate, Unlearn
-from .params import apply_overrides
+from .params import apply_overrides, keyed_params
 from .pipeline import architecture_key, cached_dataset, data_key
 from .presets import preset_for, run_precision
 from .scenarios import expand_scenarios, parse_scenario
@@ -137,7 +137,7 @@ def _cell_jobs(config: ExperimentConfig, methods: list[str], original: Original,
         cls = METHODS.get(method)
         params = resolve_params(method, original.dataset, kind, user, tuned_values)
         res = resources if on is original else _resource_jobs(config, methods, on, device, precision)
-        return Unlearn(method=method, method_version=cls.version, params=dataclasses.asdict(params),
+        return Unlearn(method=method, method_version=cls.version, params=keyed_params(params),
                        precision=method_precision, original=on, split=cut,
                        resources=tuple(res[r] for r in getattr(cls, "requires", ())), user_params=user)
 

@@ -174,6 +174,27 @@ def test_the_forget_vector_with_chain_forget_all_keeps_the_earlier_request_forgo
     assert every > 90 and every > alone + 20, (after_step1, alone, every)
 
 
+def test_chain_forget_is_keyed_only_when_set_and_never_in_the_bank(tmp_path):
+    """Added after runs were cached: at its default it is left out of the keys (a rerun finds
+    the earlier records); set to 'all' it re-keys the forget vector's jobs and nothing else."""
+    from mubench.config import parse_set_options, with_set_options
+    from mubench.params import keyed_params
+
+    def keys(*sets) -> dict:
+        config = with_set_options(ExperimentConfig(scenarios=("class:0",), seeds=(0,), out=str(tmp_path),
+                                                   methods=("forget_vector", "fv_arithmetic")), parse_set_options(sets))
+        return {(type(j).__name__, getattr(j, "method", None) or getattr(j, "name", None)): j.key
+                for j in build_plan(config, Store(tmp_path)).jobs if not isinstance(j, Evaluate)}
+
+    default, chained = keys(), keys("forget_vector.chain_forget=all")
+    moved = {job for job in default if default[job] != chained[job]}
+    assert moved == {("Unlearn", "forget_vector")}, moved
+    from mubench.methods.forget_vector import ForgetVectorParams
+
+    assert "chain_forget" not in keyed_params(ForgetVectorParams())
+    assert keyed_params(ForgetVectorParams(chain_forget="all"))["chain_forget"] == "all"
+
+
 def test_a_chain_that_failed_at_step_2_resumes_without_redoing_step_1(chain_run):
     first, second = chain_run["first"], chain_run["second"]
     failed = sorted((r["method"], r["step"]) for r in first.failed)

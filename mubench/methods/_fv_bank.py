@@ -37,14 +37,13 @@ several groups, down to one class at a time.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
 import torch
 
 from mubench.device import synchronize
-from mubench.params import apply_overrides
+from mubench.params import apply_overrides, keyed_params
 from mubench.resources import ResourceContext, register_resource
 from mubench.unlearning import UnlearnTask
 
@@ -69,7 +68,7 @@ def bank_settings(dataset: str, overrides: dict, device: torch.device, precision
     params = apply_overrides(apply_overrides(ForgetVectorParams(), preset, f"forget-vector bank preset for {dataset}"),
                              dict(overrides), "[bank]")
     params = resolve_beta(params, "class")  # every vector of the bank solves a class:k problem
-    return {"params": dataclasses.asdict(params), "batched": DEFAULT_BATCHED.get(device.type, False),
+    return {"params": keyed_params(params), "batched": DEFAULT_BATCHED.get(device.type, False),
             "precision": precision, "method_version": ForgetVector.version}
 
 

@@ -113,6 +113,8 @@ class ForgetVectorParams(PerturbationParams):
                                    "its CE weighted by 1/fraction); 1: all of it")
     chain_forget: str = param("request", Options(("request", "all")),
                               "sequential chains: δ_t's forget set is request t alone, or every request so far")
+    # added after runs were cached: at its default it is left out of keys (params.keyed_params)
+    UNKEYED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("chain_forget",)
 
 
 # β when `beta` is None (SPEC §4): the paper's class-wise range 3-10, and a small β where a
