@@ -243,9 +243,8 @@ def keyed_params(params) -> dict:
     `UNKEYED_AT_DEFAULT` while they hold their default. A hyper-parameter added with a default that
     keeps the earlier behaviour then re-keys no job, so cached records stay valid until a user sets
     it."""
-    values = dataclasses.asdict(params)
-    defaults = type(params)()
+    values, changed = dataclasses.asdict(params), non_default(params)
     for name in getattr(type(params), "UNKEYED_AT_DEFAULT", ()):
-        if values[name] == getattr(defaults, name):
+        if name not in changed:
             del values[name]
     return values

@@ -101,6 +101,15 @@ def _step(split_scenario: str) -> int:
     return parse_scenario(split_scenario).requests
 
 
+def _chain(job) -> list:
+    """`job`'s steps 1..t of one method, in order, through each step's `previous`."""
+    out = []
+    while job is not None:
+        out.append(job)
+        job = getattr(job, "previous", None)
+    return out[::-1]
+
+
 @dataclass(frozen=True)
 class StepUnlearn(Unlearn):
     """Step t of a chain for one method: the method on step t's split, started from step t−1's
@@ -119,13 +128,9 @@ class StepUnlearn(Unlearn):
 
     def _extend(self, ctx: RunContext, task, data):
         """The task with requests 1..t−1 (`earlier_forget_x/_y`), from the earlier steps' splits."""
-        earlier, job = [], self.previous
-        while job is not None:
-            earlier.append(torch.from_numpy(job.split.load(ctx.store).forget))
-            job = getattr(job, "previous", None)
-        if not earlier:
+        if self.previous is None:
             return task
-        idx = torch.cat(earlier[::-1])
+        idx = torch.cat([torch.from_numpy(job.split.load(ctx.store).forget) for job in _chain(self.previous)])
         return dataclasses.replace(task, earlier_forget_x=data.train_x[idx].to(task.device),
                                    earlier_forget_y=data.train_y[idx].to(task.device))
 
@@ -147,11 +152,7 @@ class StepEvaluate(Evaluate):
 
     def chain(self) -> list[Evaluate]:
         """This method's Evaluates of steps 1..t, in order."""
-        out, job = [], self
-        while job is not None:
-            out.append(job)
-            job = getattr(job, "previous", None)
-        return out[::-1]
+        return _chain(self)
 
     def identity(self) -> dict:
         sc = parse_scenario(self.scenario)
