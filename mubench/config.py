@@ -140,6 +140,8 @@ CRITERIA = ("mean+std", "mean")  # of the Avg. Gap over the tuning seeds
 @dataclass(frozen=True)
 class TuneConfig:
     seeds: tuple[int, ...] = param(TUNING_SEEDS, None, "seeds the search runs on (not the reporting seeds)")
+    scenarios: tuple[str, ...] = param((), None, "forget sets the search runs on, disjoint from the reported ones; "
+                                       "empty → drawn from the classes no reported scenario forgets (tuning.tuning_scenarios)")
     grid: dict = param(help="method → {field: [candidate values]} (replaces the draw)", factory=dict)
     budget: int = param(8, Interval(1, None), "candidates per (method, scenario kind), drawn from Params.SEARCH")
     protocol: str = param("heldout", Options(PROTOCOLS), "heldout (SPEC §3) | test (the references' protocol, labelled so)")

@@ -204,7 +204,7 @@ def config_to_toml(config: ExperimentConfig) -> str:
     if slurm:
         out += _toml_table("execution.slurm", slurm)
     if config.tune != TuneConfig():
-        out += _toml_table("tune", {k: (list(v) if k == "seeds" else v)
+        out += _toml_table("tune", {k: (list(v) if k in ("seeds", "scenarios") else v)
                                     for k, v in dataclasses.asdict(config.tune).items() if k != "grid"})
         for method, fields in config.tune.grid.items():
             out += _toml_table(f"tune.grid.{_toml_key(method)}", fields)

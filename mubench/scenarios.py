@@ -14,7 +14,8 @@ which one ran.
 
 Scenario families (issue 25) are grid entries that stand for several forget sets of one kind:
 `class:all` (every class of the dataset), `class:sample:K[:S]` (K classes drawn with sampling
-seed S, default 0) and `random:P1+P2+...` (one random forget set per percentage; `+`, because a
+seed S, default 0), `class:rest:K[:S]` (every class that sample leaves out: tune on one, report
+on the other, and no reported forget set was selected on) and `random:P1+P2+...` (one random forget set per percentage; `+`, because a
 comma separates scenarios). The planner expands them with the dataset's class count
 (`expand_scenarios`) into ordinary member scenarios (`class:3`, `random:10`), each carrying the
 family's canonical text in `Scenario.family`: a member's split, Retrain and predictors are those
@@ -58,10 +59,11 @@ FAMILY_KINDS = {
     "class:all": "class:all — a family: one class:c per class of the dataset",
     "class:sample": "class:sample:K[:S] — a family: K classes drawn with sampling seed S (default 0), "
                     "the same for every run seed",
+    "class:rest": "class:rest:K[:S] — a family: every class class:sample:K[:S] leaves out (disjoint from it)",
     "random:+": "random:P1+P2+... — a family: one random:P per percentage (e.g. random:1+10+50)",
 }
 _SCENARIO_HELP = ("expected class:C, classes:C1,C2, random:P or subset:C1,C2:P[:restricted] "
-                  "(P a percentage in (0, 100)), a family: class:all, class:sample:K[:S], random:P1+P2, "
+                  "(P a percentage in (0, 100)), a family: class:all, class:sample:K[:S], class:rest:K[:S], random:P1+P2, "
                   "or a chain: sequential:class:C1+C2, sequential:random:PxT")
 _CHAIN_HELP = ("expected sequential:class:C1+C2+... (one class per request, in order) or sequential:random:PxT "
                "(T disjoint requests of P% each, e.g. sequential:random:5x4)")
@@ -124,8 +126,9 @@ class Family:
     """A parsed family entry (see the module docstring); `spec` is its canonical text."""
 
     kind: str  # the members' kind: class | random
-    sample: int | None = None  # class:sample:K: K; None for class:all
+    sample: int | None = None  # class:sample:K / class:rest:K: K; None for class:all
     sample_seed: int = 0  # class:sample:K:S: S
+    rest: bool = False  # class:rest:K[:S]: the classes the sample leaves out
     percents: tuple[float, ...] = ()  # random:P1+P2: the members' percentages, in the order given
 
     @property
@@ -134,7 +137,8 @@ class Family:
             return "random:" + "+".join(f"{p:g}" for p in self.percents)
         if self.sample is None:
             return "class:all"
-        return f"class:sample:{self.sample}" + (f":{self.sample_seed}" if self.sample_seed else "")
+        word = "rest" if self.rest else "sample"
+        return f"class:{word}:{self.sample}" + (f":{self.sample_seed}" if self.sample_seed else "")
 
     def members(self, num_classes: int) -> tuple[Scenario, ...]:
         """The member scenarios on a dataset of `num_classes` classes, each with `family` set."""
@@ -143,10 +147,13 @@ class Family:
         if self.sample is None:
             classes = range(num_classes)
         else:
-            if self.sample > num_classes:
+            if self.sample > num_classes - self.rest:
                 raise ConfigError(f"scenario {self.spec!r} samples {self.sample} classes, but the dataset has "
-                                  f"{num_classes}; K may be at most {num_classes}")
+                                  f"{num_classes}; K may be at most {num_classes - self.rest}"
+                                  + (" (the rest must keep a class)" if self.rest else ""))
             classes = sample_classes(num_classes, self.sample, self.sample_seed)
+            if self.rest:
+                classes = tuple(c for c in range(num_classes) if c not in classes)
         return tuple(Scenario("class", (int(c),), family=self.spec) for c in classes)
 
     def __str__(self) -> str:
@@ -157,8 +164,19 @@ def sample_classes(num_classes: int, k: int, seed: int = 0) -> tuple[int, ...]:
     """K of the classes 0..num_classes-1, drawn with `seed` alone (not the run seed), sorted:
     the first K of one seeded permutation, so a smaller sample is part of a larger one and the
     classes a sample leaves out are the rest of that permutation (a disjoint set to tune on)."""
+    return tuple(sorted(class_permutation(num_classes, seed)[:k]))
+
+
+def class_permutation(num_classes: int, seed: int = 0) -> tuple[int, ...]:
+    """The seeded order of the classes that `class:sample:K:S` takes its first K from."""
     rng = np.random.default_rng([seed, _stable_int("class:sample")])
-    return tuple(sorted(int(c) for c in rng.permutation(num_classes)[:k]))
+    return tuple(int(c) for c in rng.permutation(num_classes))
+
+
+def forgotten_classes(scenario: Scenario) -> frozenset[int]:
+    """The classes whose every training image a scenario forgets (class-wise kinds and class
+    chains); empty for kinds that draw their forget set from the run seed (random, subset)."""
+    return frozenset(scenario.classes) if scenario.is_classwise else frozenset()
 
 
 def parse_family(text) -> Family | None:
@@ -170,15 +188,16 @@ def parse_family(text) -> Family | None:
     raw = str(text).strip()
     if raw == "class:all":
         return Family("class")
-    if raw.startswith("class:sample"):
-        m = re.fullmatch(r"class:sample:(\d+)(?::(\d+))?", raw)
+    if raw.startswith(("class:sample", "class:rest")):
+        m = re.fullmatch(r"class:(sample|rest):(\d+)(?::(\d+))?", raw)
         if not m:
-            raise ConfigError(f"malformed scenario family {raw!r}; expected class:sample:K or class:sample:K:S "
+            word = "rest" if raw.startswith("class:rest") else "sample"
+            raise ConfigError(f"malformed scenario family {raw!r}; expected class:{word}:K or class:{word}:K:S "
                               "(K classes, S the sampling seed; non-negative integers)")
-        k = int(m.group(1))
+        k = int(m.group(2))
         if k < 1:
             raise ConfigError(f"scenario family {raw!r} samples no class; K must be at least 1")
-        return Family("class", sample=k, sample_seed=int(m.group(2) or 0))
+        return Family("class", sample=k, sample_seed=int(m.group(3) or 0), rest=m.group(1) == "rest")
     if raw.startswith("random:") and "+" in raw:
         parts = [p.strip() for p in raw[len("random:"):].split("+")]
         try:

@@ -53,7 +53,7 @@ from .config import ExperimentConfig, TuneConfig
 from .errors import ConfigError
 from .params import apply_overrides
 from .runner import Plan, build_plan, merge_plans
-from .scenarios import entry_kind, expand_scenarios
+from .scenarios import Scenario, class_permutation, entry_kind, expand_scenarios, forgotten_classes
 from .search import describe, draw, search_space
 from .store import Store, stable_hash
 from .validate import num_classes
@@ -251,14 +251,15 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
     methods, skipped = _methods_to_tune(config, grid, sets)
     base = tuning_config(config, search)
     store = Store(base.out)
-    kinds = list(dict.fromkeys(entry_kind(s) for s in config.scenarios))
-    if "sequential" in kinds:  # a chain's steps run with their request kind's settings (mubench/sequential.py)
+    if "sequential" in {entry_kind(s) for s in search.scenarios}:  # a chain's steps run with their request kind's settings
         raise ConfigError("mubench tune does not search on sequential chains; tune on their requests' kind "
                           "(class:C or random:P scenarios): every step of a chain runs with that kind's settings")
     plans, cells, originals = [], {}, {}
     for dataset in config.datasets:
         # families (class:all, random:1+10+50) by their members; the class count is the dataset's
-        scenarios = expand_scenarios(config.scenarios, num_classes(dataset, config))
+        scenarios = tuning_scenarios(config.scenarios, search.scenarios, num_classes(dataset, config))
+        kinds = list(dict.fromkeys(sc.kind for sc in scenarios))
+        base = dataclasses.replace(base, scenarios=tuple(sc.spec for sc in scenarios))
         for method in methods:
             per_kind = {k: kind_candidates(method, k, search.budget, grid.get(method), sets.get(method, {}))
                         for k in kinds}
@@ -293,6 +294,55 @@ def plan_tune(config: ExperimentConfig, search: TuneConfig, cli_grid: dict, sets
                                                              if k not in sets.get(m, {})}))
               for m in methods} | skipped
     return TunePlan(base, merge_plans(plans), list(cells.values()), spaces, search)
+
+
+def tuning_scenarios(reported: Sequence[str], given: Sequence[str], n_classes: int) -> list[Scenario]:
+    """The forget sets a search selects on, on a dataset of `n_classes` classes (issue 25: a
+    selection that must transfer to forget sets it never saw).
+
+    `given` ([tune] scenarios, `--tune-scenarios`) is used as it is, families by their members, but
+    no tuning forget set may forget a class that a reported scenario (`reported`, the config's
+    scenarios) forgets: that would select on the reported forget set. Empty `given`: one tuning
+    forget set per reported one (while classes last, at least one per kind), the same kind and
+    size, its classes taken in turn from the classes no reported scenario forgets, in the seeded
+    order of `class:sample` (so reported `class:rest:K` tunes on `class:sample:K`, or on the first
+    C − K of it when K > C − K). Random and subset forget sets are drawn
+    from the run seed: the tuning seeds draw other sets (independent draws, not disjoint ones: a
+    random 10% of tuning seed 100 shares about 10% of its images with seed 0's), so their specs are
+    kept. Chains and reported scenarios that leave no class to tune on need `given`."""
+    reported_sets = expand_scenarios(reported, n_classes)
+    held = frozenset().union(*(forgotten_classes(sc) for sc in reported_sets))
+    if given:
+        out = list({sc.spec: dataclasses.replace(sc, family="") for sc in expand_scenarios(given, n_classes)}.values())
+        for sc in out:
+            shared = sorted(forgotten_classes(sc) & held)
+            if shared:
+                raise ConfigError(
+                    f"tuning forget set {sc.spec!r} forgets class {shared[0]}, which a reported scenario forgets too; "
+                    "selection must never see a reported forget set: tune on other classes (e.g. --tune-scenarios "
+                    "class:sample:K with --scenarios class:rest:K)")
+        return out
+    pool = [c for c in class_permutation(n_classes) if c not in held]
+    out = {}
+    for sc in {sc.spec: sc for sc in reported_sets}.values():
+        if sc.kind == "sequential":
+            raise ConfigError(f"{sc.spec!r} is a chain: give the forget sets to tune its requests' kind on with "
+                              "--tune-scenarios (class:C or random:P scenarios, disjoint from the reported classes)")
+        need = len(forgotten_classes(sc))
+        if not need:
+            out[sc.spec] = dataclasses.replace(sc, family="")
+            continue
+        if len(pool) < need:  # the classes ran out: the kind is tuned on those it already has
+            if not any(s.kind == sc.kind for s in out.values()):
+                raise ConfigError(f"no class is left to tune {sc.spec!r} on: the reported scenarios forget {len(held)} "
+                                  f"of the {n_classes} classes; report class:rest:K and tune on class:sample:K "
+                                  "(--tune-scenarios)")
+            continue
+        picked, pool = pool[:need], pool[need:]
+        chosen = Scenario("class", (picked[0],)) if sc.kind == "class" else dataclasses.replace(
+            sc, classes=tuple(sorted(picked)), family="")
+        out[chosen.spec] = chosen
+    return list(out.values())
 
 
 # -- selection --------------------------------------------------------------------------------

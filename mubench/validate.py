@@ -52,7 +52,7 @@ EXPERIMENT_FLAGS = {"datasets": "--datasets", "models": "--models", "scenarios":
 EXECUTION_FLAGS = {"backend": "--backend", "jobs": "--jobs", "scheduler": "--scheduler", "device": "--device",
                    "threads_per_worker": "--threads"}
 TUNE_FLAGS = {"budget": "--budget", "protocol": "--protocol", "criterion": "--criterion", "validation": "--validation",
-              "seeds": "--seeds"}
+              "seeds": "--seeds", "scenarios": "--tune-scenarios"}
 
 
 def _label(config: ExperimentConfig, flag: str, key: str) -> str:
@@ -101,6 +101,8 @@ def check_tune(config: ExperimentConfig) -> None:
     from .unlearning import METHODS
 
     check_seeds(config.tune.seeds, f"{config.source} [tune] seeds")
+    if config.tune.scenarios:
+        check_scenarios(config.tune.scenarios, _label(config, "--tune-scenarios", "[tune] scenarios"))
     check_params(config.tune, lambda name: _label(config, TUNE_FLAGS.get(name, f"[tune] {name}"), f"[tune] {name}"))
     for method, fields in config.tune.grid.items():
         valid = sorted(f.name for f in dataclasses.fields(METHODS.get(method).Params))

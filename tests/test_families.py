@@ -136,8 +136,7 @@ def test_members_share_every_job_with_the_scenario_alone_but_the_evaluate(tmp_pa
 
 
 def test_tune_plans_a_family_by_its_members(tmp_path):
-    """`mubench tune` takes family entries too (which forget sets to tune on, disjoint from the
-    reported ones, is issue 25's next step): the cell of the kind searches every member."""
+    """`mubench tune` takes family entries too: the cell of the kind searches every member."""
     from mubench.config import TuneConfig
     from mubench.tuning import plan_tune
 
@@ -146,3 +145,68 @@ def test_tune_plans_a_family_by_its_members(tmp_path):
     (cell,) = tune.cells
     assert (cell.kind, cell.scenarios) == ("random", ["random:1", "random:10"])
     assert {scenario for keys in cell.keys for scenario, _seed in keys} == {"random:1", "random:10"}
+
+
+def test_class_rest_is_the_complement_of_the_sample_of_the_same_seed():
+    assert parse_entry("class:rest:4:2") == Family("class", sample=4, sample_seed=2, rest=True)
+    assert parse_entry("class:rest:4:0").spec == "class:rest:4" and parse_entry("class:rest:4:2").spec == "class:rest:4:2"
+    for seed in (0, 2):
+        sample = {sc.classes[0] for sc in parse_entry(f"class:sample:4:{seed}").members(10)}
+        rest = {sc.classes[0] for sc in parse_entry(f"class:rest:4:{seed}").members(10)}
+        assert sample.isdisjoint(rest) and sample | rest == set(range(10)) and len(rest) == 6
+        assert {sc.family for sc in parse_entry(f"class:rest:4:{seed}").members(10)} == {parse_entry(f"class:rest:4:{seed}").spec}
+    with pytest.raises(ConfigError, match="the rest must keep a class"):
+        parse_entry("class:rest:10").members(10)
+    with pytest.raises(ConfigError, match="expected class:rest:K"):
+        parse_entry("class:rest:")
+
+
+def _tuning_specs(reported, given=()):
+    from mubench.tuning import tuning_scenarios
+
+    return [sc.spec for sc in tuning_scenarios(reported, given, 10)]
+
+
+def test_tuning_forget_sets_default_to_classes_no_reported_scenario_forgets():
+    """Issue 25: selection on forget sets disjoint from the reported ones. Each reported forget
+    set gets one of its kind and size, from the classes none of them forgets; random forget sets
+    keep their spec (the tuning seeds draw them)."""
+    tuned = _tuning_specs(["class:0", "classes:1,2", "random:10"])
+    assert tuned[2] == "random:10" and tuned[0].startswith("class:") and tuned[1].startswith("classes:")
+    classes = [int(c) for spec in tuned[:2] for c in spec.split(":")[1].split(",")]
+    assert len(classes) == 3 and len(set(classes)) == 3 and not set(classes) & {0, 1, 2}
+    # Reported class:rest:K tunes on exactly class:sample:K, the classes it leaves out.
+    assert sorted(_tuning_specs(["class:rest:4"])) == sorted(sc.spec for sc in parse_entry("class:sample:4").members(10))
+    assert _tuning_specs(["class:0"]) == _tuning_specs(["class:0"])  # deterministic
+    with pytest.raises(ConfigError, match="no class is left to tune"):
+        _tuning_specs(["class:all"])
+    with pytest.raises(ConfigError, match="is a chain"):
+        _tuning_specs(["sequential:class:0+1"])
+
+
+def test_tuning_refuses_to_select_on_a_reported_forget_set():
+    with pytest.raises(ConfigError, match="'class:0' forgets class 0, which a reported scenario forgets"):
+        _tuning_specs(["class:0"], ["class:0"])
+    reported = sorted(sc.classes[0] for sc in parse_entry("class:rest:5").members(10))
+    with pytest.raises(ConfigError, match=f"forgets class {reported[0]}"):
+        _tuning_specs(["class:rest:5"], ["class:all"])
+    with pytest.raises(ConfigError, match="forgets class 2"):
+        _tuning_specs(["sequential:class:0+2"], ["classes:2,7"])  # a chain's classes are reported too
+    assert _tuning_specs(["class:rest:5", "random:10"], ["class:sample:5", "random:10"]) == [
+        *(sc.spec for sc in parse_entry("class:sample:5").members(10)), "random:10"]
+    # On the command line: one sentence, exit 2, before anything runs.
+    result = run_cli("tune", "--scenarios", "class:0", "--tune-scenarios", "class:0,class:1", "--dry-run",
+                     "--out", "unused")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "forgets class 0" in result.stderr
+
+
+def test_tune_runs_its_cells_on_the_tuning_forget_sets(tmp_path):
+    from mubench.config import TuneConfig
+    from mubench.tuning import plan_tune
+
+    config = ExperimentConfig(scenarios=("class:0", "random:10"), methods=("finetune",), out=str(tmp_path))
+    tune = plan_tune(config, TuneConfig(budget=2), {}, {})
+    scenarios = {cell.kind: cell.scenarios for cell in tune.cells}
+    assert scenarios == {"class": _tuning_specs(["class:0"])[:1], "random": ["random:10"]}
+    assert "class:0" not in {s for keys in tune.cells[0].keys + tune.cells[1].keys for s, _seed in keys}

@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
         out_help="results root; the search goes under OUT/tune (default: results)")
     d = TuneConfig()
     what = groups["what"]
+    what.add_argument("--tune-scenarios", metavar="LIST",
+                      help="forget sets to select on (scenarios or families, e.g. class:sample:5,random:10); they may "
+                      "not forget a class that --scenarios reports (default: drawn from the classes no reported "
+                      "scenario forgets; random forget sets are drawn from the tuning seeds)")
     what.add_argument("--budget", type=int, help=f"candidates per method and scenario kind (default: {d.budget})")
     what.add_argument("--protocol", choices=PROTOCOLS,
                       help="heldout: select on a validation split held out of the training set (default); "
@@ -51,8 +55,10 @@ def search_settings(args: argparse.Namespace, config):
     import dataclasses
 
     from mubench.commands.run import parse_seeds
+    from mubench.config import split_scenarios
 
-    given = {"seeds": parse_seeds(args.seeds), "budget": args.budget, "protocol": args.protocol,
+    tune_scenarios = split_scenarios(args.tune_scenarios) if args.tune_scenarios is not None else None
+    given = {"seeds": parse_seeds(args.seeds), "scenarios": tune_scenarios, "budget": args.budget, "protocol": args.protocol,
              "validation": args.validation, "criterion": args.criterion}
     return dataclasses.replace(config.tune, **{k: v for k, v in given.items() if v is not None})
 
