@@ -121,6 +121,7 @@ def tuned_toml(tp: TunePlan, outcomes: list[Outcome], config: ExperimentConfig, 
     for o in outcomes:
         for i, (cand, st) in enumerate(zip(o.cell.candidates, o.stats, strict=True)):
             row = {"method": o.cell.method, "kind": o.cell.kind, "values": cand.overrides, "chosen": i == o.winner,
+                   "selected_on": o.selected_on,
                    "live": o.live[i], "runs_ok": st["n_ok"], "runs": st["n"],
                    **{f"{m}_mean": _num(st[m][0]) for m in METRICS}, **{f"{m}_std": _num(st[m][1]) for m in METRICS},
                    **{f"score_{k.replace('+', '_')}": _num(v) for k, v in st["scores"].items()}}

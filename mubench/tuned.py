@@ -50,6 +50,12 @@ class TunedSettings:
     candidates: tuple = ()  # every candidate's row (method, kind, values, scores, chosen)
     produced: dict = field(default_factory=dict)  # precision and device.machine() of the search; {} if unknown
     live_rule: str = ""  # the live-candidate rule the candidates' `live` follow; "" if the file predates it
+    scenarios: dict = field(default_factory=dict)  # scenario kind → the forget sets the search selected on
+
+    def chosen(self, method: str, kind: str) -> dict | None:
+        """The winning candidate's row (its values and tuning scores), None when the file has none."""
+        return next((row for row in self.candidates
+                     if row.get("method") == method and row.get("kind") == kind and row.get("chosen")), None)
 
     def table(self, method: str, kind: str) -> dict:
         return dict(self.tables.get(method, {}).get(kind, {}))
@@ -93,7 +99,8 @@ def read_tuned(path: str | Path) -> TunedSettings:
     methods = doc.get("methods", {})
     return TunedSettings(path=_display(path), **{k: meta[k] for k in _META if k != "seeds"},
                          seeds=tuple(meta["seeds"]), tables=methods, candidates=tuple(doc.get("candidates", ())),
-                         produced=dict(meta.get("produced") or {}), live_rule=meta.get("live_rule", ""))
+                         produced=dict(meta.get("produced") or {}), live_rule=meta.get("live_rule", ""),
+                         scenarios={k: list(v) for k, v in (meta.get("scenarios") or {}).items()})
 
 
 def shipped() -> list[TunedSettings]:

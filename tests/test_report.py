@@ -328,7 +328,7 @@ def test_null_metric_in_a_record_gives_nan_not_a_crash(tmp_path):
 
 def test_unstable_and_tuned_rows_are_flagged(tmp_path):
     store = Store(tmp_path)
-    stamp = {"file": "mubench/tuned/digits.toml", "protocol": "heldout", "criterion": "mean+std",
+    stamp = {"file": "gone/digits.toml", "protocol": "heldout", "criterion": "mean+std",  # not readable now
              "budget": 8, "seeds": [100, 101, 102]}
     rows = {"retrain": [(100, 99, 98, 100)] * 3,
             "ssd": [(0, 99, 98, 0), (100, 98, 97, 100), (50, 98, 97, 50)],  # UA range 100: flips
@@ -344,7 +344,7 @@ def test_unstable_and_tuned_rows_are_flagged(tmp_path):
     assert table.loc["FT", "flags"] == ""
     notes = report.report_notes(df)
     assert any(n.startswith("unstable: SSD on digits/small_cnn/class:0 has per-seed UA from 0.0 to 100.0") for n in notes)
-    assert any(n.startswith("tuned (heldout): SSD use hyper-parameters from mubench/tuned/digits.toml") for n in notes)
+    assert any(n.startswith("tuned (heldout): SSD use hyper-parameters from gone/digits.toml") for n in notes)
     assert any(n.startswith("not tuned: FT") for n in notes)
 
 
@@ -385,3 +385,84 @@ def test_the_machine_and_precision_travel_through_the_csv_and_head_the_report(tm
     assert "training precision: bf16, fp32" in line
     older = report.records_frame([_record("retrain", 0, (100, 98, 95, 100))])  # written before the field
     assert "machines: not recorded" in provenance_line(older, "r")
+
+
+def _tuned_file(path, tuned_on: str, selected_on: str = "avg_gap") -> dict:
+    """A tuned settings file in the format `mubench tune` writes, searched on `tuned_on`, whose
+    chosen finetune candidate scored Avg. Gap 2.0 ± 0.5 (and 3.0 ± 1.0 without the MIA term)."""
+    path.write_text(f"""[tuned]
+dataset = "digits"
+train_subset = 0
+model = "small_cnn"
+protocol = "heldout"
+criterion = "mean+std"
+budget = 2
+seeds = [100, 101]
+command = "python -m mubench tune"
+scenarios = {{class = ["{tuned_on}"]}}
+
+[methods.finetune.class]
+lr = 0.01
+
+[[candidates]]
+method = "finetune"
+kind = "class"
+values = {{lr = 0.01}}
+chosen = true
+selected_on = "{selected_on}"
+avg_gap_mean = 2.0
+avg_gap_std = 0.5
+score_mean = {2.0 if selected_on == "avg_gap" else 3.0}
+score_mean_std = {2.5 if selected_on == "avg_gap" else 4.0}
+
+[[candidates]]
+method = "finetune"
+kind = "class"
+values = {{lr = 0.1}}
+chosen = false
+avg_gap_mean = 9.0
+avg_gap_std = 0.5
+""")
+    return {"file": str(path), "protocol": "heldout", "criterion": "mean+std", "budget": 2, "seeds": [100, 101]}
+
+
+def test_transfer_table_puts_the_tuning_score_beside_the_reported_one(tmp_path):
+    """Issue 25's transfer column: the chosen candidate's tuning Avg. Gap beside the reported
+    mean over seeds, on the gap it was selected on, and the flag where the search selected on the
+    reported forget set (class:0 here), not where it searched another class."""
+    from mubench.report.transfer import SELECTED_HERE, transfer_table
+
+    for tuned_on, flagged in (("class:0", True), ("class:5", False)):
+        root = tmp_path / tuned_on.replace(":", "")
+        stamp = _tuned_file(tmp_path / f"{tuned_on.replace(':', '')}.toml", tuned_on)
+        store = Store(root)
+        for seed in range(3):
+            for method, values in (("retrain", (100, 99, 98, 100)), ("finetune", (96 - 2 * seed, 99, 98, 100))):
+                extra = {"tuned": True, "tuned_from": stamp} if method == "finetune" else {}
+                rec = _record(method, seed, values, **extra)
+                rec.pop("avg_gap", None)
+                store.write_record("method", rec["key"], rec)
+        df = report.load_records(root)
+        (row,) = transfer_table(df).to_dict("records")
+        # per seed the gap is |UA − 100| / 4 = 1.0, 1.5, 2.0 (RA, TA, MIA equal Retrain's)
+        assert row["tuning_mean"] == 2.0 and row["tuning_std"] == 0.5 and row["tuned_on"] == tuned_on
+        assert math.isclose(row["reported_mean"], 1.5) and math.isclose(row["reported_std"], 0.5)
+        assert math.isclose(row["difference"], -0.5) and row["selected_here"] is flagged
+        flags = report.summary_table(df).loc[("digits", "small_cnn", "class:0")].loc["FT", "flags"]
+        assert (SELECTED_HERE in flags) is flagged and flags.startswith("tuned (heldout)")
+    # Selected without the MIA term (the SVC extrapolated in tuning): compared on that term.
+    stamp = _tuned_file(tmp_path / "no-mia.toml", "class:5", selected_on="avg_gap_no_mia")
+    store = Store(tmp_path / "no-mia")
+    for seed in range(2):
+        for method, values in (("retrain", (100, 99, 98, 100)), ("finetune", (96, 99, 98, 0))):
+            rec = _record(method, seed, values, **({"tuned": True, "tuned_from": stamp} if method == "finetune" else {}))
+            rec.pop("avg_gap", None)
+            store.write_record("method", rec["key"], rec)
+    (row,) = transfer_table(report.load_records(tmp_path / "no-mia")).to_dict("records")
+    assert row["gap"] == "Avg. Gap w/o MIA" and row["tuning_mean"] == 3.0 and row["tuning_std"] == 1.0
+    assert math.isclose(row["reported_mean"], 4 / 3)  # |96 − 100| over UA, RA, TA; the MIA's 100 left out
+    # A file rewritten since the run (other seeds) gives no score, and says why.
+    text = (tmp_path / "no-mia.toml").read_text().replace("seeds = [100, 101]", "seeds = [200]")
+    (tmp_path / "no-mia.toml").write_text(text)
+    (row,) = transfer_table(report.load_records(tmp_path / "no-mia")).to_dict("records")
+    assert row["note"] == "the file was rewritten since this run" and row.get("tuning_mean") is None

@@ -309,6 +309,11 @@ def test_run_with_the_file_uses_and_marks_the_chosen_values(tuned):
     mubench("report", "--results", str(root / "r"), "--format", "md")
     report = (root / "r" / "report" / "report.md").read_text()
     assert f"from {path}" in report and "tuned (heldout)" in report  # note and flags column
+    # The search ran on another class than the reported class:0 (issue 25), and the report says where.
+    tuned_on = read_tuned(path).scenarios["class"]
+    assert tuned_on and "class:0" not in tuned_on
+    assert "Tuning vs reported" in report and f"| {tuned_on[0]} | 100 |" in report
+    assert "selected on this forget set" not in report
 
 
 def test_second_tune_is_fully_cached(tuned):

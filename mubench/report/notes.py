@@ -92,14 +92,10 @@ def live_counts(file: str, methods: list[str]) -> str:
     """`; live candidates in its search: FT class 4 of 8, random n/a of 8` from the tuned file's
     `[[candidates]]` `live` fields (mubench/tuning.live_candidate); "" when the file cannot be read
     or predates the count."""
-    from ..errors import ConfigError
-    from ..tuned import SHIPPED_DIR, read_tuned
+    from .transfer import read_named_tuned
 
-    path = Path(file)
-    path = path if path.is_file() else SHIPPED_DIR.parent.parent / file  # records name shipped files mubench/tuned/…
-    try:
-        tuned = read_tuned(path)
-    except ConfigError:  # a file moved or removed since the run: the note says what it can
+    tuned = read_named_tuned(file)
+    if tuned is None:  # a file moved or removed since the run: the note says what it can
         return ""
     if not tuned.live_rule:
         return ""

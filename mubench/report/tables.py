@@ -95,17 +95,23 @@ UNSTABLE_UA_RANGE = 20.0  # SPEC §3: a per-seed UA range above this many points
 
 def row_flags(df: pd.DataFrame) -> dict[tuple, str]:
     """(dataset, model, scenario, label) → what a reader must see beside the numbers: the tuning
-    protocol of tuned rows ("tuned (heldout)"), "unstable" where the ok seeds' UA spans more
+    protocol of tuned rows ("tuned (heldout)", and "selected on this forget set" where the search
+    selected on the reported forget set: report/transfer.py), "unstable" where the ok seeds' UA spans more
     than UNSTABLE_UA_RANGE points (a method flipping between forgetting and not, SPEC §3), and
     the calibration flags (calibration rows, SVC extrapolations, attacks outside their null
     band, degenerate attacks, no-ops: report/calibration.py)."""
+    from .transfer import SELECTED_HERE, selected_here_rows
+
     ok = current_ok(df)
     calibrated = calibration_flags(df)
+    selected = selected_here_rows(df)
     out = {}
     for (*cell, variant), g in ok.groupby(CELL + ["variant"], sort=False):
         flags = []
         if "tuning_protocol" in g and g["tuning_protocol"].notna().all():
             flags.append(f"tuned ({', '.join(sorted(set(g['tuning_protocol'])))})")
+            if (*cell, variant) in selected:
+                flags.append(SELECTED_HERE)
         ua = pd.to_numeric(g["ua"], errors="coerce").dropna()
         if len(ua) > 1 and ua.max() - ua.min() > UNSTABLE_UA_RANGE:
             flags.append(f"unstable (UA range {ua.max() - ua.min():.1f})")

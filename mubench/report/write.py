@@ -17,6 +17,7 @@ from .notes import provenance_line, report_notes
 from .records import load_records, method_label, tidy, with_gaps
 from .sequential import chain_figures, chain_table, chain_table_text
 from .tables import per_seed_gaps, summary_stats, summary_table
+from .transfer import transfer_table, transfer_text
 
 FORMATS = ("md", "latex", "csv", "html", "parquet")
 FILE_NAMES = {"md": "report.md", "latex": "report.tex", "csv": "records.csv",
@@ -78,6 +79,12 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
         extra.append(("SVC MIA-Efficacy (population) beside the per-example attacks (U-LiRA, the reference-model "
                       "screen and its null band: what models that never saw D_f read), mean over seeds",
                       side_by_side(df).reset_index()))
+    transfer = transfer_table(df)
+    if not transfer.empty:
+        extra.append(("Tuning vs reported (does the selection transfer?): each tuned row's Avg. Gap in its search "
+                      "(the chosen candidate, mean ± std over the tuning runs, on the forget sets and seeds named) "
+                      "beside its Avg. Gap here; a row selected on its own reported forget set says so",
+                      transfer_text(transfer)))
     steps = chain_table(df)
     if not steps.empty:
         extra.append(("Sequential deletion, per chain, method and step (mean over seeds): UA and MIA-Efficacy on "
