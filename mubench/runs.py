@@ -52,7 +52,8 @@ def config_from_dict(d: dict, root: str | Path) -> ExperimentConfig:
     d["evaluation"] = _evaluation(d.get("evaluation", {}))
     d["execution"] = ExecutionConfig(**d.get("execution", {}))
     tune = d.get("tune", {})
-    d["tune"] = TuneConfig(**{**tune, "seeds": tuple(tune.get("seeds", TuneConfig().seeds))})
+    d["tune"] = TuneConfig(**{**tune, "seeds": tuple(tune.get("seeds", TuneConfig().seeds)),
+                              "scenarios": tuple(tune.get("scenarios", ()))})
     return ExperimentConfig(**{**d, "out": str(root)})
 
 

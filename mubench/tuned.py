@@ -60,6 +60,23 @@ class TunedSettings:
     def table(self, method: str, kind: str) -> dict:
         return dict(self.tables.get(method, {}).get(kind, {}))
 
+    def unsearched(self) -> dict[str, list[str]]:
+        """method → the fields of its search space today (`Params.SEARCH`) that this file's search
+        did not vary: a file from an older space, whose rows run those fields at their defaults."""
+        from .search import search_space
+        from .unlearning import METHODS
+
+        searched: dict[str, set] = {}
+        for row in self.candidates:
+            searched.setdefault(row.get("method"), set()).update(row.get("values", {}))
+        out = {}
+        for method, fields in searched.items():
+            if method in METHODS.names():
+                missing = [f for f in search_space(METHODS.get(method).Params) if f not in fields]
+                if missing:
+                    out[method] = missing
+        return out
+
     def matches(self, dataset: str, train_subset: int, model: str) -> bool:
         return (self.dataset, self.train_subset, self.model) == (dataset, train_subset, model)
 
@@ -152,4 +169,9 @@ def describe_tuned(config) -> list[str]:
             note = t and t.mismatch(run_precision(config.precision, dataset, device), device.type)
             if note:
                 lines.append(note)
+            older = t.unsearched() if t else {}
+            if older:
+                lines.append(f"note: {t.path} was searched before today's search spaces: "
+                             + "; ".join(f"{m} ({', '.join(f)})" for m, f in older.items())
+                             + " run at their defaults, which its search never tried; re-tune (docs/tuning.md)")
     return lines

@@ -130,7 +130,9 @@ def test_sweep_points_scale_each_parameter_around_its_default():
     points = sweep_points(d)
     assert points[0] == ("default", None, {})
     assert ("beta", 2.5, {"beta": 2.5}) in points and ("select", "best", {"select": "best"}) in points
-    assert len(points) == 2 + sum(len(f) for f in FACTORS.values())
+    assert len(points) == 3 + sum(len(f) for f in FACTORS.values())
+    # augmentation while learning δ (issue 25): the other setting than the grid's (on, untuned)
+    assert d["augment"] is True and ("augment", False, {"augment": False}) in points
 
 
 def test_sweep_defaults_resolve_in_a_fresh_process():

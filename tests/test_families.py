@@ -210,3 +210,43 @@ def test_tune_runs_its_cells_on_the_tuning_forget_sets(tmp_path):
     scenarios = {cell.kind: cell.scenarios for cell in tune.cells}
     assert scenarios == {"class": _tuning_specs(["class:0"])[:1], "random": ["random:10"]}
     assert "class:0" not in {s for keys in tune.cells[0].keys + tune.cells[1].keys for s, _seed in keys}
+
+
+def _family_record(method, scenario, seed, ua, family="class:sample:2"):
+    return {"key": f"{method}-{scenario}-{seed}", "dataset": "digits", "model": "small_cnn", "scenario": scenario,
+            "scenario_kind": "class", "family": family, "seed": seed, "method": method, "method_version": 1,
+            "display_name": method, "params": {}, "split_hash": f"{scenario}-{seed}",
+            "retrain_key": f"retrain-{scenario}-{seed}", "device": "cpu", "finished": "2026-01-01T00:00:00",
+            "status": "ok", "ua": ua, "ra": 99.0, "ta": 98.0, "mia_efficacy": 100.0, "rte_s": 1.0, "info": {}}
+
+
+def test_family_aggregate_averages_forget_sets_within_a_seed_then_seeds(tmp_path):
+    """Hand-computed: Retrain's UA is 100; FT's UA on class:1 / class:3 is 96 / 92 (seed 0),
+    92 / 88 (seed 1), 88 / 84 (seed 2), so its per-seed gaps (UA term only, / 4) are 1, 2 on seed 0,
+    2, 3 on seed 1, 3, 4 on seed 2: family means 1.5, 2.5, 3.5 → 2.50 ± 1.00 over seeds; the
+    per-set means are 2 and 3 → 0.71 across sets. A seed missing a member is left out."""
+    from mubench import report
+    from mubench.report.families import family_comparison, family_table
+    from mubench.store import Store
+
+    store = Store(tmp_path)
+    for seed in range(3):
+        for scenario, ua in (("class:1", 96 - 4 * seed), ("class:3", 92 - 4 * seed)):
+            for rec in (_family_record("retrain", scenario, seed, 100.0), _family_record("finetune", scenario, seed, ua),
+                        _family_record("grad_ascent", scenario, seed, 100.0 - 0.4 * (seed + 1))):
+                store.write_record("method", rec["key"], rec)
+    rec = _family_record("grad_ascent", "class:1", 3, 50.0)  # seed 3: one member only
+    store.write_record("method", rec["key"], rec)
+    rec = _family_record("retrain", "class:1", 3, 100.0)
+    store.write_record("method", rec["key"], rec)
+    df = report.load_records(tmp_path)
+    table = family_table(df).set_index("method")
+    assert table.loc["FT", "Avg. Gap"] == "2.50 ± 1.00" and table.loc["FT", "UA"] == "90.00 ± 4.00"
+    assert table.loc["FT", "Avg. Gap across sets"] == "0.71" and table.loc["FT", "forget sets"] == 2
+    assert table.loc["FT", "seeds"] == "3/3" and table.loc["GA", "seeds"] == "3/4"  # seed 3 incomplete
+    assert table.loc["GA", "Avg. Gap"] == "0.20 ± 0.10"  # 50.0 on seed 3 would move it
+    assert set(table["family"]) == {"class:sample:2"}
+    compared = family_comparison(df).set_index("variant")
+    assert compared.loc["grad_ascent", "note"] == "best" and compared.loc["finetune", "mean_diff"] > 2
+    # A grid without families has no family table (the report leaves the section out).
+    assert family_table(df.assign(family=None)).empty

@@ -49,7 +49,9 @@ def learned(digits_original, class0_split, digits, digits_recipe, cpu):
     task = build_task(digits, class0_split, digits_original, "small_cnn", digits_recipe, 0, cpu,
                       precision="fp32", progress=False)
     before = _state_hash(digits_original)
-    return task, before, ForgetVector(FAST).unlearn(task)
+    # lr 0.1, not the default 0.2: at 0.2, 8 epochs sit on a tipping point that differs by CPU
+    # (UA 100 on the Xeons, 82.0 on an AMD EPYC, both one thread); at 0.1 the AMD reads 99.2 / RA 96.1
+    return task, before, ForgetVector(dataclasses.replace(FAST, lr=0.1)).unlearn(task)
 
 
 def test_loss_matches_hand_computation():
@@ -78,8 +80,8 @@ def test_forgets_class0_and_keeps_retain(learned, digits_original):
     ua = 100 - _accuracy(predictor, task.forget_x, task.forget_y, task)
     ra = _accuracy(predictor, task.retain_x, task.retain_y, task)
     assert ua_original < 5  # measured 0.0
-    assert ua > 90  # measured 100.0
-    assert ra > 90  # measured 96.2 (original 99.4)
+    assert ua > 90  # measured 99.2 (AMD EPYC)
+    assert ra > 90  # measured 96.1 (original 99.4)
 
 
 def test_the_cpu_schedule_forgets_class0_in_three_epochs_for_every_learner(make_task, class0_split, cpu):

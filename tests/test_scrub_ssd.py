@@ -115,11 +115,14 @@ def test_scrub_max_steps_only_in_the_first_msteps_epochs(make_task, class0_split
 
 
 def test_scrub_forgets_the_class_and_its_max_steps_do_it(make_task, class0_split):
+    """At batch sizes 64 / 32 (a point of its search; the reference's untuned 256 / 512 take few
+    steps on digits' 1,617 images: UA 34.6 here)."""
     task = make_task(class0_split)
-    ua, ra = _ua_ra(_run("scrub", task), task)
+    small = {"batch_size": 64, "forget_batch_size": 32}
+    ua, ra = _ua_ra(_run("scrub", task, **small), task)
     assert ua >= 90 and ra >= 97  # measured 100 / 99.4
     # The same run without max-steps is distillation + CE on the retain set: nothing forgotten.
-    ua0, ra0 = _ua_ra(_run("scrub", task, msteps=0), task)
+    ua0, ra0 = _ua_ra(_run("scrub", task, msteps=0, **small), task)
     assert ua0 <= 10 and ra0 >= 97  # measured 0.0 / 99.7
 
 

@@ -416,3 +416,24 @@ def test_run_says_which_tuned_settings_apply(tmp_path, capsys):
     assert "tuned settings for digits/small_cnn: mubench/tuned/digits.toml (heldout protocol, mean+std, budget 8)" in out
     assert main(["run", "--dry-run", "--methods", "finetune", "--tuned", "none", "--out", str(tmp_path)]) == 0
     assert "tuned settings for digits/small_cnn: none (tuned = 'none')" in capsys.readouterr().out
+
+
+def test_a_file_from_an_older_search_space_is_named_with_the_fields_it_never_tried(tmp_path):
+    """A tuned file whose search did not vary a field today's SEARCH has (scrub's batch sizes,
+    added by issue 25) runs that field at its default: `mubench run` says so."""
+    from mubench.config import ExperimentConfig
+    from mubench.tuned import describe_tuned
+
+    load_plugins(())
+    path = tmp_path / "old.toml"
+    path.write_text('[tuned]\ndataset = "digits"\ntrain_subset = 0\nmodel = "small_cnn"\nprotocol = "heldout"\n'
+                    'criterion = "mean+std"\nbudget = 1\nseeds = [100]\ncommand = "x"\n\n'
+                    '[methods.scrub.class]\nlr = 0.001\nepochs = 3\n\n'
+                    '[[candidates]]\nmethod = "scrub"\nkind = "class"\nvalues = {lr = 0.001, epochs = 3}\nchosen = true\n')
+    settings = read_tuned(path)
+    assert settings.unsearched() == {"scrub": ["batch_size", "forget_batch_size"]}
+    lines = describe_tuned(ExperimentConfig(tuned=str(path)))
+    assert any("searched before today's search spaces: scrub (batch_size, forget_batch_size)" in line for line in lines)
+    whole = path.read_text().replace("epochs = 3}", "epochs = 3, batch_size = 64, forget_batch_size = 32}")
+    path.write_text(whole)
+    assert read_tuned(path).unsearched() == {}

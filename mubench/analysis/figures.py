@@ -112,7 +112,7 @@ def recovery_figure(results: dict[str, list[dict]], title: str, path: Path) -> P
 def sensitivity_figure(rows: list[dict], title: str, path: Path) -> Path:
     plt = pyplot()
     default = next(r for r in rows if r["param"] == "default")
-    params = [p for p in dict.fromkeys(r["param"] for r in rows) if p not in ("default", "select")]
+    params = [p for p in dict.fromkeys(r["param"] for r in rows) if p not in ("default", "select", "augment")]  # categorical: table only
     fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.0), layout="constrained", squeeze=False)
     for ax, p in zip(axes[0], params, strict=True):
         at_default = (next(r["default"] for r in rows if r["param"] == p), default["avg_gap"], default["rte_s"])

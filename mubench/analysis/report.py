@@ -124,7 +124,8 @@ def sensitivity_section(root: Path, out: Path, swept: Sequence[str] | None, scen
     rows = analyze_sensitivity(root, tuple(swept or SWEPT), tuple(scenarios))
     lines = ["## Sensitivity of the forget vector",
              "Each parameter scaled around its resolved default (others at default); 'select best' is "
-             "the per-run epoch chosen on a held-out slice of the training data. Mean over seeds.", "",
+             "the per-run epoch chosen on a held-out slice of the training data; 'augment' learns δ with the other "
+             "augmentation setting than the grid's. Mean over seeds.", "",
              markdown_table(pd.DataFrame(rows).round(3)), ""]
     for (dataset, scenario), group in pd.DataFrame(rows).groupby(["dataset", "scenario"]):
         title = f"{dataset}/{scenario}"

@@ -1,6 +1,7 @@
-"""Sensitivity: the forget vector's β, λ, τ and epoch budget swept around the defaults, and the
+"""Sensitivity: the forget vector's β, λ, τ and epoch budget swept around the defaults, the
 paper's per-run epoch selection (`select=best`, on a held-out slice of the training data,
-never the test set) against mubench's global rule (`select=last`) (issue 16, item 4).
+never the test set) against mubench's global rule (`select=last`) (issue 16, item 4), and δ
+learned with and without the training augmentation (issue 25).
 
 Every point is an ordinary run of the grid's own config with one `[methods.forget_vector]`
 override (sweep.run_points), so it is planned, cached and recorded like `mubench run`
@@ -41,7 +42,7 @@ def default_params(config: ExperimentConfig, dataset: str, model: str, scenario_
     return dataclasses.asdict(ForgetVector.resolved(params, scenario_kind))
 
 
-SWEPT = (*FACTORS, "select")
+SWEPT = (*FACTORS, "select", "augment")
 
 
 def sweep_points(defaults: dict, swept: tuple[str, ...] = SWEPT) -> list[tuple[str, object, dict]]:
@@ -53,6 +54,8 @@ def sweep_points(defaults: dict, swept: tuple[str, ...] = SWEPT) -> list[tuple[s
             points.append((name, value, {name: value}))
     if "select" in swept:
         points.append(("select", "best", {"select": "best"}))
+    if "augment" in swept:  # learning δ on augmented batches or not (issue 25): the other setting
+        points.append(("augment", not defaults["augment"], {"augment": not defaults["augment"]}))
     return points
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..analysis.cells import load_cells
 from ..errors import ConfigError, MubenchError
 from .attacks import has_attack, side_by_side
+from .families import family_comparison, family_table
 from .html import render_html
 from .latex import render_latex
 from .markdown import render_markdown
@@ -79,6 +80,15 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
         extra.append(("SVC MIA-Efficacy (population) beside the per-example attacks (U-LiRA, the reference-model "
                       "screen and its null band: what models that never saw D_f read), mean over seeds",
                       side_by_side(df).reset_index()))
+    families = family_table(df)
+    if not families.empty:
+        extra.append(("Scenario families: per seed the mean over the family's forget sets, then mean ± std over "
+                      "seeds (seeds: complete/seen; a seed without every member is left out); Avg. Gap across sets: "
+                      "the std over forget sets of their seed-means", families))
+        extra.append(("Families, paired comparison with the family's best (Avg. Gap of the per-seed family means, "
+                      "Holm-corrected t-test; tied = not significantly different at 0.05)",
+                      stats.format_stats(family_comparison(df)).assign(
+                          variant=lambda t: t["variant"].map(method_label)).rename(columns={"variant": "method"})))
     transfer = transfer_table(df)
     if not transfer.empty:
         extra.append(("Tuning vs reported (does the selection transfer?): each tuned row's Avg. Gap in its search "
