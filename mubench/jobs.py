@@ -26,6 +26,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from .data import LoadOptions
+from .errors import MubenchError
 from .pipeline import build_task, cached_dataset, get_original, get_split, recipe_from_dict
 from .predictor import Predictor
 from .resources import RESOURCES, ResourceContext
@@ -186,17 +187,44 @@ class Split(Job):
     scenario: str  # canonical scenario text
     seed: int
     data_options: dict = field(default_factory=dict)
+    scorer: Original | None = None  # hardness-stratified scenarios: the original whose features choose the forget set
     IGNORE: ClassVar[tuple[str, ...]] = ("data_options",)
+
+    def key_fields(self) -> dict:
+        fields = super().key_fields()
+        if self.scorer is None:  # the keys of every other split are as before
+            fields.pop("scorer")
+        return fields
 
     def done(self, store: Store) -> bool:
         return store.has_artifact("split", self.key)
 
     def load(self, store: Store):
-        return get_split(store, DataRef(self.dataset, self.data_options, self.data).load(), self.scenario,
-                         self.seed, key=self.key)
+        """The stored split (a hardness-stratified one is made by `run`, which has the model)."""
+        if self.scorer is not None and not store.has_artifact("split", self.key):
+            raise MubenchError(f"the split of {self.scenario} ({self.key}) is not in {store.root}; run it again")
+        return get_split(store, self.ref.load(), self.scenario, self.seed, key=self.key)
+
+    @property
+    def ref(self) -> DataRef:
+        return DataRef(self.dataset, self.data_options, self.data)
 
     def run(self, ctx: RunContext) -> dict:
-        return {"key": self.key, "kind": "split", "status": "ok", "split_hash": self.load(ctx.store).hash}
+        scores = None
+        if self.scorer is not None:
+            from .data import eval_view
+            from .hardness import atypicality_scores, entanglement_score, penultimate_features
+
+            data = self.ref.load()
+            features = penultimate_features(self.scorer.load(ctx).model, data.train_x,
+                                            functools.partial(eval_view, data), ctx.device)
+            scores = lambda: atypicality_scores(features, data.train_y)  # noqa: E731
+        split = get_split(ctx.store, self.ref.load(), self.scenario, self.seed, key=self.key, scores=scores)
+        record = {"key": self.key, "kind": "split", "status": "ok", "split_hash": split.hash}
+        if self.scorer is not None:  # what a reader checks the stratum by (Evaluate copies it: `forget_es`)
+            record["forget_es"] = entanglement_score(features, split.forget)
+            ctx.store.write_record("split", self.key, record)
+        return record
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,9 @@ class Evaluate(Job):
                   "original_test_acc": original.info.get("test_acc"), "versions": versions(),
                   "started": unlearned.get("started", iso(started)), "finished": iso(time.time()),
                   "wall_s": unlearned.get("wall_s", 0.0) + time.time() - started}
+        stratum = store.read_record("split", self.unlearn.split.key) or {}  # a hardness-stratified split's ES
+        if "forget_es" in stratum:
+            record["forget_es"] = stratum["forget_es"]
         store.write_record("method", self.key, record)
         return record
 

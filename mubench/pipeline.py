@@ -35,16 +35,20 @@ def data_key(data: ImageData) -> str:
     return stable_hash(data.fingerprint())
 
 
-def get_split(store: Store | None, data: ImageData, scenario: str, seed: int, key: str | None = None) -> Split:
+def get_split(store: Store | None, data: ImageData, scenario: str, seed: int, key: str | None = None,
+              scores=None) -> Split:
     """The split of (dataset, scenario, seed), saved once in the store under `key` (the planner's
-    `jobs.Split` key: one key rule per artifact) and reused; without a store, just made."""
+    `jobs.Split` key: one key rule per artifact) and reused; without a store, just made.
+    `scores`: a callable giving the per-example scores a hardness-stratified scenario selects by
+    (called only when the split is made)."""
     fp = data_key(data)
     _needs_key(store, key, "split", "jobs.Split")
     if store is not None:
         state = store.load_artifact("split", key)
         if state is not None:
             return Split.from_state(state)
-    split = make_split(data.train_y.numpy(), data.test_y.numpy(), scenario, seed, fp)
+    split = make_split(data.train_y.numpy(), data.test_y.numpy(), scenario, seed, fp,
+                       scores() if scores is not None else None)
     if store is not None:
         store.save_artifact("split", key, split.to_state())
     return split

@@ -203,7 +203,8 @@ def build_plan(config: ExperimentConfig, store: Store) -> Plan:
                     chain: dict = {}  # a sequential chain's method → its previous step's jobs
                     for step in sc.steps():  # a plain scenario is one step
                         split = Split(dataset=dataset, data=original.data, scenario=step.spec, seed=seed,
-                                      data_options=original.data_options)
+                                      data_options=original.data_options,
+                                      scorer=original if step.hardness else None)
                         add(split)
                         cell = _cell_jobs(config, methods, original, split, step.request.kind, resources, precision,
                                           evaluation, attacks, tuned, device, sc.family)

@@ -120,11 +120,11 @@ def execute(plan: Plan, config: ExperimentConfig, progress: bool | None = None) 
                     failed.append(record)
                 continue
             pending.append(job)
-        inline = [j for j in pending if isinstance(j, Split)]
+        inline = [j for j in pending if isinstance(j, Split) and j.scorer is None]  # index arithmetic
         for job in inline:
             job.load(store)
         ran += len(inline)
-        pending = [j for j in pending if not isinstance(j, Split)]
+        pending = [j for j in pending if j not in inline]  # a hardness split reads its model: a worker's job
         if not pending:
             continue
         layout = worker_layout(config.execution, ready=len(pending))  # a lone ready job gets every core

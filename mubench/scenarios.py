@@ -49,7 +49,8 @@ from .errors import ConfigError
 SCENARIO_KINDS = {
     "class": "class:c — forget every training image of class c; TA on the remaining classes",
     "classes": "classes:c1,c2,... — forget every training image of several classes",
-    "random": "random:p — forget p% of the training set uniformly at random (seeded)",
+    "random": "random:p[:atyp-low|atyp-mid|atyp-high] — forget p% of the training set uniformly at random (seeded), "
+              "or the p% least, middling or most atypical for their class in the original's features (issue 25)",
     "subset": "subset:c1,c2,...:p[:restricted] — forget p% of the images of the listed classes (arithmetic); "
               "restricted: retain and test limited to those classes (the paper's task)",
     "sequential": "sequential:class:c1+c2+... | sequential:random:PxT — a chain of deletion requests, each "
@@ -61,6 +62,8 @@ FAMILY_KINDS = {
                     "the same for every run seed",
     "class:rest": "class:rest:K[:S] — a family: every class class:sample:K[:S] leaves out (disjoint from it)",
     "random:+": "random:P1+P2+... — a family: one random:P per percentage (e.g. random:1+10+50)",
+    "random:atyp": "random:P:atyp — a family: P% chosen by how atypical they are for their class in the original's "
+                   "features, lowest, middle and highest: random:P:atyp-low, random:P:atyp-mid, random:P:atyp-high",
 }
 _SCENARIO_HELP = ("expected class:C, classes:C1,C2, random:P or subset:C1,C2:P[:restricted] "
                   "(P a percentage in (0, 100)), a family: class:all, class:sample:K[:S], class:rest:K[:S], random:P1+P2, "
@@ -68,6 +71,12 @@ _SCENARIO_HELP = ("expected class:C, classes:C1,C2, random:P or subset:C1,C2:P[:
 _CHAIN_HELP = ("expected sequential:class:C1+C2+... (one class per request, in order) or sequential:random:PxT "
                "(T disjoint requests of P% each, e.g. sequential:random:5x4)")
 RESTRICTED = "restricted"  # the suffix of the restricted subset form
+# Hardness-stratified random forget sets (issue 25; mubench/hardness.py computes the scores): P% of the
+# training set chosen by a per-example score of the cell's original model, lowest, middle or highest.
+HARDNESS_SCORES = {"atyp": "atypicality: distance to the example's class centroid over the distance to the nearest "
+                           "other class centroid, in the original's penultimate features"}
+HARDNESS_LEVELS = ("low", "mid", "high")
+HARDNESS_SPECS = tuple(f"{score}-{level}" for score in HARDNESS_SCORES for level in HARDNESS_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class Scenario:
     restricted: bool = False  # subset only: retain and test limited to the listed classes
     family: str = ""  # the family entry this scenario was expanded from (canonical text), "" if listed alone
     requests: int = 0  # sequential only: the number of requests (class chains: len(classes))
+    hardness: str = ""  # random only: "atyp-low" | "atyp-mid" | "atyp-high", a forget set chosen by atypicality
 
     @property
     def spec(self) -> str:
@@ -90,7 +100,8 @@ class Scenario:
             if self.classes:
                 return "sequential:class:" + "+".join(str(c) for c in self.classes)
             return f"sequential:random:{pct}x{self.requests}"
-        return {"class": f"class:{cls}", "classes": f"classes:{cls}", "random": f"random:{pct}",
+        hard = f":{self.hardness}" if self.hardness else ""
+        return {"class": f"class:{cls}", "classes": f"classes:{cls}", "random": f"random:{pct}{hard}",
                 "subset": f"subset:{cls}:{pct}{suffix}"}[self.kind]
 
     @property
@@ -130,11 +141,12 @@ class Family:
     sample_seed: int = 0  # class:sample:K:S: S
     rest: bool = False  # class:rest:K[:S]: the classes the sample leaves out
     percents: tuple[float, ...] = ()  # random:P1+P2: the members' percentages, in the order given
+    hardness: str = ""  # random:P:atyp: the members are P% chosen by atypicality, low, mid and high
 
     @property
     def spec(self) -> str:
         if self.kind == "random":
-            return "random:" + "+".join(f"{p:g}" for p in self.percents)
+            return "random:" + "+".join(f"{p:g}" for p in self.percents) + (f":{self.hardness}" if self.hardness else "")
         if self.sample is None:
             return "class:all"
         word = "rest" if self.rest else "sample"
@@ -143,7 +155,8 @@ class Family:
     def members(self, num_classes: int) -> tuple[Scenario, ...]:
         """The member scenarios on a dataset of `num_classes` classes, each with `family` set."""
         if self.kind == "random":
-            return tuple(Scenario("random", (), p, family=self.spec) for p in self.percents)
+            levels = [f"{self.hardness}-{level}" for level in HARDNESS_LEVELS] if self.hardness else [""]
+            return tuple(Scenario("random", (), p, family=self.spec, hardness=h) for p in self.percents for h in levels)
         if self.sample is None:
             classes = range(num_classes)
         else:
@@ -173,6 +186,17 @@ def class_permutation(num_classes: int, seed: int = 0) -> tuple[int, ...]:
     return tuple(int(c) for c in rng.permutation(num_classes))
 
 
+def select_by_score(scores: np.ndarray, n: int, level: str, rng: np.random.Generator) -> np.ndarray:
+    """The n indices with the lowest, middle ("mid": centred on the median rank) or highest
+    scores, sorted; ties are ordered by one seeded permutation, so the set is fixed by (scores,
+    scenario, seed). As in Zhao et al.'s rank-based sets, nothing stops "mid" from touching the
+    others when n is over a third of the data."""
+    perm = rng.permutation(len(scores))
+    order = perm[np.argsort(scores[perm], kind="stable")]
+    start = {"low": 0, "mid": (len(scores) - n) // 2, "high": len(scores) - n}[level]
+    return np.sort(order[start: start + n])
+
+
 def forgotten_classes(scenario: Scenario) -> frozenset[int]:
     """The classes whose every training image a scenario forgets (class-wise kinds and class
     chains); empty for kinds that draw their forget set from the run seed (random, subset)."""
@@ -198,6 +222,10 @@ def parse_family(text) -> Family | None:
         if k < 1:
             raise ConfigError(f"scenario family {raw!r} samples no class; K must be at least 1")
         return Family("class", sample=k, sample_seed=int(m.group(3) or 0), rest=m.group(1) == "rest")
+    hard = re.fullmatch(r"random:(.+):([a-z]+)", raw)
+    if hard and hard.group(2) in HARDNESS_SCORES:  # random:P:atyp, random:1+10:atyp
+        inner = parse_family(f"random:{hard.group(1)}") or Family("random", percents=(parse_scenario(f"random:{hard.group(1)}").percent,))
+        return dataclasses.replace(inner, hardness=hard.group(2))
     if raw.startswith("random:") and "+" in raw:
         parts = [p.strip() for p in raw[len("random:"):].split("+")]
         try:
@@ -269,7 +297,10 @@ def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
         kind, rest = m.groups()
         try:
             if kind == "random":
-                scenario = Scenario("random", (), float(rest))
+                pct, _, hardness = rest.partition(":")
+                if hardness and hardness not in HARDNESS_SPECS:
+                    raise ValueError(f"unknown forget-set choice {hardness!r}; expected one of {', '.join(HARDNESS_SPECS)}")
+                scenario = Scenario("random", (), float(pct), hardness=hardness)
             elif kind == "subset":
                 restricted = rest.endswith(f":{RESTRICTED}")
                 if restricted:
@@ -370,11 +401,14 @@ class Split:
                    state.get("form", "full"))  # splits stored before the restricted form: full
 
 
-def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_fingerprint: str = "") -> Split:
+def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_fingerprint: str = "",
+               scores: np.ndarray | None = None) -> Split:
     """Deterministic split of a dataset's labels for (scenario, seed).
 
     The restricted subset form draws the same forget set as the full form (its seed stream is
-    the full form's) and limits retain and test to the listed classes.
+    the full form's) and limits retain and test to the listed classes. A hardness-stratified
+    random scenario (`random:P:atyp-high`) takes its forget set by `scores`, one per training
+    example (mubench/hardness.py; the split job computes them from the cell's original).
     """
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
@@ -388,7 +422,13 @@ def make_split(train_y, test_y, scenario: str | Scenario, seed: int, data_finger
         forget, gone = requests[-1], np.concatenate(requests)
     elif sc.kind == "random":
         n = int(round(len(train_y) * sc.percent / 100))
-        forget = np.sort(rng.choice(len(train_y), size=n, replace=False))
+        if sc.hardness:
+            if scores is None or len(scores) != len(train_y):
+                raise ConfigError(f"scenario {sc.spec!r} chooses its forget set by the original model's per-example "
+                                  "scores; it is planned by `mubench run`, whose split job computes them")
+            forget = select_by_score(np.asarray(scores, dtype=np.float64), n, sc.hardness.rpartition("-")[2], rng)
+        else:
+            forget = np.sort(rng.choice(len(train_y), size=n, replace=False))
     else:
         pool = all_train[np.isin(train_y, sc.classes)]
         if sc.kind == "subset":

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
+from ..hardness import last_linear
 from ..predictor import Predictor
 from .cells import StoredCell, cached
 
@@ -31,20 +31,13 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(num / den) if den > 0 else float("nan")
 
 
-def _last_linear(model: nn.Module) -> nn.Linear:
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the model has no linear layer to read penultimate features from")
-    return linears[-1]
-
-
 @torch.no_grad()
 def features_and_logits(predictor: Predictor, x: torch.Tensor, delta: torch.Tensor | None = None,
                         batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """(penultimate features, logits) of x ↦ model(x + δ), δ = `delta` or the predictor's own."""
     model = predictor.model.eval()
     grabbed = []
-    hook = _last_linear(model).register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].detach().float()))
+    hook = last_linear(model).register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].detach().float()))
     try:
         logits = [model(predictor.transform(x[i: i + batch_size], delta)).float() for i in range(0, len(x), batch_size)]
     finally:

@@ -19,7 +19,9 @@ import pandas as pd
 from .. import stats
 from .records import current_ok, method_label, sort_rows, with_gaps
 
-METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy", "avg_gap": "Avg. Gap"}
+METRICS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-Efficacy", "avg_gap": "Avg. Gap",
+           "tow": "ToW"}  # ToW: Zhao et al.'s tug of war (mubench/hardness.py)
+DIGITS = {"tow": 3}  # decimals where 2 do not fit the metric's scale
 FAMILY = ["dataset", "model", "family"]
 
 
@@ -38,7 +40,7 @@ def family_seed_means(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     for (*fam, method, variant, seed), g in ok.groupby(FAMILY + ["method", "variant", "seed"], sort=False):
         if set(g["scenario"]) != set(members[tuple(fam)]):
             continue
-        values = {m: pd.to_numeric(g[m], errors="coerce").mean() for m in METRICS if m in g}
+        values = {m: pd.to_numeric(g[m], errors="coerce").mean() for m in METRICS if m in g}  # over forget sets
         rows.append({**dict(zip(FAMILY, fam, strict=True)), "scenario": fam[2], "method": method,
                      "variant": variant, "seed": int(seed), **values})
     return pd.DataFrame(rows), members
@@ -46,7 +48,8 @@ def family_seed_means(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 def family_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per family and method: forget sets, seeds (complete / seen), each metric's mean ± std over
-    seeds of the per-seed family means, and Avg. Gap's std across forget sets."""
+    seeds of the per-seed family means (ToW beside the Avg. Gap), and Avg. Gap's std across
+    forget sets."""
     per_seed, members = family_seed_means(df)
     if per_seed.empty:
         return pd.DataFrame()
@@ -60,8 +63,7 @@ def family_table(df: pd.DataFrame) -> pd.DataFrame:
                "forget sets": len(members[tuple(fam)]), "seeds": f"{len(g)}/{mine['seed'].nunique()}"}
         for metric, label in METRICS.items():
             values = g[metric].dropna() if metric in g else pd.Series(dtype=float)
-            row[label] = ("" if values.empty else f"{values.mean():.2f}" if len(values) < 2
-                          else f"{values.mean():.2f} ± {values.std():.2f}")
+            row[label] = _pm(values, DIGITS.get(metric, 2))
         row["Avg. Gap across sets"] = f"{per_set.std():.2f}" if per_set.notna().sum() > 1 else ""
         rows.append(row)
     table = sort_rows(pd.DataFrame(rows).assign(scenario=lambda t: t["family"]), [])
@@ -75,3 +77,38 @@ def family_comparison(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     compared = stats.compare_to_best(per_seed[["dataset", "model", "scenario", "method", "variant", "seed", "avg_gap"]])
     return compared.rename(columns={"scenario": "family"})
+
+
+def _pm(values: pd.Series, digits: int = 2) -> str:
+    return ("" if values.empty else f"{values.mean():.{digits}f}" if len(values) < 2
+            else f"{values.mean():.{digits}f} ± {values.std():.{digits}f}")
+
+
+def hardness_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per hardness-stratified forget set (`random:P:atyp-low|mid|high`) and method: the set's
+    measured entanglement (Zhao et al.'s ES of forget vs retain features, mean over seeds),
+    UA, Avg. Gap and ToW, mean ± std over seeds — how each method fares as the examples get harder."""
+    from ..errors import ConfigError
+    from ..scenarios import parse_scenario
+
+    ok = current_ok(with_gaps(df))
+    if "forget_es" not in ok:
+        return pd.DataFrame()
+    def stratified(spec: str) -> bool:
+        try:
+            return parse_scenario(spec).hardness != ""
+        except ConfigError:  # a scenario this version does not know (records of another version)
+            return False
+
+    hard = ok[[stratified(s) for s in ok["scenario"]]]
+    rows = []
+    for (dataset, model, scenario, method, variant), g in hard.groupby(
+            ["dataset", "model", "scenario", "method", "variant"], sort=False):
+        num = {m: pd.to_numeric(g[m], errors="coerce").dropna() for m in ("forget_es", "ua", "avg_gap", "tow")}
+        rows.append({"dataset": dataset, "model": model, "scenario": scenario, "method": method, "variant": variant,
+                     "forget ES": _pm(num["forget_es"], 1), "UA": _pm(num["ua"]), "Avg. Gap": _pm(num["avg_gap"]),
+                     "ToW": _pm(num["tow"], 3), "seeds": len(g)})
+    if not rows:
+        return pd.DataFrame()
+    table = sort_rows(pd.DataFrame(rows), [])
+    return table.assign(method=table.pop("variant").map(method_label))

@@ -235,7 +235,9 @@ def with_gaps(df: pd.DataFrame) -> pd.DataFrame:
     by_seed = {}
     for r in retrains.sort_values("variant", key=lambda s: s.ne("retrain")).itertuples():
         by_seed.setdefault((r.dataset, r.model, r.scenario, r.seed), r)
-    gaps, no_mia, refs = [], [], []
+    from ..hardness import tow
+
+    gaps, no_mia, tows, refs = [], [], [], []
     for row in df.itertuples():
         ref = by_key.get(getattr(row, "retrain_key", None)) if row.method != "retrain" else None
         ref = ref or by_seed.get((row.dataset, row.model, row.scenario, row.seed))
@@ -244,15 +246,18 @@ def with_gaps(df: pd.DataFrame) -> pd.DataFrame:
         if ref is None or row.status != "ok":
             gaps.append(np.nan)
             no_mia.append(np.nan)
+            tows.append(np.nan)
             refs.append(None)
             continue
         diffs = {m: abs(float(getattr(row, m)) - float(getattr(ref, m))) for m in GAP_METRICS}
         gaps.append(float(np.mean(list(diffs.values()))))
         no_mia.append(float(np.mean([diffs[m] for m in NO_MIA_TERMS])))
+        tows.append(tow(*(float(getattr(row, m)) for m in NO_MIA_TERMS), *(float(getattr(ref, m)) for m in NO_MIA_TERMS)))
         refs.append(getattr(ref, "key", None))
     df["avg_gap_stored"] = df["avg_gap"]
     df["avg_gap"] = gaps
     df["avg_gap_no_mia"] = no_mia
+    df["tow"] = tows  # Zhao et al.'s tug of war (mubench/hardness.py), against the same Retrain
     df["gap_ref_key"] = refs
     return df
 

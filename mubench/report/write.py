@@ -10,7 +10,7 @@ from pathlib import Path
 from ..analysis.cells import load_cells
 from ..errors import ConfigError, MubenchError
 from .attacks import has_attack, side_by_side
-from .families import family_comparison, family_table
+from .families import family_comparison, family_table, hardness_table
 from .html import render_html
 from .latex import render_latex
 from .markdown import render_markdown
@@ -89,6 +89,11 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
                       "Holm-corrected t-test; tied = not significantly different at 0.05)",
                       stats.format_stats(family_comparison(df)).assign(
                           variant=lambda t: t["variant"].map(method_label)).rename(columns={"variant": "method"})))
+    strata = hardness_table(df)
+    if not strata.empty:
+        extra.append(("Hardness-stratified forget sets (random:P:atyp-low|mid|high, mubench/hardness.py): each set's "
+                      "entanglement with the retain set (Zhao et al.'s ES of the original's features), UA, Avg. Gap and "
+                      "ToW (their tug of war, 1 = Retrain), mean ± std over seeds", strata))
     transfer = transfer_table(df)
     if not transfer.empty:
         extra.append(("Tuning vs reported (does the selection transfer?): each tuned row's Avg. Gap in its search "
