@@ -330,3 +330,39 @@ def test_the_report_lines_up_each_chain_by_step(chain_run, tmp_path):
     assert (table.loc[table["method"].eq("retrain"), "ua_all_gap"] == 0).all()
     (figure,) = chain_figures(table, tmp_path)
     assert figure.png.is_file() and figure.cell == ("digits", "small_cnn", CHAIN)
+
+
+def test_chain_avg_gap_charges_a_request_given_back(tmp_path):
+    """Hand-computed (issue 26's chain-level Avg. Gap): on a 2-step class chain FV matches
+    Retrain on request t at both steps (per-step gaps 0), but at step 2 its UA on everything
+    forgotten so far is 50 against Retrain's 100 (class 0 given back): its chain gap is
+    (0 + 50 / 4) / 2 = 6.25 per seed; FT is 2 points off on RA at each step: 0.5."""
+    from mubench.report.records import load_records
+    from mubench.report.sequential import chain_summary
+    from mubench.store import Store
+
+    store = Store(tmp_path)
+    for seed in (0, 1):
+        for step, spec in ((1, "sequential:class:0"), (2, "sequential:class:0+3")):
+            for method, ua_all, ra in (("retrain", 100.0, 99.0), ("forget_vector", 100.0 if step == 1 else 50.0, 99.0),
+                                       ("finetune", 100.0, 97.0)):
+                rec = {"key": f"{method}-{step}-{seed}", "dataset": "digits", "model": "small_cnn", "scenario": spec,
+                       "scenario_kind": "sequential", "seed": seed, "method": method, "display_name": method,
+                       "params": {}, "status": "ok", "split_hash": f"{spec}-{seed}", "retrain_key": f"retrain-{step}-{seed}",
+                       "finished": "2026-01-01T00:00:00", "ua": 100.0, "ra": ra, "ta": 98.0, "mia_efficacy": 100.0,
+                       "ua_all": ua_all, "step": step, "request": f"class:{spec[-1]}", "rte_cum_rel": 0.1 * step}
+                store.write_record("method", rec["key"], rec)
+    table = chain_summary(load_records(tmp_path)).set_index("variant")
+    assert table.loc["forget_vector", "chain_gap"] == pytest.approx(6.25)
+    assert table.loc["forget_vector", "step_gap"] == pytest.approx(0.0)
+    assert table.loc["forget_vector", "final_ua_all_gap"] == pytest.approx(50.0)
+    assert table.loc["finetune", "chain_gap"] == pytest.approx(0.5) and table.loc["finetune", "step_gap"] == pytest.approx(0.5)
+    assert table.loc["retrain", "chain_gap"] == 0 and table.loc["forget_vector", "seeds"] == "2/2"
+    assert table.loc["finetune", "final_rte_rel"] == pytest.approx(0.2)
+    # A committed records.csv re-renders the chain tables (it has no text column for the request).
+    from mubench.report.records import tidy
+    from mubench.report.sequential import chain_table
+
+    tidy(load_records(tmp_path)).to_csv(tmp_path / "records.csv", index=False)
+    steps = chain_table(load_records(tmp_path / "records.csv"))
+    assert steps.groupby("step")["request"].first().to_dict() == {1: "class:0", 2: "class:3"}

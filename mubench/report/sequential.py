@@ -24,11 +24,64 @@ def _ua_all_gap(part: pd.DataFrame) -> pd.Series:
     gap on forgetting. Avg. Gap reads request t alone, so a method that forgets request t and
     gives the earlier requests back (measured: composed forget vectors on a class chain,
     reports/digits-sequential) looks close to Retrain there and far from it here."""
-    ua_all = pd.to_numeric(part["ua_all"], errors="coerce")
+    return (pd.to_numeric(part["ua_all"], errors="coerce") - _per_step_reference(part, "ua_all")).abs()
+
+
+def _per_step_reference(part: pd.DataFrame, column: str) -> pd.Series:
+    """Each row's step-and-seed Retrain value of `column`."""
+    values = pd.to_numeric(part[column], errors="coerce")
     retrain = part["method"].eq("retrain")
-    reference = ua_all[retrain].groupby([part.loc[retrain, "step"], part.loc[retrain, "seed"]]).first()
-    keys = pd.MultiIndex.from_arrays([part["step"], part["seed"]])
-    return (ua_all - reference.reindex(keys).to_numpy()).abs()
+    reference = values[retrain].groupby([part.loc[retrain, "step"], part.loc[retrain, "seed"]]).first()
+    return pd.Series(reference.reindex(pd.MultiIndex.from_arrays([part["step"], part["seed"]])).to_numpy(),
+                     index=part.index)
+
+
+def chain_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per chain and method variant, one number per chain (issue 26): the **chain Avg. Gap**, the
+    mean over the chain's steps of each step's Avg. Gap with its UA term on everything forgotten
+    so far (|UA(all) − Retrain's|) instead of on request t alone — so giving an earlier request
+    back costs as much as never forgetting it — per seed, then mean ± std over seeds; beside it the
+    per-step Avg. Gap averaged the same way, the last step's UA (all) gap and the last step's
+    cumulative RTE over Retrain's."""
+    ok = current_ok(with_gaps(df))
+    if "step" not in ok or "ua_all" not in ok:
+        return pd.DataFrame()
+    rows = []
+    for cell, g in ok.groupby(["dataset", "model"], sort=False):
+        for chain, steps in chains(g["scenario"].unique()).items():
+            part = g[g["scenario"].isin(steps)]
+            ua_gap = (pd.to_numeric(part["ua"], errors="coerce") - _per_step_reference(part, "ua")).abs()
+            all_gap = (pd.to_numeric(part["ua_all"], errors="coerce") - _per_step_reference(part, "ua_all")).abs()
+            part = part.assign(chain_gap=pd.to_numeric(part["avg_gap"], errors="coerce") + (all_gap - ua_gap) / 4,
+                               ua_all_gap=all_gap)
+            last = part["step"].astype(int).eq(len(steps))
+            for variant, h in part.groupby("variant", sort=False):
+                seeds = h.groupby("seed")
+                complete = seeds["step"].nunique().eq(len(steps))  # a seed without every step is left out
+                per_seed = seeds[["chain_gap", "avg_gap"]].mean()[complete]
+                final = h[last.loc[h.index]]
+                rows.append({"dataset": cell[0], "model": cell[1], "chain": chain, "method": h["method"].iloc[0],
+                             "variant": variant, "seeds": f"{int(complete.sum())}/{len(complete)}",
+                             "chain_gap": per_seed["chain_gap"].mean(), "chain_gap_std": per_seed["chain_gap"].std(),
+                             "step_gap": per_seed["avg_gap"].mean(),
+                             "final_ua_all_gap": pd.to_numeric(final["ua_all_gap"], errors="coerce").mean(),
+                             "final_rte_rel": pd.to_numeric(final.get("rte_cum_rel"), errors="coerce").mean()})
+    return pd.DataFrame(rows)
+
+
+def chain_summary_text(table: pd.DataFrame) -> pd.DataFrame:
+    """`chain_summary` for the renderers."""
+    def num(x, d=2):
+        return "" if pd.isna(x) else f"{x:.{d}f}"
+
+    return pd.DataFrame({
+        "dataset": table["dataset"], "model": table["model"], "chain": table["chain"],
+        "method": table["variant"].map(method_label), "seeds": table["seeds"],
+        "chain Avg. Gap": [num(m) + ("" if pd.isna(s) else f" ± {s:.2f}") for m, s in
+                           zip(table["chain_gap"], table["chain_gap_std"], strict=True)],
+        "per-step Avg. Gap": table["step_gap"].map(num), "last UA (all) gap": table["final_ua_all_gap"].map(num),
+        "last cumulative RTE / Retrain's": table["final_rte_rel"].map(lambda x: num(x, 3)),
+    })
 
 
 def chains(scenarios) -> dict[str, list[str]]:
@@ -54,7 +107,8 @@ def chain_table(df: pd.DataFrame) -> pd.DataFrame:
             for (variant, step), h in part.groupby(["variant", "step"], sort=False):
                 means = {m: pd.to_numeric(h[m], errors="coerce").mean() for m in STEP_METRICS if m in h}
                 rows.append({"dataset": cell[0], "model": cell[1], "chain": chain, "method": h["method"].iloc[0],
-                             "variant": variant, "step": int(step), "request": h["request"].iloc[0],
+                             "variant": variant, "step": int(step),
+                             "request": parse_scenario(h["scenario"].iloc[0]).request.spec,  # a records.csv has no text column for it
                              "n_seeds": h["seed"].nunique(), **means})
     if not rows:
         return pd.DataFrame()

@@ -16,7 +16,13 @@ from .latex import render_latex
 from .markdown import render_markdown
 from .notes import provenance_line, report_notes
 from .records import load_records, method_label, tidy, with_gaps
-from .sequential import chain_figures, chain_table, chain_table_text
+from .sequential import (
+    chain_figures,
+    chain_summary,
+    chain_summary_text,
+    chain_table,
+    chain_table_text,
+)
 from .tables import per_seed_gaps, summary_stats, summary_table
 from .transfer import transfer_table, transfer_text
 
@@ -106,6 +112,10 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
                       "request t, UA (all) on everything forgotten so far and its gap to that step's "
                       "Retrain's (ua_all_gap), Avg. Gap to that step's Retrain, "
                       "cumulative RTE and its ratio to Retrain's (one retrain per request)", chain_table_text(steps)))
+        extra.append(("Sequential deletion, per chain: the chain Avg. Gap (mean over steps of each step's Avg. Gap "
+                      "with its UA term on everything forgotten so far, per seed, then mean ± std over seeds; a "
+                      "request given back later costs as much as one never forgotten) beside the per-step Avg. Gap "
+                      "averaged the same way", chain_summary_text(chain_summary(df))))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     figures = plots.report_figures(df, summary_stats(df), out / "figures", stored_cells(root))
