@@ -265,7 +265,10 @@ def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path,
         figures.append(plot_metric_bars(s, cell, stem.with_name(stem.name + "_metrics")))
         fig = plot_efficacy_cost(s, cell, stem.with_name(stem.name + "_efficacy_cost"))
         figures += [fig] if fig else []
-        rows = df[(df[CELL] == list(cell)).all(axis=1) & df["status"].eq("ok") & ~df["superseded"]]
+        from .report.records import current_ok  # one record per job and forget set (a family copy is not a second)
+
+        ok = current_ok(df)
+        rows = ok[(ok[CELL] == list(cell)).all(axis=1)]
         cell_stored = (lambda m, seed, c=cell: stored(c, m, seed)) if stored else None
         inp = FigureInput(tuple(cell), rows, s, stem, cell_stored)
         for entry in FIGURES.entries():

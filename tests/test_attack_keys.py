@@ -20,6 +20,9 @@ job whose key moved was one of those (its `made_by` says so); every other job ke
 It was re-pinned once more when the forget-vector learners moved to the CPU schedule and the
 digits settings were re-tuned (issue 27): only forget_vector, fv_arithmetic, the fv_bank and the
 tuned methods' Unlearn and Evaluate jobs moved; originals, splits and Retrains kept their keys.
+Issue 25 re-pinned it again (pilot-sized spaces, augmentation and SCRUB's batch sizes searched, the
+digits file re-tuned on class:sample:5): again only the tuned methods' Unlearn and Evaluate jobs
+and the fv_bank (which now learns with augmentation, the paper's default) moved.
 
 This table is a pin, not a spec: a change that means to re-key jobs (a method's version, a
 tuned file) updates it on purpose and says so in its commit.

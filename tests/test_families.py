@@ -250,3 +250,31 @@ def test_family_aggregate_averages_forget_sets_within_a_seed_then_seeds(tmp_path
     assert compared.loc["grad_ascent", "note"] == "best" and compared.loc["finetune", "mean_diff"] > 2
     # A grid without families has no family table (the report leaves the section out).
     assert family_table(df.assign(family=None)).empty
+
+
+def test_a_forget_set_run_alone_and_in_a_family_keeps_both_records(tmp_path):
+    """class:1 run alone after the family class:sample:2 (same predictor, its own Evaluate): the
+    per-cell table counts class:1 once per seed, and the family keeps both its members (the
+    plain record used to supersede the member's, and the family lost a forget set)."""
+    from mubench import report
+    from mubench.report.families import family_table
+    from mubench.store import Store
+
+    store = Store(tmp_path)
+    for seed in range(2):
+        for scenario in ("class:1", "class:3"):
+            for method, ua in (("retrain", 100.0), ("finetune", 90.0)):
+                store.write_record("method", f"{method}-{scenario}-{seed}", _family_record(method, scenario, seed, ua))
+        for method, ua in (("retrain", 100.0), ("finetune", 90.0)):  # later, alone
+            rec = {**_family_record(method, "class:1", seed, ua), "family": None, "key": f"{method}-alone-{seed}",
+                   "finished": "2026-02-01T00:00:00"}
+            store.write_record("method", rec["key"], rec)
+    df = report.load_records(tmp_path)
+    assert not df["superseded"].any()  # no record is a re-run of another
+    table = family_table(df).set_index("method")
+    assert table.loc["FT", "forget sets"] == 2 and table.loc["FT", "seeds"] == "2/2"
+    summary = report.summary_table(df).loc[("digits", "small_cnn", "class:1")]
+    assert summary.loc["FT", "seeds"] == "2/2"  # not 4/2
+    cur = report.records.current(df)
+    assert len(cur[cur["scenario"].eq("class:1") & cur["method"].eq("finetune")]) == 2
+    assert cur.loc[cur["scenario"].eq("class:1"), "family"].isna().all()  # the one listed alone

@@ -145,14 +145,15 @@ def test_the_forget_vector_with_chain_forget_all_keeps_the_earlier_request_forgo
     f(x + δ_1) with D minus both classes as its retain set. Learned on request 2 (class 3) alone,
     δ_2 has nothing holding class 0 forgotten under δ_1 + δ_2. With chain_forget="all" its forget
     term also covers class 0, so class 0 stays forgotten under the composed δ."""
+    from _grids import FV_CLASS_VALUES
+
     from mubench.methods.forget_vector import CPU_SCHEDULE, ForgetVector, ForgetVectorParams
     from mubench.metrics import unlearning_accuracy
     from mubench.outputs import PartOutputs
     from mubench.pipeline import get_split
-    from mubench.tuned import SHIPPED_DIR, read_tuned
 
-    # what a digits chain runs: the CPU schedule and the shipped class-wise β and lr
-    params = ForgetVectorParams(**CPU_SCHEDULE, **read_tuned(SHIPPED_DIR / "digits.toml").table("forget_vector", "class"))
+    # what a digits chain runs: the CPU schedule and a class-wise β and lr of a digits search
+    params = ForgetVectorParams(**CPU_SCHEDULE, **FV_CLASS_VALUES)
     first = make_task(get_split(None, digits, "class:0", 0))
     step1 = ForgetVector(params).unlearn(first)
     task = make_task(get_split(None, digits, "class:3", 0))

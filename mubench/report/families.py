@@ -25,14 +25,20 @@ DIGITS = {"tow": 3}  # decimals where 2 do not fit the metric's scale
 FAMILY = ["dataset", "model", "family"]
 
 
+def family_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok, newest records that name a family (with gaps): a member's own rows, kept even where
+    the same forget set also ran alone (per-cell tables show that one)."""
+    df = with_gaps(df)
+    if "family" not in df:
+        return df.iloc[0:0]
+    return df[~df["superseded"] & df["status"].eq("ok") & df["family"].notna() & df["family"].astype(str).ne("")]
+
+
 def family_seed_means(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """(per (dataset, model, family, method, variant, seed): the mean over the family's forget sets
     of each metric, only where the seed has every member; {(dataset, model, family): members}).
     The family stands in the `scenario` column too, so stats' per-cell functions take it as is."""
-    ok = current_ok(with_gaps(df))
-    if "family" not in ok:
-        return pd.DataFrame(), {}
-    ok = ok[ok["family"].notna() & ok["family"].astype(str).ne("")]
+    ok = family_records(df)
     if ok.empty:
         return pd.DataFrame(), {}
     members = {key: sorted(set(g["scenario"])) for key, g in ok.groupby(FAMILY, sort=False)}
@@ -53,8 +59,7 @@ def family_table(df: pd.DataFrame) -> pd.DataFrame:
     per_seed, members = family_seed_means(df)
     if per_seed.empty:
         return pd.DataFrame()
-    ok = current_ok(with_gaps(df))
-    ok = ok[ok["family"].notna() & ok["family"].astype(str).ne("")]
+    ok = family_records(df)
     rows = []
     for (*fam, method, variant), g in per_seed.groupby(FAMILY + ["method", "variant"], sort=False):
         mine = ok[(ok[FAMILY] == pd.Series(fam, index=FAMILY)).all(axis=1) & ok["variant"].eq(variant)]

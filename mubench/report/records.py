@@ -201,16 +201,30 @@ def _normalise(record: dict) -> dict:
     return row
 
 
+def _family(df: pd.DataFrame) -> pd.Series:
+    """Each record's scenario family, "" for a scenario listed alone (or records before families)."""
+    return df["family"].fillna("").astype(str) if "family" in df else pd.Series("", index=df.index)
+
+
 def _superseded(df: pd.DataFrame) -> pd.Series:
-    order = df.assign(_ok=df["status"].eq("ok"), _fin=df["finished"].fillna("").astype(str))
+    """An older record of the same job: same cell, variant, seed and family (a family member's
+    Evaluate is its own job beside the same scenario listed alone, not a re-run of it)."""
+    order = df.assign(_ok=df["status"].eq("ok"), _fin=df["finished"].fillna("").astype(str), _family=_family(df))
     order = order.sort_values(["_ok", "_fin"], ascending=False, kind="stable")
-    first = ~order.duplicated(CELL + ["variant", "seed"], keep="first")
+    first = ~order.duplicated(CELL + ["variant", "seed", "_family"], keep="first")
     return ~first.reindex(df.index)
 
 
 def current(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows tables show: the newest record of each job (see `records_frame`)."""
-    return df[~df["superseded"]]
+    """The rows per-cell tables show: the newest record of each job (see `records_frame`), and of
+    a forget set that several entries ran (alone and in a family, or in two families; the same
+    predictor and numbers) one record, the one listed alone if any (report/families.py reads the
+    family members' own records)."""
+    cur = df[~df["superseded"]]
+    if not _family(cur).ne("").any():
+        return cur
+    ranked = cur.assign(_member=_family(cur).ne("")).sort_values("_member", kind="stable")
+    return cur.loc[sorted(ranked.drop_duplicates(CELL + ["variant", "seed"]).index)]
 
 
 def current_ok(df: pd.DataFrame) -> pd.DataFrame:
