@@ -258,17 +258,16 @@ def report_figures(df: pd.DataFrame, stats: pd.DataFrame, out_dir: Path,
                    stored: Callable[[tuple, str, int], Any] | None = None) -> list[Figure]:
     """Every figure of a report, per (dataset, model, scenario), written under `out_dir`: the
     metric bars and efficacy–cost scatter, then each registered figure (those that read stored
-    predictors only when `stored(cell, method, seed)` is given)."""
+    predictors only when `stored(cell, method, seed)` is given). `df`: one record per job and
+    forget set (report.records.current: a family member's copy of a scenario run alone is not a
+    second record of it)."""
     figures: list[Figure] = []
     for cell, s in stats.groupby(CELL, sort=False):
         stem = Path(out_dir) / slug(*cell)
         figures.append(plot_metric_bars(s, cell, stem.with_name(stem.name + "_metrics")))
         fig = plot_efficacy_cost(s, cell, stem.with_name(stem.name + "_efficacy_cost"))
         figures += [fig] if fig else []
-        from .report.records import current_ok  # one record per job and forget set (a family copy is not a second)
-
-        ok = current_ok(df)
-        rows = ok[(ok[CELL] == list(cell)).all(axis=1)]
+        rows = df[(df[CELL] == list(cell)).all(axis=1) & df["status"].eq("ok") & ~df["superseded"]]
         cell_stored = (lambda m, seed, c=cell: stored(c, m, seed)) if stored else None
         inp = FigureInput(tuple(cell), rows, s, stem, cell_stored)
         for entry in FIGURES.entries():

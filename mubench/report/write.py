@@ -15,7 +15,7 @@ from .html import render_html
 from .latex import render_latex
 from .markdown import render_markdown
 from .notes import provenance_line, report_notes
-from .records import load_records, method_label, tidy, with_gaps
+from .records import current, load_records, method_label, tidy, with_gaps
 from .sequential import (
     chain_figures,
     chain_summary,
@@ -118,7 +118,7 @@ def write_report(root: str | Path, out_dir: str | Path | None = None,
                       "averaged the same way", chain_summary_text(chain_summary(df))))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    figures = plots.report_figures(df, summary_stats(df), out / "figures", stored_cells(root))
+    figures = plots.report_figures(current(df), summary_stats(df), out / "figures", stored_cells(root))
     figures += chain_figures(steps, out / "figures")
     written += [p for fig in figures for p in fig.paths]
     if "parquet" in formats and importlib.util.find_spec("pyarrow") is None:
