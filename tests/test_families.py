@@ -252,7 +252,7 @@ def test_family_aggregate_averages_forget_sets_within_a_seed_then_seeds(tmp_path
     assert family_table(df.assign(family=None)).empty
 
 
-def test_a_forget_set_run_alone_and_in_a_family_keeps_both_records(tmp_path):
+def test_a_forget_set_run_alone_and_in_a_family_keeps_both_records(tmp_path, monkeypatch):
     """class:1 run alone after the family class:sample:2 (same predictor, its own Evaluate): the
     per-cell table counts class:1 once per seed, and the family keeps both its members (the
     plain record used to supersede the member's, and the family lost a forget set)."""
@@ -278,3 +278,18 @@ def test_a_forget_set_run_alone_and_in_a_family_keeps_both_records(tmp_path):
     cur = report.records.current(df)
     assert len(cur[cur["scenario"].eq("class:1") & cur["method"].eq("finetune")]) == 2
     assert cur.loc[cur["scenario"].eq("class:1"), "family"].isna().all()  # the one listed alone
+    # The figures get one record per (cell, variant, seed) too (FigureInput's contract; two made
+    # the forget vector's δ figure of such a cell vanish).
+    from mubench import plots
+
+    seen = {}
+
+    def no_figures(frame, *args, **kwargs):  # keeps what the report hands the figures, draws none
+        seen["rows"] = frame
+        return []
+
+    monkeypatch.setattr(plots, "report_figures", no_figures)
+    report.write_report(tmp_path, tmp_path / "report", formats=("md",))
+    rows = seen["rows"][seen["rows"]["status"].eq("ok") & ~seen["rows"]["superseded"]]
+    assert len(rows) == 8 and not rows.duplicated(["dataset", "model", "scenario", "variant", "seed"]).any()
+
