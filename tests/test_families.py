@@ -293,3 +293,7 @@ def test_a_forget_set_run_alone_and_in_a_family_keeps_both_records(tmp_path, mon
     rows = seen["rows"][seen["rows"]["status"].eq("ok") & ~seen["rows"]["superseded"]]
     assert len(rows) == 8 and not rows.duplicated(["dataset", "model", "scenario", "variant", "seed"]).any()
 
+    # A committed records.csv keeps both records and the family (it held neither column before).
+    report.records.tidy(df).to_csv(tmp_path / "records.csv", index=False)
+    again = report.load_records(tmp_path / "records.csv")
+    assert len(again) == len(df) and family_table(again).set_index("method").loc["FT", "forget sets"] == 2

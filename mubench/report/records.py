@@ -81,7 +81,7 @@ METHOD_LABELS = _MethodLabels()
 # Old column names → current ones, mapped on read so results written by older versions still load.
 RENAMED_COLUMNS = {"mia": "mia_efficacy", "rte": "rte_s", "gap": "avg_gap"}
 # Columns that describe a job rather than measure it; every other numeric column is a metric.
-PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "method_version",
+PROVENANCE = ["key", "status", "error", "traceback_file", "scenario_kind", "family", "method_version",
               "display_name", "tuned", "tuned_from", "tuned_file", "tuning_protocol", "split_hash", "original_key", "retrain_key",
               "original_train_acc", "original_test_acc", "device", "precision", "n_jobs", "torch_threads", "started",
               "finished", "wall_s", "n_forget", "n_retain", "n_test"]
@@ -144,10 +144,14 @@ def records_from_tidy(path: str | Path) -> pd.DataFrame:
     long = long[~long["superseded"].astype(bool)] if "superseded" in long else long
     flags = {"True": 1.0, "False": 0.0, True: 1.0, False: 0.0}  # CSVs written before values were numeric
     long = long.assign(value=pd.to_numeric(long["value"].map(lambda v: flags.get(v, v)), errors="coerce"))
+    # one record per record key: a forget set run alone and in a family is two records of one job
+    by = JOB + ["key"] if "key" in long else JOB
+    if "key" in long:
+        long = long.assign(key=long["key"].fillna(""))
     ident = [c for c in long.columns if c not in ("metric", "value", "superseded", "method")]
-    jobs = long.drop_duplicates(JOB)[ident + ["method"]]
-    wide = long.pivot_table(index=JOB, columns="metric", values="value", aggfunc="first", dropna=False)
-    frame = jobs.merge(wide.reset_index(), on=JOB, how="left").drop(columns="variant")
+    jobs = long.drop_duplicates(by)[ident + ["method"]]
+    wide = long.pivot_table(index=by, columns="metric", values="value", aggfunc="first", dropna=False)
+    frame = jobs.merge(wide.reset_index(), on=by, how="left").drop(columns="variant")
     records = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
                for r in frame.to_dict("records")]
     for r in records:
