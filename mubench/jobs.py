@@ -210,16 +210,15 @@ class Split(Job):
         return DataRef(self.dataset, self.data_options, self.data)
 
     def run(self, ctx: RunContext) -> dict:
-        scores = None
+        scores, data = None, self.ref.load()
         if self.scorer is not None:
             from .data import eval_view
             from .hardness import atypicality_scores, entanglement_score, penultimate_features
 
-            data = self.ref.load()
             features = penultimate_features(self.scorer.load(ctx).model, data.train_x,
                                             functools.partial(eval_view, data), ctx.device)
             scores = lambda: atypicality_scores(features, data.train_y)  # noqa: E731
-        split = get_split(ctx.store, self.ref.load(), self.scenario, self.seed, key=self.key, scores=scores)
+        split = get_split(ctx.store, data, self.scenario, self.seed, key=self.key, scores=scores)
         record = {"key": self.key, "kind": "split", "status": "ok", "split_hash": split.hash}
         if self.scorer is not None:  # what a reader checks the stratum by (Evaluate copies it: `forget_es`)
             record["forget_es"] = entanglement_score(features, split.forget)

@@ -51,7 +51,7 @@ def chain_summary(df: pd.DataFrame) -> pd.DataFrame:
         for chain, steps in chains(g["scenario"].unique()).items():
             part = g[g["scenario"].isin(steps)]
             ua_gap = (pd.to_numeric(part["ua"], errors="coerce") - _per_step_reference(part, "ua")).abs()
-            all_gap = (pd.to_numeric(part["ua_all"], errors="coerce") - _per_step_reference(part, "ua_all")).abs()
+            all_gap = _ua_all_gap(part)
             part = part.assign(chain_gap=pd.to_numeric(part["avg_gap"], errors="coerce") + (all_gap - ua_gap) / 4,
                                ua_all_gap=all_gap)
             last = part["step"].astype(int).eq(len(steps))
